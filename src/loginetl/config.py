@@ -1,0 +1,120 @@
+"""Settings: where the queues and the database are, and the secrets that must never be shown.
+
+Values come from command-line flags, the environment, or a `.env` file in the working directory,
+in that order of precedence (the CLI loads `.env` without overriding the environment, and Typer
+reads each option's env var). This module only holds and checks them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+DEFAULT_QUEUE_URL = "http://localhost:4566/000000000000/login-queue"
+DEFAULT_DATABASE_URL = "postgresql://postgres:postgres@localhost:5432/postgres"
+LOCAL_REGION = "us-east-1"
+
+# Every secret the process has seen, so that any text leaving it can be scrubbed.
+_secrets: set[str] = set()
+
+
+def remember_secret(value: str | None) -> None:
+    if value:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Hide every known secret (mask key, database password) in `text`."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with its password replaced by ***, for display."""
+    dsn = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)
+    return re.sub(r"^([a-z]+://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+
+
+def dsn_password(dsn: str) -> str | None:
+    match = re.search(r"password\s*=\s*('[^']*'|\S+)", dsn)
+    if match:
+        return match.group(1).strip("'")
+    try:
+        return urlsplit(dsn).password
+    except ValueError:
+        return None
+
+
+def database_location(dsn: str) -> str:
+    """host:port/dbname, to say which database an error is about without showing credentials."""
+    if "://" not in dsn:
+        fields = dict(re.findall(r"(\w+)\s*=\s*('[^']*'|\S+)", dsn))
+        host, port = fields.get("host", "localhost"), fields.get("port", "5432")
+        return f"{host.strip(chr(39))}:{port}/{fields.get('dbname', '')}"
+    try:
+        parts = urlsplit(dsn)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+    except ValueError:
+        return "(unparseable database URL)"
+
+
+def is_aws_host(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+
+
+def endpoint_for(queue_url: str, endpoint_url: str | None) -> str | None:
+    """The SQS endpoint: the explicit one, else the queue URL's own host when it is not AWS."""
+    if endpoint_url:
+        return endpoint_url
+    if is_aws_host(queue_url):
+        return None
+    parts = urlsplit(queue_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def region_from_queue_url(queue_url: str) -> str | None:
+    """AWS queue URLs name their region: https://sqs.eu-west-1.amazonaws.com/123/q."""
+    match = re.match(r"https?://sqs\.([a-z0-9-]+)\.amazonaws\.com", queue_url)
+    return match.group(1) if match else None
+
+
+def check_queue_url(url: str, flag: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.count("/") < 2:
+        raise ConfigError(
+            f"{flag} {url!r} is not a queue URL (expected http(s)://host/ACCOUNT/QUEUE)"
+        )
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    queue_url: str = DEFAULT_QUEUE_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    dlq_url: str | None = None  # None: discovered from the queue's RedrivePolicy
+    endpoint_url: str | None = None
+
+    def __post_init__(self) -> None:
+        check_queue_url(self.queue_url, "--queue-url")
+        if self.dlq_url:
+            check_queue_url(self.dlq_url, "--dlq-url")
+        remember_secret(dsn_password(self.database_url))
+
+    @property
+    def sqs_endpoint(self) -> str | None:
+        return endpoint_for(self.queue_url, self.endpoint_url)
+
+    @property
+    def database_location(self) -> str:
+        return database_location(self.database_url)
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(queue_url={self.queue_url!r}, dlq_url={self.dlq_url!r}, "
+            f"endpoint_url={self.endpoint_url!r}, database_url={redact_dsn(self.database_url)!r})"
+        )

@@ -1,0 +1,27 @@
+"""Errors the services raise, each carrying a one-line message for the operator and an exit code.
+
+The CLI turns any of these into that line on stderr and the exit code; nothing else in the
+package prints.
+"""
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # had to stop on an error (queue or database unreachable, ...)
+EXIT_USAGE = 2  # bad usage or configuration
+
+
+class LoginetlError(Exception):
+    exit_code = EXIT_FAILED
+
+
+class ConfigError(LoginetlError):
+    """A missing or invalid setting: the operator must fix the configuration."""
+
+    exit_code = EXIT_USAGE
+
+
+class QueueError(LoginetlError):
+    """SQS refused or could not be reached."""
+
+
+class DatabaseError(LoginetlError):
+    """PostgreSQL refused or could not be reached."""

