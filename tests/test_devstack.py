@@ -1,0 +1,412 @@
+"""The local stack without Docker (`loginetl-stack`), with real processes: moto's server and an
+embedded PostgreSQL, on free ports, in temporary folders, always torn down.
+
+Also checks docker-compose.yml and runs its LocalStack init hook against moto.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import psycopg2
+import pytest
+from dotenv import dotenv_values
+from typer.testing import CliRunner
+
+from loginetl import devstack
+from loginetl.devstack import StackError, app
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = json.loads((ROOT / "src/loginetl/data/sample_data.json").read_text())
+HOOK = ROOT / "docker/localstack-init/ready.d/init-queues.sh"
+
+
+def free_port() -> int:
+    """A port nothing listens on, with the next one free too (room for a fallback)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port < 65535 and devstack.port_is_free(port) and devstack.port_is_free(port + 1):
+            return port
+
+
+def listening_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    return sock
+
+
+def answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def sqs_client(endpoint: str):
+    return boto3.client(
+        "sqs",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def depth(client, queue_url: str) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
+    return sum(int(attributes["Attributes"][name]) for name in names)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def tear_down(stack_dir: Path) -> None:
+    """Stop everything in stack_dir whatever state it is in, then remove it."""
+    invoke("down", "--purge", "--dir", str(stack_dir))
+    for stop, folder in ((devstack.stop_postgres, stack_dir / "pgdata"), (devstack.stop_sqs_server, stack_dir)):
+        try:
+            stop(folder)
+        except StackError:
+            pass
+    shutil.rmtree(stack_dir, ignore_errors=True)
+
+
+# --- the stack, started once with the CLI ----------------------------------------------------
+
+
+@dataclass
+class Stack:
+    dir: Path
+    env_file: Path
+    output: str
+    taken_port: int  # asked for as the SQS port while something else listened on it
+    sqs_port: int
+    pg_port: int
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    base = tmp_path_factory.mktemp("devstack")
+    stack_dir = base / "stack"
+    env_file = base / "test.env"
+    env_file.write_text("# my own settings\nOTHER_SETTING=keep-me\nLOGINETL_QUEUE_URL=stale\n")
+    taken_port, pg_port = free_port(), free_port()
+    blocker = listening_socket(taken_port)
+    try:
+        result = invoke(
+            "up",
+            "--dir", str(stack_dir),
+            "--env-file", str(env_file),
+            "--sqs-port", str(taken_port),
+            "--pg-port", str(pg_port),
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        fallback = rf"port {taken_port} is taken \(another server\?\); the SQS server listens on (\d+) instead"
+        moved = re.search(fallback, result.output)
+        assert moved, result.output
+        yield Stack(stack_dir, env_file, result.output, taken_port, int(moved.group(1)), pg_port)
+    finally:
+        blocker.close()
+        tear_down(stack_dir)
+
+
+def test_up_falls_back_from_a_taken_port_and_says_so(stack):
+    assert stack.sqs_port != stack.taken_port
+    assert f"PostgreSQL started on port {stack.pg_port}" in stack.output  # free: used as asked
+    assert f"http://localhost:{stack.sqs_port}/000000000000/login-queue" in stack.output
+    assert f"postgresql://postgres:***@localhost:{stack.pg_port}/postgres" in stack.output
+
+
+def test_up_never_prints_the_mask_key_or_the_password(stack):
+    settings = dotenv_values(stack.env_file)
+    assert settings["LOGINETL_MASK_KEY"] not in stack.output
+    assert "postgres:postgres@" not in stack.output
+
+
+def test_env_file_has_the_settings_and_keeps_other_lines(stack):
+    settings = dotenv_values(stack.env_file)
+    endpoint = f"http://localhost:{stack.sqs_port}"
+    assert settings["LOGINETL_QUEUE_URL"] == f"{endpoint}/000000000000/login-queue"
+    assert settings["LOGINETL_DLQ_URL"] == f"{endpoint}/000000000000/login-queue-dlq"
+    assert settings["AWS_ENDPOINT_URL"] == endpoint
+    assert settings["AWS_ACCESS_KEY_ID"] == "test"
+    assert settings["AWS_SECRET_ACCESS_KEY"] == "test"
+    assert settings["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert settings["LOGINETL_DATABASE_URL"] == (
+        f"postgresql://postgres:postgres@localhost:{stack.pg_port}/postgres"
+    )
+    assert re.fullmatch(r"[0-9a-f]{64}", settings["LOGINETL_MASK_KEY"])
+    assert settings["OTHER_SETTING"] == "keep-me"
+    assert "# my own settings" in stack.env_file.read_text()
+    assert stat.S_IMODE(stack.env_file.stat().st_mode) == 0o600  # it holds the mask key
+
+
+def test_queues_exist_with_the_redrive_policy(stack):
+    client = sqs_client(f"http://localhost:{stack.sqs_port}")
+    queue_url = client.get_queue_url(QueueName="login-queue")["QueueUrl"]
+    dlq_url = client.get_queue_url(QueueName="login-queue-dlq")["QueueUrl"]
+    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    policy = json.loads(attributes["RedrivePolicy"])
+    assert policy["deadLetterTargetArn"] == dlq_arn
+    assert int(policy["maxReceiveCount"]) == 5
+    assert attributes["VisibilityTimeout"] == "30"
+
+
+def test_queue_is_seeded_with_the_sample_messages(stack):
+    client = sqs_client(f"http://localhost:{stack.sqs_port}")
+    queue_url = dotenv_values(stack.env_file)["LOGINETL_QUEUE_URL"]
+    attributes = client.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "100"
+    # Each message is one element of the sample array, as JSON. (VisibilityTimeout=0: it stays.)
+    message = client.receive_message(QueueUrl=queue_url, VisibilityTimeout=0)["Messages"][0]
+    assert json.loads(message["Body"]) in SAMPLE
+
+
+def test_postgres_accepts_the_dsn_from_the_env_file(stack):
+    dsn = dotenv_values(stack.env_file)["LOGINETL_DATABASE_URL"]
+    with psycopg2.connect(dsn, connect_timeout=5) as connection, connection.cursor() as cursor:
+        cursor.execute("select 1")
+        assert cursor.fetchone() == (1,)
+    connection.close()
+    # Over TCP the password is checked (scram-sha-256), not trusted.
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(dsn.replace(":postgres@", ":wrong@"), connect_timeout=5)
+
+
+def test_status_tells_what_runs_where(stack):
+    result = invoke("status", "--dir", str(stack.dir))
+    assert result.exit_code == 0, result.output
+    assert f"running on http://localhost:{stack.sqs_port}" in result.output
+    assert "login-queue: 100 messages" in result.output
+    assert f"postgresql://postgres:***@localhost:{stack.pg_port}/postgres" in result.output
+
+
+def test_up_again_reuses_the_stack_and_does_not_seed_twice(stack):
+    mask_key = dotenv_values(stack.env_file)["LOGINETL_MASK_KEY"]
+    result = invoke(
+        "up",
+        "--dir", str(stack.dir),
+        "--env-file", str(stack.env_file),
+        "--sqs-port", str(stack.taken_port),
+        "--pg-port", str(stack.pg_port),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"SQS server already running on port {stack.sqs_port}" in result.output
+    assert f"PostgreSQL already running on port {stack.pg_port}" in result.output
+    assert "not seeded again" in result.output
+    assert dotenv_values(stack.env_file)["LOGINETL_MASK_KEY"] == mask_key
+    client = sqs_client(f"http://localhost:{stack.sqs_port}")
+    assert depth(client, dotenv_values(stack.env_file)["LOGINETL_QUEUE_URL"]) == 100
+
+
+def test_seed_sends_the_sample_messages_again(stack):
+    result = invoke("seed", "--dir", str(stack.dir), "--env-file", str(stack.env_file))
+    assert result.exit_code == 0, result.output
+    assert "sent 100 sample messages" in result.output
+    client = sqs_client(f"http://localhost:{stack.sqs_port}")
+    assert depth(client, dotenv_values(stack.env_file)["LOGINETL_QUEUE_URL"]) == 200
+
+
+def test_down_purge_stops_everything_and_removes_the_folder(stack):
+    sqs_pid = int((stack.dir / "sqs.pid").read_text())
+    result = invoke("down", "--purge", "--dir", str(stack.dir))
+    assert result.exit_code == 0, result.output
+    assert f"PostgreSQL stopped (was on port {stack.pg_port})" in result.output
+    assert f"SQS server stopped (was on port {stack.sqs_port})" in result.output
+    assert not stack.dir.exists()
+    assert not answers(stack.sqs_port)
+    assert not answers(stack.pg_port)
+    assert not devstack._process_running(sqs_pid, "moto.server")
+    # Idempotent: nothing left to stop is not an error.
+    again = invoke("down", "--purge", "--dir", str(stack.dir))
+    assert again.exit_code == 0, again.output
+    assert "nothing to stop" in again.output
+
+
+# --- the plain functions the test-suite uses -------------------------------------------------
+
+
+def test_start_and_stop_postgres(tmp_path_factory):
+    # A folder under pytest's own temporary folder (mode 0700): under root the server runs as
+    # another user and must still reach it.
+    data_dir = tmp_path_factory.mktemp("embedded-postgres")
+    try:
+        dsn = devstack.start_postgres(data_dir)
+        match = re.fullmatch(r"postgresql://postgres:postgres@127\.0\.0\.1:(\d+)/postgres", dsn)
+        assert match, dsn
+        with psycopg2.connect(dsn, connect_timeout=5) as connection, connection.cursor() as cursor:
+            cursor.execute("select current_user")
+            assert cursor.fetchone() == ("postgres",)
+        connection.close()
+        assert devstack.start_postgres(data_dir) == dsn  # running: reused
+        devstack.stop_postgres(data_dir)
+        assert not answers(int(match.group(1)))
+        assert devstack.running_postgres(data_dir) is None
+        devstack.stop_postgres(data_dir)  # idempotent
+    finally:
+        devstack.stop_postgres(data_dir)
+
+
+def test_start_and_stop_sqs_server(tmp_path):
+    try:
+        endpoint = devstack.start_sqs_server(tmp_path, free_port())
+        assert sqs_client(endpoint).list_queues().get("QueueUrls", []) == []
+        port = int(endpoint.rsplit(":", 1)[1])
+        devstack.stop_sqs_server(tmp_path)
+        assert not answers(port)
+        assert not (tmp_path / "sqs.pid").exists()
+        devstack.stop_sqs_server(tmp_path)  # idempotent
+    finally:
+        devstack.stop_sqs_server(tmp_path)
+
+
+def test_a_given_port_that_is_taken_is_refused(tmp_path):
+    port = free_port()
+    with listening_socket(port):
+        assert not devstack.port_is_free(port)
+        assert devstack.first_free_port(port) != port
+        with pytest.raises(StackError, match=f"port {port} is taken"):
+            devstack.start_postgres(tmp_path / "pg", port)
+        with pytest.raises(StackError, match=f"port {port} is taken"):
+            devstack.start_sqs_server(tmp_path, port)
+    assert not (tmp_path / "pg").exists()
+
+
+def test_merge_env_file_replaces_owned_keys_and_keeps_the_rest(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nexport AWS_ENDPOINT_URL=old\nKEEP=1\nAWS_ENDPOINT_URL=dup\n")
+    devstack.merge_env_file(env_file, {"AWS_ENDPOINT_URL": "new", "LOGINETL_MASK_KEY": "k"})
+    assert env_file.read_text() == "# comment\nAWS_ENDPOINT_URL=new\nKEEP=1\nLOGINETL_MASK_KEY=k\n"
+
+
+# --- errors: one line on stderr, no traceback ------------------------------------------------
+
+
+def console_script() -> Path:
+    script = Path(sys.executable).parent / "loginetl-stack"
+    if not script.exists():
+        pytest.skip("the loginetl-stack console script is not installed")
+    return script
+
+
+def test_errors_are_one_line_on_stderr(tmp_path):
+    result = subprocess.run(
+        [console_script(), "seed", "--dir", tmp_path / "none", "--env-file", tmp_path / "none.env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("loginetl-stack: ")
+    assert "run `loginetl-stack up` first" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bad_usage_exits_2():
+    assert invoke("up", "--sqs-port", "0").exit_code == 2
+
+
+def test_purge_refuses_a_folder_that_is_not_a_stack(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep")
+    result = invoke("down", "--purge", "--dir", str(tmp_path))
+    assert result.exit_code == 1
+    assert "not a loginetl stack folder" in result.stderr
+    assert (tmp_path / "precious.txt").exists()
+
+
+# --- docker-compose ---------------------------------------------------------------------------
+
+
+def test_docker_compose_defines_localstack_and_postgres():
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    localstack, postgres = compose["services"]["localstack"], compose["services"]["postgres"]
+    assert localstack["image"].startswith("localstack/localstack:4")
+    assert localstack["environment"]["SERVICES"] == "sqs"
+    assert any(port.endswith(":4566") for port in localstack["ports"])
+    assert "./docker/localstack-init/ready.d:/etc/localstack/init/ready.d:ro" in localstack["volumes"]
+    sample_mount = next(
+        v for v in localstack["volumes"] if v.startswith("./src/loginetl/data/sample_data.json:")
+    )
+    assert sample_mount.endswith(":ro")
+    assert sample_mount.split(":")[1] == localstack["environment"]["LOGINETL_SAMPLE_DATA"]
+    assert postgres["image"] == "postgres:16"
+    assert postgres["environment"]["POSTGRES_PASSWORD"] == "postgres"
+    assert any(port.endswith(":5432") for port in postgres["ports"])
+
+
+def test_localstack_init_hook_is_an_executable_bash_script():
+    assert HOOK.stat().st_mode & stat.S_IXUSR  # LocalStack runs only executable hooks
+    subprocess.run(["bash", "-n", HOOK], check=True)
+
+
+def test_localstack_init_hook_creates_and_seeds_the_queues_once(tmp_path):
+    """The hook, run against moto with `awslocal` standing in as the AWS CLI with an endpoint."""
+    aws = shutil.which("aws")
+    if aws is None:
+        pytest.skip("the AWS CLI is not installed")
+    shim = tmp_path / "bin" / "awslocal"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/usr/bin/env bash\nexec {aws} --endpoint-url "$SQS_ENDPOINT" "$@"\n')
+    shim.chmod(0o755)
+    try:
+        endpoint = devstack.start_sqs_server(tmp_path / "sqs", free_port())
+        env = {
+            "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "SQS_ENDPOINT": endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "LOGINETL_SAMPLE_DATA": str(ROOT / "src/loginetl/data/sample_data.json"),
+        }
+        for _ in range(2):  # run twice: the second run must not seed again
+            run = subprocess.run(["bash", HOOK], env=env, capture_output=True, text=True, timeout=120)
+            assert run.returncode == 0, run.stderr
+        client = sqs_client(endpoint)
+        queue_url = client.get_queue_url(QueueName="login-queue")["QueueUrl"]
+        dlq_url = client.get_queue_url(QueueName="login-queue-dlq")["QueueUrl"]
+        assert depth(client, queue_url) == 100
+        assert "not seeding" in run.stdout
+        policy = json.loads(
+            client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])[
+                "Attributes"
+            ]["RedrivePolicy"]
+        )
+        dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        assert policy["deadLetterTargetArn"] == dlq_arn and int(policy["maxReceiveCount"]) == 5
+        bodies = [
+            json.loads(m["Body"])
+            for m in client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+        ]
+        assert all(body in SAMPLE for body in bodies)
+    finally:
+        devstack.stop_sqs_server(tmp_path / "sqs")
