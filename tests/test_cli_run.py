@@ -133,6 +133,7 @@ def test_without_a_dead_letter_queue_invalid_messages_stay_and_the_summary_says_
         "LOGINETL_DATABASE_URL": database_url,
         "LOGINETL_MASK_KEY": MASK_KEY,
         "LOGINETL_WAIT_TIME": "0",
+        "LOGINETL_CONCURRENCY": "1",
     }
     runner = CliRunner()
     runner.invoke(app, ["init-db"], env=env)
@@ -228,7 +229,7 @@ def test_missing_mask_key_refuses_to_start(cli, queues):
 def test_unreachable_database_is_one_line_naming_the_host_without_the_password(cli, queues):
     queues.send_sample()
     url = "postgresql://postgres:hunter2-secret@127.0.0.1:1/postgres"
-    result = cli("run", "--database-url", url)
+    result = cli("run", "--database-url", url, "--retry-for", "0")
     assert result.exit_code == 1
     assert "cannot connect to database 127.0.0.1:1/postgres" in result.stderr
     assert "hunter2-secret" not in result.output
@@ -268,7 +269,7 @@ def test_secrets_never_appear_in_output(cli, queues, database_url):
         cli("run", "--database-url", with_password),
         cli("run", "--json", "--database-url", with_password),
         cli("peek"),
-        cli("run", "--database-url", with_password.replace("127.0.0.1", "127.0.0.1:1")),
+        cli("run", "--retry-for", "1", "--database-url", with_password.replace("127.0.0.1", "127.0.0.1:1")),
         cli("init-db", "--database-url", with_password, "--json"),
         cli("run", "--help"),
     ]

@@ -49,3 +49,10 @@ def test_defaults_match_the_local_stack():
 def test_a_bad_queue_url_is_a_configuration_error(url):
     with pytest.raises(ConfigError):
         Settings(queue_url=url)
+
+
+def test_a_password_equal_to_the_user_name_does_not_garble_messages():
+    Settings(database_url="postgresql://postgres:postgres@localhost:5432/postgres")
+    assert config.redact("database localhost:5432/postgres") == "database localhost:5432/postgres"
+    Settings(database_url="postgresql://app:s3cret-pw@localhost:5432/postgres")
+    assert config.redact("pw s3cret-pw in postgres") == "pw *** in postgres"

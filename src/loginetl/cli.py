@@ -8,7 +8,12 @@ stderr and an exit code: 0 done, 1 stopped on an error, 2 bad usage or configura
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,10 +23,11 @@ from dotenv import load_dotenv
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import config, load, pipeline, render
+from . import audit, config, load, logs, pipeline, render, replay
 from .config import Settings, redact
 from .errors import EXIT_FAILED, LoginetlError
-from .masking import mask_key_from_env
+from .logs import LogFormat, LogLevel
+from .masking import MASK_KEY_ENV, mask_key_from_env
 
 app = typer.Typer(
     help="Move login events from an SQS queue into PostgreSQL, masking ip and device_id.",
@@ -108,14 +114,43 @@ def reports_errors(command):
 
 
 @app.callback()
-def main_options() -> None:
+def main_options(
+    log_level: Annotated[
+        LogLevel,
+        typer.Option("--log-level", envvar="LOGINETL_LOG_LEVEL", help="What to log on stderr."),
+    ] = LogLevel.warning,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            envvar="LOGINETL_LOG_FORMAT",
+            help="text (rich on a terminal) or json (one object per line).",
+        ),
+    ] = LogFormat.text,
+) -> None:
     # .env in the working directory, below the environment and flags in precedence.
     load_dotenv(Path.cwd() / ".env", override=False)
+    logs.configure(log_level, log_format, stderr)
+
+
+class PartitionBy(str, Enum):
+    month = "month"
 
 
 @app.command("init-db")
 @reports_errors
-def init_db(database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL, json: JsonOutput = False):
+def init_db(
+    database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
+    partition_by: Annotated[
+        Optional[PartitionBy],
+        typer.Option(
+            "--partition-by",
+            envvar="LOGINETL_PARTITION_BY",
+            help="Create the table partitioned by month of create_date (new tables only).",
+        ),
+    ] = None,
+    json: JsonOutput = False,
+):
     """Create the user_logins table, or upgrade an existing one without losing rows.
 
     Example:
@@ -124,7 +159,7 @@ def init_db(database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL, json: JsonO
     """
     connection = load.connect(database_url)
     try:
-        report = load.init_db(connection)
+        report = load.init_db(connection, partition_by.value if partition_by else None)
     finally:
         connection.close()
     if json:
@@ -156,10 +191,63 @@ def run(
             envvar="LOGINETL_BATCH_SIZE",
             min=1,
             max=10000,
-            help="Messages per database transaction.",
+            help="Most messages per database transaction.",
         ),
     ] = pipeline.RunOptions.batch_size,
-    wait_time: WaitTime = pipeline.RunOptions.wait_time,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            envvar="LOGINETL_CONCURRENCY",
+            min=1,
+            max=64,
+            help="Receivers polling in parallel (and threads deleting committed batches).",
+        ),
+    ] = pipeline.RunOptions.concurrency,
+    wait_time: Annotated[
+        Optional[int],
+        typer.Option(
+            "--wait-time",
+            envvar="LOGINETL_WAIT_TIME",
+            min=0,
+            max=20,
+            help="Long-poll seconds per receive (default 5, or 20 with --follow); without "
+            "--follow an empty receive means the queue is drained.",
+        ),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            envvar="LOGINETL_FOLLOW",
+            help="Keep polling and loading as messages arrive, until SIGINT or SIGTERM.",
+        ),
+    ] = False,
+    metrics_port: Annotated[
+        Optional[int],
+        typer.Option(
+            "--metrics-port",
+            envvar="LOGINETL_METRICS_PORT",
+            min=0,
+            max=65535,
+            help="Serve Prometheus /metrics and /healthz on this port.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host", envvar="LOGINETL_METRICS_HOST", help="Address for --metrics-port."
+        ),
+    ] = pipeline.RunOptions.metrics_host,
+    retry_for: Annotated[
+        float,
+        typer.Option(
+            "--retry-for",
+            envvar="LOGINETL_RETRY_FOR",
+            min=0,
+            help="Seconds to keep reconnecting to an unavailable database before giving up.",
+        ),
+    ] = pipeline.RunOptions.retry_for,
     json: JsonOutput = False,
 ):
     """Load messages from the queue into user_logins; dead-letter the invalid ones.
@@ -170,16 +258,25 @@ def run(
     Example:
 
         loginetl run --max-messages 1000
+
+        loginetl run --follow --metrics-port 9100 --log-format json   (as a service)
     """
     settings = Settings(
         queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url
     )
     key = mask_key_from_env()
     options = pipeline.RunOptions(
-        max_messages=max_messages, batch_size=batch_size, wait_time=wait_time
+        max_messages=max_messages,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        wait_time=(20 if follow else 5) if wait_time is None else wait_time,
+        retry_for=retry_for,
+        follow=follow,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
-    with _run_progress(max_messages) as on_batch:
-        summary = pipeline.run(settings, key, options, on_batch)
+    with _stop_on_signals() as stop, _run_progress(max_messages) as on_batch:
+        summary = _in_worker_thread(lambda: pipeline.run(settings, key, options, on_batch, stop))
     if json:
         print(render.as_json(summary.as_dict()))
     else:
@@ -241,6 +338,194 @@ def peek(
         print(render.as_json(result.as_dict()))
     else:
         stdout.print(render.peek_table(result))
+
+
+@app.command("replay-dlq")
+@reports_errors
+def replay_dlq(
+    queue_url: QueueUrl = None,
+    dlq_url: DlqUrl = None,
+    to_queue: Annotated[
+        Optional[str],
+        typer.Option(
+            "--to-queue",
+            envvar="LOGINETL_TO_QUEUE",
+            help="Send every message here (default: --queue-url; without it, the queue each "
+            "message was dead-lettered from, or the one queue whose RedrivePolicy names the DLQ).",
+        ),
+    ] = None,
+    endpoint_url: EndpointUrl = None,
+    max_messages: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-messages",
+            envvar="LOGINETL_MAX_MESSAGES",
+            min=1,
+            help="Move at most this many (default: all).",
+        ),
+    ] = None,
+    rate: Annotated[
+        int,
+        typer.Option(
+            "--rate", envvar="LOGINETL_RATE", min=1, max=replay.MAX_RATE, help="Messages per second, at most 500."
+        ),
+    ] = replay.MAX_RATE,
+    reason: Annotated[
+        Optional[str],
+        typer.Option(
+            "--reason",
+            envvar="LOGINETL_REASON",
+            help="Move only messages whose recorded reason contains TEXT (any case); messages "
+            f"SQS moved after maxReceiveCount have the reason {replay.REDRIVE_REASON!r}.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", envvar="LOGINETL_DRY_RUN", help="List what would move, masked; change nothing.")
+    ] = False,
+    wait_time: WaitTime = 1,
+    json: JsonOutput = False,
+):
+    """Move messages from the dead-letter queue back to be loaded, once the cause is fixed.
+
+    A message leaves the dead-letter queue only after SQS confirmed it sent, and keeps its
+    original message id, so `run` never loads one twice.
+
+    Example:
+
+        loginetl replay-dlq --dry-run --reason schema
+    """
+    options = replay.ReplayOptions(
+        queue_url=queue_url, dlq_url=dlq_url, to_queue=to_queue, endpoint_url=endpoint_url,
+        max_messages=max_messages, rate=rate, reason=reason, dry_run=dry_run, wait_time=wait_time,
+    )  # fmt: skip
+    # A dry run shows ip and device_id masked with the key when there is one, else as ***.
+    key = mask_key_from_env() if dry_run and os.environ.get(MASK_KEY_ENV) else None
+    summary = replay.replay_dlq(options, key)
+    if json:
+        print(render.as_json(summary.as_dict()))
+    else:
+        stdout.print(render.replay_summary(summary))
+    if summary.failed:
+        stderr.print(
+            f"[yellow]Warning:[/yellow] {sum(summary.failed.values())} messages could not be "
+            "moved and are still on the dead-letter queue (see the summary)"
+        )
+    if summary.error:
+        error_line(summary.error)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command("verify-masking")
+@reports_errors
+def verify_masking(
+    database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
+    sample: Annotated[
+        Optional[int],
+        typer.Option(
+            "--sample", envvar="LOGINETL_SAMPLE", min=1, help="Check about N rows drawn at random (default: every row)."
+        ),
+    ] = None,
+    from_file: Annotated[
+        Optional[str],
+        typer.Option(
+            "--from-file",
+            envvar="LOGINETL_FROM_FILE",
+            help="Raw messages (JSON array or JSON lines) to compare the stored masks against.",
+        ),
+    ] = None,
+    from_queue: Annotated[
+        Optional[int],
+        typer.Option(
+            "--from-queue",
+            envvar="LOGINETL_FROM_QUEUE",
+            min=1,
+            max=1000,
+            help="Peek N raw messages off --queue-url, without consuming them, to compare against.",
+        ),
+    ] = None,
+    strict_key: Annotated[
+        bool,
+        typer.Option("--strict-key", envvar="LOGINETL_STRICT_KEY", help="Fail when rows were masked under another key id."),
+    ] = False,
+    queue_url: QueueUrl = config.DEFAULT_QUEUE_URL,
+    endpoint_url: EndpointUrl = None,
+    wait_time: WaitTime = 1,
+    json: JsonOutput = False,
+):
+    """Audit user_logins: is every ip and device_id masked, and masked with the current key?
+
+    Exit 0 when every check passes, 1 when one fails. Needs LOGINETL_MASK_KEY.
+
+    Example:
+
+        loginetl verify-masking --from-file raw_messages.json --sample 100000
+    """
+    settings = Settings(queue_url=queue_url, endpoint_url=endpoint_url, database_url=database_url)
+    key = mask_key_from_env()
+    options = audit.AuditOptions(
+        sample=sample, from_queue=from_queue, from_file=from_file, strict_key=strict_key,
+        wait_time=wait_time,
+    )  # fmt: skip
+    report = audit.verify_masking(settings, key, options)
+    if report.max_receive_count is not None:
+        stderr.print(
+            f"[yellow]Note:[/yellow] each peek counts as a receive: after "
+            f"{report.max_receive_count} receives a message moves to the dead-letter queue."
+        )
+    if json:
+        print(render.as_json(report.as_dict()))
+    else:
+        stdout.print(render.audit_table(report))
+    if report.failed:
+        error_line(
+            f"{len(report.failed)} of {len(report.checks)} checks failed: "
+            + ", ".join(check.name for check in report.failed)
+        )
+    raise typer.Exit(report.exit_code)
+
+
+@contextmanager
+def _stop_on_signals():
+    """SIGINT/SIGTERM: finish the batch in hand, then stop. A second one exits at once, which is
+    still safe: nothing is deleted from the queue before it is committed."""
+    stop = threading.Event()
+
+    def handle(signum, frame):
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+        stderr.print(
+            f"{signal.Signals(signum).name}: finishing the batch in hand "
+            "(signal again to exit at once)"
+        )
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _in_worker_thread(work):
+    """Run `work` in a thread and wait for it here: Python runs signal handlers only in the main
+    thread, between bytecodes, so the main thread must not sit in a blocking C call (a query
+    waiting on a lock) if a second signal is to exit at once."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # handed to the main thread below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name="run")
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 class _run_progress:

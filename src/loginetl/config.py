@@ -49,6 +49,17 @@ def dsn_password(dsn: str) -> str | None:
         return None
 
 
+def _visible_names(dsn: str) -> set[str]:
+    if "://" not in dsn:
+        fields = dict(re.findall(r"(\w+)\s*=\s*('[^']*'|\S+)", dsn))
+        return {fields.get("user", "").strip("'"), fields.get("dbname", "").strip("'")}
+    try:
+        parts = urlsplit(dsn)
+        return {parts.username or "", parts.path.lstrip("/")}
+    except ValueError:
+        return set()
+
+
 def database_location(dsn: str) -> str:
     """host:port/dbname, to say which database an error is about without showing credentials."""
     if "://" not in dsn:
@@ -103,7 +114,12 @@ class Settings:
         check_queue_url(self.queue_url, "--queue-url")
         if self.dlq_url:
             check_queue_url(self.dlq_url, "--dlq-url")
-        remember_secret(dsn_password(self.database_url))
+        password = dsn_password(self.database_url)
+        # A password equal to the user or database name (postgres:postgres@.../postgres, the
+        # local default) is shown by naming them anyway; hiding every "postgres" in every
+        # message would only garble them.
+        if password not in _visible_names(self.database_url):
+            remember_secret(password)
 
     @property
     def sqs_endpoint(self) -> str | None:

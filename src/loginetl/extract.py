@@ -7,6 +7,10 @@ Errors come back as QueueError / ConfigError with one line naming the queue.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +21,9 @@ import botocore.config
 import botocore.exceptions
 
 from .config import LOCAL_REGION, Settings, is_aws_host, redact, region_from_queue_url
-from .errors import ConfigError, QueueError
+from .errors import ConfigError, LoginetlError, QueueError
+
+log = logging.getLogger(__name__)
 
 # Message attributes loginetl puts on a dead-lettered message.
 REASON_ATTRIBUTE = "loginetl-reason"
@@ -69,7 +75,13 @@ def sqs_client(settings: Settings, pool_size: int = 10):
     if endpoint and not is_aws_host(endpoint) and session.get_credentials() is None:
         credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
     config = botocore.config.Config(
-        retries={"mode": "standard", "max_attempts": 5},
+        # botocore's own retries: backoff with jitter on errors and 5xx, and in adaptive mode a
+        # client-side rate limit that slows down when SQS throttles. AWS_RETRY_MODE and
+        # AWS_MAX_ATTEMPTS override, as for any AWS tool.
+        retries={
+            "mode": os.environ.get("AWS_RETRY_MODE", "adaptive"),
+            "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "6")),
+        },
         connect_timeout=5,
         read_timeout=60,  # longer than the longest long-poll (20 s)
         max_pool_connections=pool_size,
@@ -273,5 +285,133 @@ def _chunks_by_size(refused: Sequence[tuple[QueueMessage, str]]) -> Iterator[lis
             chunk, size = [], 0
         chunk.append(item)
         size += body_size
+    if chunk:
+        yield chunk
+
+
+class VisibilityKeeper:
+    """Keeps the messages in hand invisible while a batch takes long (slow database, retries).
+
+    A background thread extends the visibility of every message held for more than half the
+    queue's visibility timeout, so no other consumer receives it meanwhile.
+    """
+
+    def __init__(self, client, queue_url: str, visibility_timeout: int) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.timeout = visibility_timeout
+        self.held: dict[str, tuple[QueueMessage, float]] = {}  # receipt -> (message, since)
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._keep, name="visibility", daemon=True)
+        if self.timeout > 0:
+            self.thread.start()
+
+    def hold(self, messages: Iterable[QueueMessage]) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.held.update((m.receipt_handle, (m, now)) for m in messages)
+
+    def let_go(self, messages: Iterable[QueueMessage]) -> None:
+        with self.lock:
+            for message in messages:
+                self.held.pop(message.receipt_handle, None)
+
+    def close(self) -> None:
+        self.stopped.set()
+
+    def _keep(self) -> None:
+        while not self.stopped.wait(min(1.0, self.timeout / 4)):
+            due_after = time.monotonic() - self.timeout / 2
+            with self.lock:
+                due = [m for m, since in self.held.values() if since <= due_after]
+            if not due:
+                continue
+            try:
+                failures = change_visibility(self.client, self.queue_url, due, self.timeout)
+            except LoginetlError as error:
+                log.warning("could not extend the visibility of %d messages: %s", len(due), error)
+                continue
+            failed = {id(failure.message) for failure in failures}
+            # Restart their clocks, unless the batch let go of them meanwhile.
+            now = time.monotonic()
+            with self.lock:
+                for message in due:
+                    if id(message) not in failed and message.receipt_handle in self.held:
+                        self.held[message.receipt_handle] = (message, now)
+            log.info("extended the visibility of %d messages by %d s", len(due), self.timeout)
+
+
+# Codes with which SQS refuses a whole SendMessageBatch for what one entry holds (a body over
+# the queue's MaximumMessageSize, a FIFO entry without MessageGroupId, ...), where it could
+# have failed that entry alone.
+ENTRY_REFUSAL_CODES = (
+    "InvalidParameterValue",
+    "MissingParameter",
+    "InvalidMessageContents",
+    "InvalidAttributeName",
+    "InvalidAttributeValue",
+    "BatchRequestTooLong",
+    "AWS.SimpleQueueService.BatchRequestTooLong",
+)
+
+
+def send_entries(client, queue_url: str, entries: Sequence[dict]) -> dict[int, str]:
+    """Send prepared entries (MessageBody, MessageAttributes, ...; no Id) with SendMessageBatch,
+    10 and MAX_BATCH_BYTES at most per call. Returns {index in `entries`: why it was not sent}:
+    an index missing from the result is an entry SQS reported as sent, and only those.
+
+    A request SQS refuses as a whole because of an entry is sent again one entry per call, so
+    one bad message does not hold back the others. A missing queue or bad credentials raise
+    ConfigError, an unreachable endpoint QueueError: nothing is known to be sent then.
+    """
+    not_sent: dict[int, str] = {}
+    for indexes in _index_chunks_by_size(entries):
+        not_sent |= _send_chunk(client, queue_url, entries, indexes)
+    return not_sent
+
+
+def _send_chunk(
+    client, queue_url: str, entries: Sequence[dict], indexes: list[int]
+) -> dict[int, str]:
+    request = [dict(entries[index], Id=str(index)) for index in indexes]
+    refusal = None
+    with sqs_errors("cannot send to", queue_url):
+        try:
+            response = client.send_message_batch(QueueUrl=queue_url, Entries=request)
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code", "") not in ENTRY_REFUSAL_CODES:
+                raise
+            refusal = error
+    if refusal is not None:
+        if len(indexes) == 1:
+            details = refusal.response.get("Error", {})
+            return {indexes[0]: redact(f"{details.get('Code', '')}: {details.get('Message', '')}")}
+        not_sent: dict[int, str] = {}
+        for index in indexes:
+            not_sent |= _send_chunk(client, queue_url, entries, [index])
+        return not_sent
+    not_sent = {
+        int(entry["Id"]): redact(f"{entry.get('Code', '')}: {entry.get('Message', '')}")
+        for entry in response.get("Failed", [])
+    }
+    acknowledged = {int(entry["Id"]) for entry in response.get("Successful", [])}
+    for index in indexes:
+        if index not in acknowledged and index not in not_sent:
+            not_sent[index] = "not acknowledged by SQS"
+    return not_sent
+
+
+def _index_chunks_by_size(entries: Sequence[dict]) -> Iterator[list[int]]:
+    """Indexes of at most 10 entries and MAX_BATCH_BYTES of bodies per SendMessageBatch."""
+    chunk: list[int] = []
+    size = 0
+    for index, entry in enumerate(entries):
+        entry_size = len(entry["MessageBody"].encode("utf-8", "surrogatepass")) + 2048
+        if chunk and (len(chunk) == MAX_PER_CALL or size + entry_size > MAX_BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(index)
+        size += entry_size
     if chunk:
         yield chunk

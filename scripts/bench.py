@@ -1,0 +1,671 @@
+#!/usr/bin/env python3
+"""How fast `loginetl run` drains a queue, against the endpoint's own limit and the naive loop.
+
+For each queue size N, on the same SQS endpoint and the same PostgreSQL:
+
+  bare drain   receive (10 per call) + DeleteMessageBatch from --concurrency threads, no
+               database: the most any consumer can get out of this endpoint;
+  loginetl run the real CLI as a subprocess on N messages (1% invalid): messages/s from wall
+               time, and its peak RSS; rows and dead-letter queue checked afterwards;
+  naive        receive one, INSERT, COMMIT, delete one, in a loop (once, on --naive-messages).
+
+Then the ratios, and the targets of issue 5 marked met or not met.
+
+Example:
+
+    .venv/bin/python scripts/bench.py --messages 10000 100000 --concurrency 4
+    .venv/bin/python scripts/bench.py --messages 2000 --json
+    .venv/bin/python scripts/bench.py --endpoint-url http://127.0.0.1:4566   # an SQS already up
+
+Without --endpoint-url it starts LocalStack itself (scripts/localstack.py, no Docker) and stops
+it afterwards. It creates a fresh database (dropped afterwards) and fresh queues (deleted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import importlib.util
+import ipaddress
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import boto3
+import botocore.config
+import psycopg2
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent.parent
+LOGINETL = REPO / ".venv" / "bin" / "loginetl"
+SAMPLE = REPO / "src" / "loginetl" / "data" / "sample_data.json"
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REGION = "us-east-1"
+INVALID_EVERY = 100  # one message in a hundred is invalid: 1%
+RECEIVE_WAIT = 1  # long-poll seconds for every drain here: an empty receive means drained
+
+# Issue 5's targets.
+RUN_VS_BARE = 0.9
+RUN_VS_NAIVE = 10.0
+RSS_LIMIT_MB = 150.0
+RSS_GROWTH = 1.2
+
+console = Console(stderr=True)  # progress; the results go to stdout
+
+
+# --- what gets measured ---------------------------------------------------------------------
+
+
+@dataclass
+class Rate:
+    messages: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class RunResult:
+    rate: Rate
+    peak_rss_mb: float
+    exit_code: int
+    summary: dict  # loginetl's own --json summary
+    problems: list[str] = field(default_factory=list)  # checks that failed; empty when all good
+
+
+@dataclass
+class SizeResult:
+    messages: int
+    invalid: int
+    bare: Rate
+    run: RunResult
+
+
+# --- the endpoint, the database, the queues -------------------------------------------------
+
+
+def load_localstack_module():
+    """scripts/localstack.py, imported by path (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("localstack_launcher", REPO / "scripts" / "localstack.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def sqs_endpoint(endpoint_url: str | None) -> Iterator[str]:
+    """The given endpoint, or a LocalStack started for the bench and stopped afterwards."""
+    if endpoint_url:
+        yield endpoint_url
+        return
+    launcher = load_localstack_module()
+    already = launcher.status()
+    if already:  # someone ran `scripts/localstack.py up`: use it, leave it running
+        console.print(f"using the LocalStack already running at {already}")
+        yield already
+        return
+    console.print("starting LocalStack (scripts/localstack.py)")
+    endpoint = launcher.start(quiet=False)
+    try:
+        yield endpoint
+    finally:
+        launcher.stop()
+        console.print("stopped LocalStack")
+
+
+def sqs_client(endpoint_url: str, pool: int):
+    """One client shared by every thread (boto3 clients are thread-safe), its pool sized so no
+    thread waits for a connection."""
+    config = botocore.config.Config(
+        max_pool_connections=max(10, pool),
+        retries={"mode": "standard", "max_attempts": 6},
+        connect_timeout=5,
+        read_timeout=30,
+    )
+    return boto3.session.Session().client(
+        "sqs", endpoint_url=endpoint_url, region_name=REGION, config=config,
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )  # fmt: skip
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new database for this bench, dropped afterwards; yields its URL."""
+    name = f"loginetl_bench_{secrets.token_hex(4)}"
+    admin(admin_url, f"CREATE DATABASE {name}")
+    parts = urlsplit(admin_url)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        admin(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def admin(admin_url: str, statement: str) -> None:
+    connection = psycopg2.connect(admin_url, connect_timeout=10)
+    connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def query_one(database_url: str, statement: str):
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(statement)
+        value = cursor.fetchone()[0]
+    connection.close()
+    return value
+
+
+def init_table(database_url: str, environment: dict[str, str]) -> None:
+    """The table exactly as loginetl makes it."""
+    subprocess.run(
+        [str(LOGINETL), "init-db", "--database-url", database_url, "--json"],
+        env=environment, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def empty_table(database_url: str) -> None:
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("TRUNCATE user_logins")
+    connection.close()
+
+
+@dataclass(frozen=True)
+class Queues:
+    source: str
+    dlq: str | None
+
+
+@contextmanager
+def fresh_queues(sqs, name: str, with_dlq: bool) -> Iterator[Queues]:
+    """A new source queue (and a DLQ named in its RedrivePolicy), deleted afterwards."""
+    name = f"{name}-{secrets.token_hex(3)}"
+    created: list[str] = []
+    try:
+        dlq = None
+        attributes = {}
+        if with_dlq:
+            dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+            created.append(dlq)
+            arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])
+            policy = {"deadLetterTargetArn": arn["Attributes"]["QueueArn"], "maxReceiveCount": "5"}
+            attributes["RedrivePolicy"] = json.dumps(policy)
+        source = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        created.append(source)
+        yield Queues(source, dlq)
+    finally:
+        for url in created:
+            try:
+                sqs.delete_queue(QueueUrl=url)
+            except Exception:  # best effort: the endpoint may be going away with us
+                pass
+
+
+def queue_depth(sqs, queue_url: str) -> tuple[int, int]:
+    """(visible, in flight)."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return int(attributes[names[0]]), int(attributes[names[1]])
+
+
+# --- the messages ---------------------------------------------------------------------------
+
+
+class Messages:
+    """Login bodies shaped like the sample data, each with its own user_id, ip and device_id;
+    every INVALID_EVERY-th one is invalid (three kinds in turn)."""
+
+    INVALID = (
+        '{"foo": "oops_wrong_msg_type", "bar": "123"}',  # the sample's own invalid message
+        '{"user_id": "not json',
+        None,  # a login with an ip that is not an address; built below
+    )
+
+    def __init__(self, seed: int = 5) -> None:
+        sample = json.loads(SAMPLE.read_text())
+        self.templates = [login for login in sample if "user_id" in login]
+        self.random = random.Random(seed)
+        self.lock = threading.Lock()  # bodies are made from several seeding threads
+
+    @staticmethod
+    def invalid_count(n: int) -> int:
+        return n // INVALID_EVERY
+
+    def body(self, index: int) -> str:
+        with self.lock:
+            bits = self.random.getrandbits(128)
+            ip = str(ipaddress.IPv4Address(self.random.getrandbits(32)))
+            device = self.random.randrange(10**9)
+        login = dict(self.templates[index % len(self.templates)])
+        login["user_id"] = str(uuid.UUID(int=bits, version=4))
+        login["ip"] = ip
+        login["device_id"] = f"{device // 10**6:03d}-{device // 10**4 % 100:02d}-{device % 10**4:04d}"
+        if index % INVALID_EVERY == INVALID_EVERY - 1:
+            kind = self.INVALID[(index // INVALID_EVERY) % len(self.INVALID)]
+            return kind or json.dumps(login | {"ip": "999.1.2.3"})
+        return json.dumps(login)
+
+
+def seed_queue(sqs, queue_url: str, n: int, threads: int) -> Rate:
+    """Send n messages with SendMessageBatch from several threads; check they are all there."""
+    messages = Messages()
+
+    def send_batch(start: int) -> None:
+        entries = [
+            {"Id": str(index), "MessageBody": messages.body(index)}
+            for index in range(start, min(start + 10, n))
+        ]
+        for _ in range(5):  # resend only the entries SQS reports as failed
+            failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed", [])
+            if not failed:
+                return
+            ids = {entry["Id"] for entry in failed}
+            entries = [entry for entry in entries if entry["Id"] in ids]
+        raise RuntimeError(f"{len(entries)} messages could not be sent: {failed[0]}")
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(send_batch, range(0, n, 10)))
+    rate = Rate(n, time.monotonic() - started)
+    visible, _ = queue_depth(sqs, queue_url)
+    if visible != n:
+        raise RuntimeError(f"seeded {n} messages but the queue shows {visible}")
+    return rate
+
+
+# --- the three consumers --------------------------------------------------------------------
+
+
+def bare_drain(sqs, queue_url: str, concurrency: int) -> Rate:
+    """Receive 10 and delete them, from `concurrency` threads, until each sees an empty receive."""
+    drained = [0] * concurrency  # one slot per thread: no lock needed
+
+    def drain(slot: int) -> None:
+        while True:
+            received = sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=RECEIVE_WAIT
+            ).get("Messages", [])
+            if not received:
+                return
+            entries = [
+                {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                for index, message in enumerate(received)
+            ]
+            response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+            drained[slot] += len(received) - len(response.get("Failed", []))
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(drain, range(concurrency)))
+    return Rate(sum(drained), time.monotonic() - started)
+
+
+def naive_drain(endpoint_url: str, queues: Queues, database_url: str, mask_key: str) -> Rate:
+    """What hand-written loaders do: one message at a time, receive, INSERT, COMMIT, delete."""
+    sqs = boto3.session.Session().client(
+        "sqs", endpoint_url=endpoint_url, region_name=REGION,
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )  # fmt: skip
+    key = mask_key.encode()
+    key_id = hmac.new(key, b"loginetl key id", hashlib.sha256).hexdigest()[:16]
+    connection = psycopg2.connect(database_url)
+    done = 0
+    started = time.monotonic()
+    try:
+        while True:
+            received = sqs.receive_message(
+                QueueUrl=queues.source, MaxNumberOfMessages=1, WaitTimeSeconds=RECEIVE_WAIT,
+                MessageSystemAttributeNames=["SentTimestamp"],
+            ).get("Messages", [])  # fmt: skip
+            if not received:
+                break
+            message = received[0]
+            row = naive_row(message, key, key_id)
+            if row is None:
+                sqs.send_message(QueueUrl=queues.dlq, MessageBody=message["Body"])
+            else:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "INSERT INTO user_logins (user_id, device_type, masked_ip, masked_device_id,"
+                        " locale, app_version, create_date, sqs_message_id, mask_key_id)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (sqs_message_id) DO NOTHING",
+                        row,
+                    )
+                connection.commit()
+            sqs.delete_message(QueueUrl=queues.source, ReceiptHandle=message["ReceiptHandle"])
+            done += 1
+    finally:
+        connection.close()
+    return Rate(done, time.monotonic() - started)
+
+
+def naive_row(message: dict, key: bytes, key_id: str) -> tuple | None:
+    def mask(value: str) -> str:
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+    try:
+        login = json.loads(message["Body"])
+        ip = str(ipaddress.ip_address(login["ip"]))
+        sent = int(message["Attributes"]["SentTimestamp"]) / 1000
+        return (
+            login["user_id"], login["device_type"], mask(ip), mask(login["device_id"]),
+            login.get("locale"), str(login["app_version"]),
+            datetime.fromtimestamp(sent, timezone.utc).date(), message["MessageId"], key_id,
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def loginetl_accepts_concurrency(environment: dict[str, str]) -> bool:
+    help_text = subprocess.run(
+        [str(LOGINETL), "run", "--help"], env=environment | {"COLUMNS": "200", "TERM": "dumb"},
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return "--concurrency" in help_text
+
+
+def loginetl_run(
+    queues: Queues,
+    endpoint_url: str,
+    database_url: str,
+    environment: dict[str, str],
+    concurrency: int | None,
+    batch_size: int,
+    profile_to: Path | None,
+) -> tuple[Rate, float, int, dict]:
+    """`loginetl run --json` as a subprocess: (rate from wall time, peak RSS in MB, exit code,
+    its summary). Peak RSS is the kernel's own account (ru_maxrss from wait4), not a sample."""
+    command = [
+        str(LOGINETL), "run", "--json", "--queue-url", queues.source, "--endpoint-url",
+        endpoint_url, "--database-url", database_url, "--batch-size", str(batch_size),
+        "--wait-time", str(RECEIVE_WAIT),
+    ]  # fmt: skip
+    if concurrency is not None:
+        command += ["--concurrency", str(concurrency)]
+    # Its own folder as working directory, so no .env of the repo slips settings in.
+    with tempfile.TemporaryDirectory(prefix="loginetl-bench-") as folder:
+        out, err = Path(folder, "stdout"), Path(folder, "stderr")
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            started = time.monotonic()
+            process = subprocess.Popen(command, env=environment, cwd=folder, stdout=stdout, stderr=stderr)
+            profiler = attach_profiler(process.pid, profile_to)
+            _, status, usage = os.wait4(process.pid, 0)
+            seconds = time.monotonic() - started
+            process.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
+        if profiler is not None:
+            profiler.wait(timeout=60)
+        text = out.read_text()
+        try:
+            summary = json.loads(text[text.index("{"):])
+        except ValueError:
+            summary = {"error": (err.read_text().strip() or text.strip())[-500:]}
+    received = int(summary.get("received", 0))
+    return Rate(received, seconds), usage.ru_maxrss / 1024, process.returncode, summary
+
+
+def attach_profiler(pid: int, profile_to: Path | None) -> subprocess.Popen | None:
+    """py-spy sampling the run from outside (so the RSS measured stays the run's own)."""
+    if profile_to is None:
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    profile_to.mkdir(parents=True, exist_ok=True)
+    target = profile_to / f"loginetl-run-{pid}.speedscope.json"
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--rate", "200", "--threads", "--idle",
+         "--format", "speedscope", "--output", str(target)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def check_run(sqs, queues: Queues, database_url: str, n: int, invalid: int, exit_code: int, summary: dict) -> list[str]:
+    """Every valid message is a row, every invalid one is in the DLQ, nothing is left behind."""
+    problems = []
+    if exit_code != 0:
+        problems.append(f"exit code {exit_code}: {summary.get('error')}")
+    rows = query_one(database_url, "SELECT count(*) FROM user_logins")
+    if rows != n - invalid:
+        problems.append(f"{rows} rows, expected {n - invalid}")
+    dead = sum(queue_depth(sqs, queues.dlq))
+    if dead != invalid:
+        problems.append(f"{dead} messages in the DLQ, expected {invalid}")
+    left = sum(queue_depth(sqs, queues.source))
+    if left:
+        problems.append(f"{left} messages left on the source queue")
+    return problems
+
+
+# --- the whole bench ------------------------------------------------------------------------
+
+
+def child_environment(mask_key: str) -> dict[str, str]:
+    """The environment for loginetl: ours minus any loginetl or AWS settings, plus the key."""
+    environment = {
+        name: value for name, value in os.environ.items()
+        if not name.startswith(("LOGINETL_", "AWS_"))
+    }  # fmt: skip
+    return environment | {
+        "LOGINETL_MASK_KEY": mask_key,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": REGION,
+    }
+
+
+def bench(args: argparse.Namespace) -> dict:
+    mask_key = secrets.token_hex(32)
+    environment = child_environment(mask_key)
+    concurrent = loginetl_accepts_concurrency(environment)
+    if not concurrent:
+        console.print("[yellow]this loginetl has no --concurrency: running it without[/]")
+    with ExitStack() as cleanup:
+        endpoint = cleanup.enter_context(sqs_endpoint(args.endpoint_url))
+        database = cleanup.enter_context(fresh_database(args.database_url))
+        init_table(database, environment)
+        sqs = sqs_client(endpoint, pool=2 * max(args.concurrency, args.seed_threads))
+
+        naive = measure_naive(sqs, endpoint, database, mask_key, args)
+        sizes = [
+            measure_size(sqs, endpoint, database, environment, n, concurrent, args)
+            for n in args.messages
+        ]
+    return results(args, endpoint, concurrent, naive, sizes)
+
+
+def measure_naive(sqs, endpoint: str, database: str, mask_key: str, args) -> Rate:
+    n = args.naive_messages
+    with fresh_queues(sqs, "bench-naive", with_dlq=True) as queues:
+        seed_queue(sqs, queues.source, n, args.seed_threads)
+        console.print(f"naive loop on {n:,} messages")
+        rate = naive_drain(endpoint, queues, database, mask_key)
+    empty_table(database)
+    console.print(f"  naive: {rate.per_second:,.0f} messages/s")
+    return rate
+
+
+def measure_size(sqs, endpoint: str, database: str, environment: dict, n: int, concurrent: bool, args) -> SizeResult:
+    invalid = Messages.invalid_count(n)
+    with fresh_queues(sqs, f"bench-bare-{n}", with_dlq=False) as queues:
+        seeded = seed_queue(sqs, queues.source, n, args.seed_threads)
+        console.print(f"{n:,} messages seeded ({seeded.per_second:,.0f}/s); bare drain, {args.concurrency} threads")
+        bare = bare_drain(sqs, queues.source, args.concurrency)
+    console.print(f"  bare drain: {bare.per_second:,.0f} messages/s ({bare.messages:,} in {bare.seconds:.1f} s)")
+
+    with fresh_queues(sqs, f"bench-run-{n}", with_dlq=True) as queues:
+        seed_queue(sqs, queues.source, n, args.seed_threads)
+        console.print(f"{n:,} messages seeded ({invalid} invalid); loginetl run")
+        rate, rss, code, summary = loginetl_run(
+            queues, endpoint, database, environment,
+            args.concurrency if concurrent else None, args.batch_size, args.py_spy,
+        )  # fmt: skip
+        problems = check_run(sqs, queues, database, n, invalid, code, summary)
+    empty_table(database)
+    run = RunResult(rate, rss, code, summary, problems)
+    verdict = "checks passed" if not problems else "[red]" + "; ".join(problems) + "[/]"
+    console.print(f"  loginetl run: {rate.per_second:,.0f} messages/s, peak RSS {rss:.0f} MB, {verdict}")
+    if bare.messages != n:
+        console.print(f"  [red]bare drain got {bare.messages} of {n} messages[/]")
+    return SizeResult(n, invalid, bare, run)
+
+
+def results(args, endpoint: str, concurrent: bool, naive: Rate, sizes: list[SizeResult]) -> dict:
+    rows = []
+    for size in sizes:
+        rows.append({
+            "messages": size.messages,
+            "invalid": size.invalid,
+            "bare_per_second": round(size.bare.per_second, 1),
+            "bare_seconds": round(size.bare.seconds, 2),
+            "bare_drained": size.bare.messages,
+            "run_per_second": round(size.run.rate.per_second, 1),
+            "run_seconds": round(size.run.rate.seconds, 2),
+            # loginetl's own figure: from its first receive, without interpreter start-up
+            "run_reported_per_second": size.run.summary.get("messages_per_second"),
+            "run_exit_code": size.run.exit_code,
+            "peak_rss_mb": round(size.run.peak_rss_mb, 1),
+            "run_vs_bare": round(size.run.rate.per_second / size.bare.per_second, 3),
+            "run_vs_naive": round(size.run.rate.per_second / naive.per_second, 1),
+            "checks_passed": not size.run.problems,
+            "problems": size.run.problems,
+        })  # fmt: skip
+    smallest = min(rows, key=lambda row: row["messages"])
+    largest = max(rows, key=lambda row: row["messages"])
+    growth = largest["peak_rss_mb"] / smallest["peak_rss_mb"] if len(rows) > 1 else None
+    targets = [
+        target(f"run ≥ {RUN_VS_BARE} × bare at {largest['messages']:,}", largest["run_vs_bare"], RUN_VS_BARE, "≥"),
+        target(f"run ≥ {RUN_VS_NAIVE:g} × naive at {largest['messages']:,}", largest["run_vs_naive"], RUN_VS_NAIVE, "≥"),
+        target(f"peak RSS ≤ {RSS_LIMIT_MB:g} MB", max(row["peak_rss_mb"] for row in rows), RSS_LIMIT_MB, "≤"),
+    ]  # fmt: skip
+    if growth is not None:
+        targets.append(target(
+            f"RSS at {largest['messages']:,} ≤ {RSS_GROWTH} × at {smallest['messages']:,}",
+            round(growth, 3), RSS_GROWTH, "≤",
+        ))  # fmt: skip
+    return {
+        "command": " ".join([".venv/bin/python", "scripts/bench.py", *sys.argv[1:]]),
+        "endpoint": endpoint,
+        "concurrency": args.concurrency,
+        "loginetl_concurrency": args.concurrency if concurrent else None,
+        "batch_size": args.batch_size,
+        "naive": {
+            "messages": naive.messages,
+            "per_second": round(naive.per_second, 1),
+            "seconds": round(naive.seconds, 2),
+        },
+        "sizes": rows,
+        "rss_growth": round(growth, 3) if growth is not None else None,
+        "targets": targets,
+        "checks_passed": all(row["checks_passed"] for row in rows),
+    }
+
+
+def target(name: str, value: float, limit: float, sense: str) -> dict:
+    met = value >= limit if sense == "≥" else value <= limit
+    return {"target": name, "value": value, "met": met}
+
+
+def print_tables(result: dict) -> None:
+    out = Console()
+    concurrency = result["loginetl_concurrency"]
+    title = (
+        f"loginetl run vs bare drain ({result['concurrency']} threads) and naive loop"
+        f" — batch {result['batch_size']}, "
+        + (f"--concurrency {concurrency}" if concurrency else "[yellow]no --concurrency in this loginetl[/]")
+    )  # fmt: skip
+    table = Table(title=title, title_justify="left")
+    for name in ("messages", "bare msg/s", "run msg/s", "(its own)", "run/bare", "run/naive",
+                 "peak RSS", "checks"):  # fmt: skip
+        table.add_column(name, justify="right" if name != "checks" else "left")
+    for row in result["sizes"]:
+        table.add_row(
+            f"{row['messages']:,}",
+            f"{row['bare_per_second']:,.0f}",
+            f"{row['run_per_second']:,.0f}",
+            f"{row['run_reported_per_second'] or 0:,.0f}",
+            f"{row['run_vs_bare']:.2f}",
+            f"{row['run_vs_naive']:.1f}",
+            f"{row['peak_rss_mb']:.0f} MB",
+            "ok" if row["checks_passed"] else "[red]" + "; ".join(row["problems"]) + "[/]",
+        )
+    naive = result["naive"]
+    table.caption = (
+        f"naive: {naive['per_second']:,.0f} msg/s on {naive['messages']:,} messages; "
+        f"run msg/s from wall time (start-up included), '(its own)' from loginetl's summary"
+    )
+    table.caption_justify = "left"
+    out.print(table)
+    targets = Table(title="targets (issue 5)", title_justify="left")
+    targets.add_column("target")
+    targets.add_column("measured", justify="right")
+    targets.add_column("")
+    for item in result["targets"]:
+        targets.add_row(item["target"], f"{item['value']:g}", "[green]met[/]" if item["met"] else "[red]not met[/]")
+    out.print(targets)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Example: .venv/bin/python scripts/bench.py --messages 10000 100000 --concurrency 4",
+    )
+    parser.add_argument("--messages", type=int, nargs="+", default=[10_000, 100_000], metavar="N",
+                        help="queue sizes to measure (default: 10000 100000)")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="threads for the bare drain and loginetl's --concurrency (default 4)")
+    parser.add_argument("--batch-size", type=int, default=500, help="loginetl --batch-size (default 500)")
+    parser.add_argument("--naive-messages", type=int, default=2_000,
+                        help="messages for the naive loop, which is slow (default 2000)")
+    parser.add_argument("--endpoint-url", help="an SQS endpoint already running (default: start LocalStack)")
+    parser.add_argument("--database-url", default=ADMIN_URL,
+                        help=f"PostgreSQL admin URL; a fresh database is made there (default {ADMIN_URL})")
+    parser.add_argument("--seed-threads", type=int, default=8, help="threads sending the messages (default 8)")
+    parser.add_argument("--py-spy", type=Path, metavar="DIR",
+                        help="record each loginetl run with py-spy (speedscope files into DIR)")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    args = parser.parse_args(argv)
+    if min(args.messages) < 1 or args.concurrency < 1 or args.naive_messages < 1:
+        parser.error("--messages, --concurrency and --naive-messages must be at least 1")
+    return args
+
+
+def interrupt(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the database, queues and LocalStack are cleaned up."""
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, interrupt)
+    result = bench(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_tables(result)
+    return 0 if result["checks_passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

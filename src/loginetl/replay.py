@@ -1,0 +1,408 @@
+"""replay-dlq: move messages from the dead-letter queue back to a queue `run` reads, once the
+cause was fixed (a database outage, a rule that was too strict).
+
+Send before delete: a message leaves the dead-letter queue only after SendMessageBatch reported
+it sent. It travels with its body unchanged and its original message id as an attribute, so
+`run` loads it under that id, and a message that had in fact been loaded before is recognised
+as a duplicate, never loaded twice. Everything received and not moved (a dry run, messages the
+filter skips, sends that failed) is made visible again at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import extract, pipeline
+from .config import DEFAULT_QUEUE_URL, Settings, check_queue_url
+from .errors import ConfigError, LoginetlError
+from .extract import (
+    LOGINETL_ATTRIBUTES,
+    MAX_ATTRIBUTES,
+    ORIGINAL_ID_ATTRIBUTE,
+    SOURCE_QUEUE_ATTRIBUTE,
+    QueueMessage,
+)
+from .masking import MaskKey
+
+MAX_RATE = 500  # messages per second, the ceiling of SQS's own StartMessageMoveTask
+# Seconds a received DLQ message stays hidden: while it is sent and deleted, or, when it is not
+# moved, until the replay ends and releases it (so the next receives get past it).
+REPLAY_VISIBILITY = 120
+# The reason of a message SQS moved itself (maxReceiveCount exceeded): it carries no
+# loginetl-reason, as no loginetl run refused it.
+REDRIVE_REASON = "redrive: moved by SQS after maxReceiveCount receives"
+# What a replayed message carries instead of loginetl-reason, so that `run` reads it as a new
+# message while the trail of why it was dead-lettered stays on it.
+REPLAYED_REASON_ATTRIBUTE = "loginetl-replayed-reason"
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    queue_url: str | None = None  # the source queue when one was given (flag or environment)
+    dlq_url: str | None = None  # None: the target of the source queue's RedrivePolicy
+    to_queue: str | None = None  # overrides the destination of every message
+    endpoint_url: str | None = None
+    max_messages: int | None = None  # None: the whole dead-letter queue
+    rate: float = MAX_RATE  # messages per second
+    reason: str | None = None  # move only messages whose reason contains this (any case)
+    dry_run: bool = False
+    wait_time: int = 1
+
+    def __post_init__(self) -> None:
+        for url, flag in (
+            (self.queue_url, "--queue-url"),
+            (self.dlq_url, "--dlq-url"),
+            (self.to_queue, "--to-queue"),
+        ):
+            if url:
+                check_queue_url(url, flag)
+        if not 0 < self.rate <= MAX_RATE:
+            raise ConfigError(f"--rate must be between 1 and {MAX_RATE} messages per second")
+
+
+@dataclass(frozen=True)
+class ReplayedMessage:
+    message_id: str  # its id on the dead-letter queue
+    original_message_id: str
+    reason: str
+    receive_count: int
+    sent_at: str
+    destination: str | None
+    fields: dict[str, str | None] = field(default_factory=dict)  # dry run: ip, device_id masked
+    would_load: bool | None = None  # dry run: whether `run` would load it now
+    error: str | None = None  # why it was not moved
+
+    def as_dict(self) -> dict:
+        return {
+            "message_id": self.message_id,
+            "original_message_id": self.original_message_id,
+            "reason": self.reason,
+            "receive_count": self.receive_count,
+            "sent_at": self.sent_at,
+            "destination": self.destination,
+            "fields": self.fields,
+            "would_load": self.would_load,
+            "error": self.error,
+        }
+
+
+@dataclass
+class ReplaySummary:
+    dlq_url: str
+    destination: str | None  # None: each message's own source queue
+    dry_run: bool
+    reason_filter: str | None
+    received: int = 0  # distinct messages looked at on the dead-letter queue
+    moved: Counter = field(default_factory=Counter)  # reason -> messages
+    skipped: int = 0  # reason did not match --reason: left on the dead-letter queue
+    failed: Counter = field(default_factory=Counter)  # why not sent -> messages
+    delete_failures: int = 0  # sent but still on the DLQ: `run` skips the second copy
+    messages: list[ReplayedMessage] = field(default_factory=list)  # dry run: all; else failed
+    elapsed: float = 0.0
+    stopped_because: str = ""
+    error: str | None = None
+    exit_code: int = 0
+
+    @property
+    def selected(self) -> int:
+        """Messages the filter let through: moved, failed, or listed by a dry run."""
+        if self.dry_run:
+            return len(self.messages)
+        return sum(self.moved.values()) + sum(self.failed.values())
+
+    def as_dict(self) -> dict:
+        return {
+            "dlq_url": self.dlq_url,
+            "destination": self.destination,
+            "dry_run": self.dry_run,
+            "reason_filter": self.reason_filter,
+            "received": self.received,
+            "would_move": len(self.messages) if self.dry_run else 0,
+            "moved": sum(self.moved.values()),
+            "moved_by_reason": dict(self.moved),
+            "skipped": self.skipped,
+            "failed": sum(self.failed.values()),
+            "failed_by_error": dict(self.failed),
+            "delete_failures": self.delete_failures,
+            "messages": [message.as_dict() for message in self.messages],
+            "elapsed_seconds": round(self.elapsed, 3),
+            "stopped_because": self.stopped_because,
+            "error": self.error,
+            "exit_code": self.exit_code,
+        }
+
+
+def reason_of(message: QueueMessage) -> str:
+    return message.reason or REDRIVE_REASON
+
+
+def replay_entry(message: QueueMessage, destination: str) -> dict:
+    """The SendMessageBatch entry (without Id) that puts `message` back on `destination`: body
+    unchanged, the sender's own attributes kept, the original message id added, and the
+    loginetl reason kept as loginetl-replayed-reason."""
+    ours = {
+        ORIGINAL_ID_ATTRIBUTE: message.origin_id,
+        REPLAYED_REASON_ATTRIBUTE: reason_of(message)[:1000],
+    }
+    skip = set(LOGINETL_ATTRIBUTES) | set(ours)
+    theirs = [
+        (name, value) for name, value in message.attributes.items() if name not in skip and value
+    ]
+    attributes = dict(theirs[: MAX_ATTRIBUTES - len(ours)]) | ours
+    entry = {
+        "MessageBody": message.body,
+        "MessageAttributes": {
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+        },
+    }
+    if destination.endswith(".fifo"):
+        entry["MessageGroupId"] = message.group_id or "loginetl"
+        entry["MessageDeduplicationId"] = message.message_id
+    return entry
+
+
+class Pacer:
+    """At most `rate` messages per second: after n messages go, the next wait n / rate seconds.
+    Time spent idle (a long poll) earns no credit, so there is never a burst above the rate."""
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self.next_at: float | None = None
+
+    def wait_for(self, messages: int) -> None:
+        """Wait until `messages` more may go, and count them as gone."""
+        now = self.clock()
+        if self.next_at is not None and self.next_at > now:
+            self.sleep(self.next_at - now)
+            now = self.next_at
+        self.next_at = now + messages / self.rate
+
+
+class _Routes:
+    """Where each message goes back to: the fixed destination when there is one, else the
+    queue loginetl dead-lettered it from (its loginetl-source-queue attribute), else the one
+    queue whose RedrivePolicy names the DLQ."""
+
+    def __init__(self, client, dlq_url: str, fixed: str | None) -> None:
+        self.client = client
+        self.dlq_url = dlq_url
+        self.fixed = fixed
+        self.checked: dict[str, str | None] = {}  # url -> why it cannot be used, None if it can
+        self.redrive_sources: list[str] | None = None
+
+    def destination(self, message: QueueMessage) -> tuple[str | None, str | None]:
+        """(queue URL, None), or (None, why the message has nowhere to go)."""
+        if self.fixed:
+            return self.fixed, None
+        url = message.attributes.get(SOURCE_QUEUE_ATTRIBUTE)
+        if not url:
+            if self.redrive_sources is None:
+                self.redrive_sources = _dead_letter_sources(self.client, self.dlq_url)
+            if len(self.redrive_sources) != 1:
+                return None, (
+                    f"no destination: no {SOURCE_QUEUE_ATTRIBUTE} attribute, and "
+                    f"{len(self.redrive_sources)} queues name this DLQ in their RedrivePolicy "
+                    "(pass --to-queue or --queue-url)"
+                )
+            url = self.redrive_sources[0]
+        if url not in self.checked:
+            self.checked[url] = self._unusable(url)
+        problem = self.checked[url]
+        return (None, problem) if problem else (url, None)
+
+    def _unusable(self, url: str) -> str | None:
+        try:
+            check_queue_url(url, SOURCE_QUEUE_ATTRIBUTE)
+            if url == self.dlq_url:
+                return (
+                    f"no destination: {SOURCE_QUEUE_ATTRIBUTE} names the dead-letter queue itself"
+                )
+            extract.queue_attributes(self.client, url, ["QueueArn"])
+        except ConfigError as error:
+            return f"no destination: {error}"
+        return None
+
+
+def _dead_letter_sources(client, dlq_url: str) -> list[str]:
+    with extract.sqs_errors("cannot list the source queues of", dlq_url):
+        response = client.list_dead_letter_source_queues(QueueUrl=dlq_url)
+    return response.get("queueUrls", [])
+
+
+def replay_dlq(
+    options: ReplayOptions,
+    key: MaskKey | None = None,
+    pacer: Pacer | None = None,
+) -> ReplaySummary:
+    """Move (or with dry_run, list) the dead-letter queue's messages. Configuration errors raise
+    before any message is touched; errors midway are reported in the summary, with what was
+    done until then, and everything received and not moved is released."""
+    source = options.queue_url or (None if options.dlq_url else DEFAULT_QUEUE_URL)
+    client = extract.sqs_client(
+        Settings(
+            queue_url=source or options.dlq_url or DEFAULT_QUEUE_URL,
+            endpoint_url=options.endpoint_url,
+        )
+    )
+    dlq_url = options.dlq_url or extract.dead_letter_url(client, source)
+    if not dlq_url:
+        raise ConfigError(
+            f"{source} has no RedrivePolicy naming a dead-letter queue: pass --dlq-url"
+        )
+    extract.queue_attributes(client, dlq_url, ["QueueArn"])  # a missing DLQ is a ConfigError
+    destination = options.to_queue or source
+    if destination == dlq_url:
+        raise ConfigError(f"the destination {destination} is the dead-letter queue itself")
+    if destination:
+        extract.queue_attributes(client, destination, ["QueueArn"])
+
+    summary = ReplaySummary(
+        dlq_url=dlq_url,
+        destination=destination,
+        dry_run=options.dry_run,
+        reason_filter=options.reason,
+    )
+    routes = _Routes(client, dlq_url, destination)
+    return _Replay(client, routes, options, key, pacer or Pacer(options.rate), summary).run()
+
+
+class _Replay:
+    """One replay: the messages in hand and the running summary."""
+
+    def __init__(
+        self,
+        client,
+        routes: _Routes,
+        options: ReplayOptions,
+        key: MaskKey | None,
+        pacer: Pacer,
+        summary: ReplaySummary,
+    ) -> None:
+        self.client = client
+        self.dlq_url = summary.dlq_url
+        self.routes = routes
+        self.options = options
+        self.key = key
+        self.pacer = pacer
+        self.summary = summary
+        self.seen: set[str] = set()
+        self.held: dict[str, QueueMessage] = {}  # id -> latest copy, released at the end
+
+    def run(self) -> ReplaySummary:
+        started = time.monotonic()
+        summary = self.summary
+        try:
+            while not self._reached_max():
+                wanted = extract.MAX_PER_CALL
+                if self.options.max_messages is not None:
+                    wanted = min(wanted, self.options.max_messages - summary.selected)
+                received = extract.receive(
+                    self.client, self.dlq_url, wanted, self.options.wait_time, REPLAY_VISIBILITY
+                )
+                if not received:
+                    break
+                self._handle(received)
+            summary.stopped_because = (
+                "max messages reached" if self._reached_max() else "dead-letter queue drained"
+            )
+        except LoginetlError as error:
+            summary.error = str(error)
+            summary.exit_code = error.exit_code
+            summary.stopped_because = "error"
+        finally:
+            self._release_held()
+            summary.elapsed = time.monotonic() - started
+        if summary.failed and not summary.exit_code:
+            summary.exit_code = 1
+        return summary
+
+    def _reached_max(self) -> bool:
+        limit = self.options.max_messages
+        return limit is not None and self.summary.selected >= limit
+
+    def _handle(self, received: list[QueueMessage]) -> None:
+        selected = []
+        for message in received:
+            # Hidden until moved or released; a message seen before (back after its visibility
+            # timeout in a long replay) is only hidden again.
+            self.held[message.message_id] = message
+            if message.message_id in self.seen:
+                continue
+            self.seen.add(message.message_id)
+            self.summary.received += 1
+            wanted = self.options.reason
+            if wanted and wanted.lower() not in reason_of(message).lower():
+                self.summary.skipped += 1
+            else:
+                selected.append(message)
+        if self.options.dry_run:
+            self.summary.messages += [self._listed(message) for message in selected]
+        else:
+            self._move(selected)
+
+    def _listed(self, message: QueueMessage) -> ReplayedMessage:
+        destination, problem = self.routes.destination(message)
+        return ReplayedMessage(
+            **_described(message),
+            destination=destination,
+            fields=pipeline._shown_fields(message.body, self.key, False),
+            would_load=pipeline.judge(message).loads,
+            error=problem,
+        )
+
+    def _move(self, messages: list[QueueMessage]) -> None:
+        by_destination: dict[str, list[QueueMessage]] = {}
+        for message in messages:
+            destination, problem = self.routes.destination(message)
+            if problem:
+                self._failed(message, None, problem)
+            else:
+                by_destination.setdefault(destination, []).append(message)
+        for destination, batch in by_destination.items():
+            self.pacer.wait_for(len(batch))
+            entries = [replay_entry(message, destination) for message in batch]
+            not_sent = extract.send_entries(self.client, destination, entries)
+            sent = [message for index, message in enumerate(batch) if index not in not_sent]
+            for index, why in not_sent.items():
+                self._failed(batch[index], destination, why)
+            self.summary.moved.update(reason_of(message) for message in sent)
+            undeleted = {
+                id(failure.message) for failure in extract.delete(self.client, self.dlq_url, sent)
+            }
+            self.summary.delete_failures += len(undeleted)
+            for message in sent:
+                if id(message) not in undeleted:
+                    del self.held[message.message_id]
+
+    def _failed(self, message: QueueMessage, destination: str | None, why: str) -> None:
+        self.summary.failed[why] += 1
+        self.summary.messages.append(
+            ReplayedMessage(**_described(message), destination=destination, error=why)
+        )
+
+    def _release_held(self) -> None:
+        """Best effort: what cannot be released comes back after REPLAY_VISIBILITY anyway."""
+        try:
+            extract.release(self.client, self.dlq_url, list(self.held.values()))
+        except LoginetlError:
+            pass
+
+
+def _described(message: QueueMessage) -> dict:
+    return {
+        "message_id": message.message_id,
+        "original_message_id": message.origin_id,
+        "reason": reason_of(message),
+        "receive_count": message.receive_count,
+        "sent_at": message.sent_at.isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,313 @@
+"""Nothing lost, nothing doubled: real processes, real signals, real outages.
+
+Faults are injected for real: a TCP proxy between loginetl and PostgreSQL or the SQS server
+that drops connections, a table lock held by another session to make a batch slow, SIGTERM
+and SIGKILL sent to a running `loginetl run` process.
+"""
+
+import json
+import random
+import signal
+import time
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+
+from loginetl import load
+
+from .conftest import MASK_KEY, make_queues, rows, sample_messages
+from .faults import TcpProxy, start_loginetl, wait_until
+
+
+def env_for(queue_url: str, database_url: str, **extra) -> dict:
+    return {
+        "LOGINETL_QUEUE_URL": queue_url,
+        "LOGINETL_DATABASE_URL": database_url,
+        "LOGINETL_MASK_KEY": MASK_KEY,
+        "LOGINETL_WAIT_TIME": "1",
+        "LOGINETL_CONCURRENCY": "1",  # exact counts on moto (see conftest.cli)
+    } | extra
+
+
+def through(proxy: TcpProxy, url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+def proxy_for(url: str) -> TcpProxy:
+    parts = urlsplit(url)
+    return TcpProxy(parts.hostname, parts.port or 5432)
+
+
+@contextmanager
+def table_locked(database_url: str):
+    """Another session holds an exclusive lock: inserts wait, as on a very slow database."""
+    connection = psycopg2.connect(database_url)
+    with connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE user_logins IN ACCESS EXCLUSIVE MODE")
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def waiting_on_lock(db) -> bool:
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loginetl' "
+            "AND wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def visible(queues) -> int:
+    attributes = queues.client.get_queue_attributes(
+        QueueUrl=queues.url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def finish(process, timeout: float = 60):
+    stdout, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stdout, stderr
+
+
+def init(database_url: str) -> None:
+    connection = load.connect(database_url)
+    load.init_db(connection)
+    connection.close()
+
+
+def valid_bodies() -> list[str]:
+    return [json.dumps(message) for message in sample_messages() if "user_id" in message]
+
+
+def test_a_database_outage_mid_batch_is_retried_and_nothing_is_lost(queues, database_url, db):
+    init(database_url)
+    queues.send_sample()
+    proxy = proxy_for(database_url)
+    process = start_loginetl(
+        "run", "--json", "--batch-size", "10", env=env_for(queues.url, through(proxy, database_url))
+    )
+    with table_locked(database_url):
+        wait_until(lambda: waiting_on_lock(db))
+        proxy.cut()  # the blocked connection drops, new ones are refused
+        time.sleep(2)
+    assert len(rows(db)) == 0
+    assert queues.count() == 100  # nothing deleted while nothing was committed
+    proxy.restore()
+
+    code, stdout, stderr = finish(process)
+
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["loaded"] + summary["duplicates"] == 99
+    assert len(rows(db)) == 99
+    assert queues.count() == 0 and queues.count(queues.dlq_url) == 1
+    assert "unavailable" in stderr and "retrying in" in stderr
+    proxy.cut()
+
+
+def test_the_run_gives_up_after_retry_for_and_leaves_the_messages(queues, database_url, db):
+    init(database_url)
+    queues.send_sample()
+    proxy = proxy_for(database_url)
+    process = start_loginetl(
+        "run", "--retry-for", "3", "--batch-size", "10",
+        env=env_for(queues.url, through(proxy, database_url)),
+    )  # fmt: skip
+    with table_locked(database_url):
+        wait_until(lambda: waiting_on_lock(db))
+        proxy.cut()
+
+    code, stdout, stderr = finish(process)
+
+    assert code == 1
+    error_lines = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1
+    assert "unavailable for 3 s (--retry-for)" in error_lines[0]
+    assert f"127.0.0.1:{proxy.port}" in error_lines[0]
+    assert "Traceback" not in stderr
+    assert len(rows(db)) == 0
+    assert queues.count() == 100
+    assert visible(queues) == 100  # the batch in hand was released, not left to time out
+
+
+def test_a_slow_batch_keeps_its_messages_from_other_consumers(sqs, database_url, db):
+    init(database_url)
+    queues = make_queues(sqs, visibility_timeout=2)
+    queues.send(valid_bodies()[:20])
+    process = start_loginetl("run", "--json", "--batch-size", "20", env=env_for(queues.url, database_url))
+    stolen = []
+    with table_locked(database_url):
+        wait_until(lambda: waiting_on_lock(db))
+        deadline = time.monotonic() + 6  # three times the visibility timeout
+        while time.monotonic() < deadline:
+            stolen += sqs.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            time.sleep(0.3)
+
+    code, stdout, stderr = finish(process)
+
+    assert stolen == []
+    assert code == 0, stderr
+    assert json.loads(stdout)["loaded"] == 20
+    assert len(rows(db)) == 20
+    assert queues.count() == 0
+
+
+def test_sigterm_finishes_the_batch_in_hand_and_exits_0(queues, database_url, db):
+    init(database_url)
+    queues.send_sample()
+    process = start_loginetl("run", "--json", "--batch-size", "10", env=env_for(queues.url, database_url))
+    with table_locked(database_url):
+        wait_until(lambda: waiting_on_lock(db))
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+
+    code, stdout, stderr = finish(process)
+
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["stopped_because"] == "stopped by signal"
+    # The batch in hand (10) was finished; what the receivers had fetched meanwhile went back.
+    assert summary["received"] - summary["released"] == 10
+    assert len(rows(db)) + summary["dead_lettered"] == 10
+    assert queues.count() == 90
+    assert visible(queues) == 90  # given back at once, not left to time out
+    assert "finishing the batch in hand" in stderr
+
+
+def test_a_second_signal_exits_at_once_without_deleting_anything(queues, database_url, db):
+    init(database_url)
+    queues.send_sample()
+    process = start_loginetl("run", "--batch-size", "10", env=env_for(queues.url, database_url))
+    with table_locked(database_url):
+        wait_until(lambda: waiting_on_lock(db))
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        code, _, _ = finish(process, timeout=10)
+
+    assert code == 128 + signal.SIGINT
+    assert len(rows(db)) == 0
+    assert queues.count() == 100
+
+
+def test_an_sqs_outage_after_commit_leaves_messages_that_a_rerun_deletes(sqs, sqs_endpoint, database_url, db):
+    init(database_url)
+    queues = make_queues(sqs, visibility_timeout=3)
+    queues.send(valid_bodies()[:10])
+    proxy = proxy_for(sqs_endpoint)
+    queue_via_proxy = through(proxy, queues.url)
+    process = start_loginetl("run", "--batch-size", "10", env=env_for(queue_via_proxy, database_url))
+    with table_locked(database_url):
+        wait_until(lambda: waiting_on_lock(db))
+        proxy.cut()  # SQS goes away while the batch is being committed
+
+    code, stdout, stderr = finish(process, timeout=120)
+
+    assert code == 1
+    [error] = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert f"127.0.0.1:{proxy.port}" in error
+    assert "Traceback" not in stderr
+    assert len(rows(db)) == 10  # committed
+    assert queues.count() == 10  # but not deleted: SQS was down
+
+    proxy.restore()
+    wait_until(lambda: visible(queues) == 10)  # the dead run could not give them back
+    rerun = start_loginetl("run", "--json", env=env_for(queue_via_proxy, database_url))
+    code, stdout, stderr = finish(rerun)
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert (summary["loaded"], summary["duplicates"]) == (0, 10)
+    assert len(rows(db)) == 10
+    assert queues.count() == 0
+    proxy.cut()
+
+
+def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load(cli, queues, db):
+    cli("init-db")
+    with db.cursor() as cursor:
+        cursor.execute(
+            "ALTER TABLE user_logins ADD CONSTRAINT no_bsd CHECK (device_type <> 'freebsd')"
+        )
+    bodies = valid_bodies()[:9] + [json.dumps(dict(sample_messages()[0], device_type="freebsd"))]
+    queues.send(bodies)
+
+    result = cli("run", "--json")
+
+    summary = json.loads(result.stdout)
+    assert summary["loaded"] == 9
+    [reason] = summary["dead_lettered_by_reason"]
+    assert reason.startswith("database: new row for relation \"user_logins\" violates check")
+    [dead] = queues.drain(queues.dlq_url)
+    assert json.loads(dead["Body"])["device_type"] == "freebsd"
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_loses_nothing_and_loads_nothing_twice(sqs, database_url, db):
+    """Several runs killed with SIGKILL at random moments, then a run to the end: every valid
+    message is one row, every invalid one is in the DLQ, the source queue is empty."""
+    init(database_url)
+    queues = make_queues(sqs, visibility_timeout=1)
+    sqs.set_queue_attributes(  # only crashes here, no redrive of valid messages
+        QueueUrl=queues.url,
+        Attributes={"RedrivePolicy": json.dumps({
+            "deadLetterTargetArn": sqs.get_queue_attributes(
+                QueueUrl=queues.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
+            "maxReceiveCount": "1000"})},
+    )  # fmt: skip
+    rng = random.Random(20261124)
+    valid = [dict(m, user_id=f"user-{i}") for i, m in enumerate(sample_messages() * 3) if "user_id" in m]
+    invalid = ["not json", "[]", json.dumps({"user_id": "x"})]
+    bodies = [json.dumps(m) for m in valid] + invalid
+    rng.shuffle(bodies)
+    ids = dict(zip(queues.send(bodies), bodies))
+    env = env_for(queues.url, database_url, LOGINETL_WAIT_TIME="1")
+
+    for _ in range(8):
+        process = start_loginetl("run", "--batch-size", "20", env=env)
+        time.sleep(rng.uniform(0.3, 2.0))
+        process.kill()
+        process.communicate()
+    deadline = time.monotonic() + 120
+    while queues.count() and time.monotonic() < deadline:
+        time.sleep(1.2)  # let the killed runs' messages become visible again
+        code, _, stderr = finish(start_loginetl("run", env=env))
+        assert code == 0, stderr
+
+    loaded = rows(db)
+    assert queues.count() == 0
+    expected_valid = {i for i, body in ids.items() if body not in invalid}
+    assert sorted(r["sqs_message_id"] for r in loaded) == sorted(expected_valid)
+    dead = queues.drain(queues.dlq_url)
+    originals = {m["MessageAttributes"]["loginetl-original-message-id"]["StringValue"] for m in dead}
+    assert originals == {i for i, body in ids.items() if body in invalid}
+
+
+@pytest.mark.slow
+def test_two_consumers_load_every_message_exactly_once(sqs, database_url, db):
+    init(database_url)
+    queues = make_queues(sqs)
+    valid = [dict(m, user_id=f"user-{i}") for i, m in enumerate(sample_messages() * 2) if "user_id" in m]
+    ids = queues.send([json.dumps(m) for m in valid])
+    env = env_for(queues.url, database_url)
+
+    processes = [start_loginetl("run", "--json", "--batch-size", "10", env=env) for _ in range(2)]
+    summaries = []
+    for process in processes:
+        code, stdout, stderr = finish(process)
+        assert code == 0, stderr
+        summaries.append(json.loads(stdout))
+
+    assert sorted(r["sqs_message_id"] for r in rows(db)) == sorted(ids)
+    assert sum(s["loaded"] for s in summaries) == len(ids)
+    assert all(s["received"] > 0 for s in summaries)  # both did part of the work
+    assert queues.count() == 0
