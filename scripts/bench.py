@@ -433,10 +433,12 @@ def attach_profiler(pid: int, profile_to: Path | None) -> subprocess.Popen | Non
         return None
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     profile_to.mkdir(parents=True, exist_ok=True)
-    target = profile_to / f"loginetl-run-{pid}.speedscope.json"
+    target = profile_to / f"loginetl-run-{pid}.txt"  # collapsed stacks: flamegraph.pl, speedscope
     return subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--rate", "200", "--threads", "--idle",
-         "--format", "speedscope", "--output", str(target)],
+        # --nonblocking: never pause the run (the default pauses it at every sample and slows
+        # it down by half); --gil: only the thread holding the GIL, i.e. where the CPU goes.
+        [py_spy, "record", "--pid", str(pid), "--nonblocking", "--gil", "--threads",
+         "--format", "raw", "--output", str(target)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -589,6 +591,8 @@ def target(name: str, value: float, limit: float, sense: str) -> dict:
 
 def print_tables(result: dict) -> None:
     out = Console()
+    if not out.is_terminal:  # piped into a file or a note: wide enough not to wrap the table
+        out = Console(width=120)
     concurrency = result["loginetl_concurrency"]
     title = (
         f"loginetl run vs bare drain ({result['concurrency']} threads) and naive loop"
@@ -643,7 +647,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"PostgreSQL admin URL; a fresh database is made there (default {ADMIN_URL})")
     parser.add_argument("--seed-threads", type=int, default=8, help="threads sending the messages (default 8)")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
-                        help="record each loginetl run with py-spy (speedscope files into DIR)")
+                        help="profile each loginetl run with py-spy (collapsed stacks into DIR)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
     if min(args.messages) < 1 or args.concurrency < 1 or args.naive_messages < 1:

@@ -123,6 +123,8 @@ def pick_port(preferred: int) -> int:
     """The preferred port when nothing listens there on loopback, else one the kernel picks."""
     for port in (preferred, 0):
         with socket.socket() as probe:
+            # As servers do: connections of a previous run in TIME_WAIT do not make it taken.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((HOST, port))
             except OSError:

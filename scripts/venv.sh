@@ -11,4 +11,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 # pip prints nothing when everything is already installed.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# (This machine's pip configuration names local package folders that may be missing; pip warns
+# about each, which is noise here.)
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)

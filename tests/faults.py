@@ -14,6 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class TcpProxy:
@@ -102,3 +105,67 @@ def wait_until(condition, timeout: float = 30.0, every: float = 0.1) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {condition}")
         time.sleep(every)
+
+
+class ThrottlingSqs:
+    """An HTTP front for a real SQS server that answers the first `throttle` requests of every
+    `every` with a throttling error (alternately 503 and RequestThrottled), and forwards the rest."""
+
+    def __init__(self, target: str, throttle: int, every: int) -> None:
+        self.target = target
+        self.throttle, self.every = throttle, every
+        self.requests = self.throttled = 0
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _should_throttle(self) -> bool:
+        with self.lock:
+            self.requests += 1
+            throttle = (self.requests - 1) % self.every < self.throttle
+            self.throttled += throttle
+            return throttle
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if proxy._should_throttle():
+                    if proxy.throttled % 2:
+                        self._reply(503, b"", "text/plain")
+                    else:
+                        error = b'{"__type": "RequestThrottled", "message": "Rate exceeded"}'
+                        self._reply(400, error, "application/x-amz-json-1.0")
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                request = urllib.request.Request(
+                    proxy.target + self.path, data=body, headers=headers, method="POST"
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        status, answer = response.status, response.read()
+                        kind = response.headers.get("Content-Type", "")
+                except urllib.error.HTTPError as error:
+                    status, answer = error.code, error.read()
+                    kind = error.headers.get("Content-Type", "")
+                self._reply(status, answer, kind)
+
+            def _reply(self, status: int, body: bytes, kind: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format, *args) -> None:
+                pass
+
+        return Handler

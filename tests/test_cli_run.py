@@ -248,7 +248,7 @@ def test_a_queue_that_does_not_exist_is_a_configuration_error(cli, sqs_endpoint)
 def test_an_unreachable_queue_endpoint_is_one_line(cli, database_url):
     cli("init-db")
     url = "http://127.0.0.1:1/000000000000/login-queue"
-    result = cli("run", "--queue-url", url)
+    result = cli("run", "--queue-url", url, env={"AWS_MAX_ATTEMPTS": "2"})  # fewer retries
     assert result.exit_code == 1
     assert "http://127.0.0.1:1" in result.stderr
     assert "Traceback" not in result.output

@@ -18,7 +18,7 @@ import pytest
 from loginetl import load
 
 from .conftest import MASK_KEY, make_queues, rows, sample_messages
-from .faults import TcpProxy, start_loginetl, wait_until
+from .faults import TcpProxy, ThrottlingSqs, start_loginetl, wait_until
 
 
 def env_for(queue_url: str, database_url: str, **extra) -> dict:
@@ -206,7 +206,10 @@ def test_an_sqs_outage_after_commit_leaves_messages_that_a_rerun_deletes(sqs, sq
     queues.send(valid_bodies()[:10])
     proxy = proxy_for(sqs_endpoint)
     queue_via_proxy = through(proxy, queues.url)
-    process = start_loginetl("run", "--batch-size", "10", env=env_for(queue_via_proxy, database_url))
+    process = start_loginetl(
+        "run", "--batch-size", "10",
+        env=env_for(queue_via_proxy, database_url, AWS_MAX_ATTEMPTS="3"),  # fewer retries
+    )  # fmt: skip
     with table_locked(database_url):
         wait_until(lambda: waiting_on_lock(db))
         proxy.cut()  # SQS goes away while the batch is being committed
@@ -230,6 +233,27 @@ def test_an_sqs_outage_after_commit_leaves_messages_that_a_rerun_deletes(sqs, sq
     assert len(rows(db)) == 10
     assert queues.count() == 0
     proxy.cut()
+
+
+def test_throttling_slows_the_run_down_but_does_not_fail_it(cli, sqs, sqs_endpoint, db):
+    """Every third SQS request is refused with a 503 or RequestThrottled: botocore's retries
+    absorb them and every message still loads once."""
+    cli("init-db")
+    queues = make_queues(sqs)
+    queues.send(valid_bodies()[:30])
+    throttling = ThrottlingSqs(sqs_endpoint, throttle=1, every=3)
+    try:
+        result = cli("run", "--json", "--batch-size", "10", env={
+            "LOGINETL_QUEUE_URL": queues.url.replace(sqs_endpoint, throttling.url),
+        })  # fmt: skip
+    finally:
+        throttling.close()
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["loaded"] == 30
+    assert throttling.throttled >= 5
+    assert len(rows(db)) == 30
+    assert queues.count() == 0
 
 
 def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load(cli, queues, db):

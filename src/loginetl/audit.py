@@ -44,7 +44,6 @@ PII_PATTERNS = {
 TEXT_TYPES = ("character varying", "character", "text", "json", "jsonb")
 DIGESTS = ("md5", "sha1", "sha256", "sha512")
 SAMPLE_OVERDRAW = 2  # sample twice the rows asked for, then LIMIT: reltuples is an estimate
-PEEK_VISIBILITY = 30  # long enough to gather the messages, released at once afterwards
 
 
 @dataclass(frozen=True)
@@ -229,20 +228,9 @@ def _where(error: Exception) -> str:
 def peek_raw(settings: Settings, count: int, wait_time: int) -> tuple[list[RawMessage], int | None]:
     """Up to `count` messages off the queue, all made visible again, as `peek` does."""
     sqs = extract.sqs_client(settings)
-    queue_url = settings.queue_url
-    limit = extract.max_receive_count(sqs, queue_url)
-    seen: dict[str, extract.QueueMessage] = {}
-    try:
-        while len(seen) < count:
-            wanted = min(extract.MAX_PER_CALL, count - len(seen))
-            received = extract.receive(sqs, queue_url, wanted, wait_time, PEEK_VISIBILITY)
-            new = [message for message in received if message.message_id not in seen]
-            seen.update((message.message_id, message) for message in new)
-            if not new:
-                break
-    finally:
-        extract.release(sqs, queue_url, list(seen.values()))
-    return [RawMessage(message.body, message.origin_id) for message in seen.values()], limit
+    limit = extract.max_receive_count(sqs, settings.queue_url)
+    messages = extract.peek(sqs, settings.queue_url, count, wait_time)
+    return [RawMessage(message.body, message.origin_id) for message in messages], limit
 
 
 def raw_login(raw: RawMessage) -> RawLogin | None:

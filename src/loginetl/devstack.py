@@ -628,6 +628,11 @@ def stack_settings(sqs_port: int, pg_port: int, mask_key: str) -> dict[str, str]
         "AWS_DEFAULT_REGION": REGION,
         "LOGINETL_DATABASE_URL": _dsn(PG_PASSWORD, pg_port),
         "LOGINETL_MASK_KEY": mask_key,
+        # moto's ReceiveMessage is not atomic across threads: with several receivers a message
+        # can be delivered twice (loginetl then counts a duplicate). One receiver keeps the
+        # demo's counts exact; LocalStack and AWS take the default.
+        "LOGINETL_CONCURRENCY": "1",
+        "LOGINETL_WAIT_TIME": "1",
     }
 
 

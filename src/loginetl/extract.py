@@ -34,6 +34,7 @@ LOGINETL_ATTRIBUTES = (REASON_ATTRIBUTE, ORIGINAL_ID_ATTRIBUTE, SOURCE_QUEUE_ATT
 MAX_PER_CALL = 10  # SQS's limit for ReceiveMessage and every *Batch call
 MAX_ATTRIBUTES = 10  # SQS's limit of message attributes per message
 MAX_BATCH_BYTES = 200 * 1024  # stay under SendMessageBatch's total payload limit (256 KiB)
+PEEK_VISIBILITY = 30  # seconds a peeked message stays hidden while more are gathered
 MISSING_QUEUE_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 CREDENTIAL_CODES = ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch")
 
@@ -173,21 +174,57 @@ def dead_letter(
 ) -> tuple[list[QueueMessage], list[Failure]]:
     """Send refused messages to the DLQ, body unchanged, with the reason and original id as
     attributes. Returns (sent, failed): only a sent message may then be deleted from the source."""
-    sent: list[QueueMessage] = []
-    failed: list[Failure] = []
-    for chunk in _chunks_by_size(refused):
-        entries = [
-            _dead_letter_entry(str(index), message, reason, source_url, dlq_url)
-            for index, (message, reason) in enumerate(chunk)
-        ]
-        messages = [message for message, _ in chunk]
-        with sqs_errors("cannot send to dead-letter queue", dlq_url):
-            response = client.send_message_batch(QueueUrl=dlq_url, Entries=entries)
-        chunk_failures = _failures(response, messages)
-        failed += chunk_failures
-        not_sent = {id(failure.message) for failure in chunk_failures}
-        sent += [message for message in messages if id(message) not in not_sent]
-    return sent, failed
+    entries = [
+        forward_entry(
+            message,
+            {
+                REASON_ATTRIBUTE: reason[:1000],
+                ORIGINAL_ID_ATTRIBUTE: message.origin_id,
+                SOURCE_QUEUE_ATTRIBUTE: source_url,
+            },
+            dlq_url,
+        )
+        for message, reason in refused
+    ]
+    not_sent = send_entries(client, dlq_url, entries)
+    sent = [message for index, (message, _) in enumerate(refused) if index not in not_sent]
+    return sent, [Failure(refused[index][0], why) for index, why in not_sent.items()]
+
+
+def forward_entry(message: QueueMessage, ours: dict[str, str], destination: str) -> dict:
+    """The SendMessageBatch entry (without Id) that carries `message` to another queue: body
+    unchanged, `ours` as attributes, and the sender's own string attributes where SQS's limit of
+    ten leaves room (earlier loginetl attributes are replaced by `ours`)."""
+    skip = set(LOGINETL_ATTRIBUTES) | set(ours)
+    theirs = [(k, v) for k, v in message.attributes.items() if k not in skip and v]
+    attributes = dict(theirs[: MAX_ATTRIBUTES - len(ours)]) | ours
+    entry = {
+        "MessageBody": message.body,
+        "MessageAttributes": {
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+        },
+    }
+    if destination.endswith(".fifo"):
+        entry["MessageGroupId"] = message.group_id or "loginetl"
+        entry["MessageDeduplicationId"] = message.message_id
+    return entry
+
+
+def peek(client, queue_url: str, count: int, wait_time: int) -> list[QueueMessage]:
+    """Up to `count` distinct messages, each made visible again before returning (held
+    invisible meanwhile, so successive receives do not return the same ones)."""
+    seen: dict[str, QueueMessage] = {}
+    try:
+        while len(seen) < count:
+            wanted = min(MAX_PER_CALL, count - len(seen))
+            received = receive(client, queue_url, wanted, wait_time, PEEK_VISIBILITY)
+            new = [message for message in received if message.message_id not in seen]
+            seen.update((message.message_id, message) for message in new)
+            if not new:
+                break
+    finally:
+        release(client, queue_url, list(seen.values()))
+    return list(seen.values())
 
 
 def dead_letter_url(client, queue_url: str) -> str | None:
@@ -238,30 +275,6 @@ def _queue_message(raw: dict) -> QueueMessage:
     )
 
 
-def _dead_letter_entry(
-    entry_id: str, message: QueueMessage, reason: str, source_url: str, dlq_url: str
-) -> dict:
-    ours = {
-        REASON_ATTRIBUTE: reason[:1000],
-        ORIGINAL_ID_ATTRIBUTE: message.origin_id,
-        SOURCE_QUEUE_ATTRIBUTE: source_url,
-    }
-    # Keep the sender's own string attributes where SQS's limit of ten leaves room.
-    theirs = [(k, v) for k, v in message.attributes.items() if k not in ours and v]
-    attributes = dict(theirs[: MAX_ATTRIBUTES - len(ours)]) | ours
-    entry = {
-        "Id": entry_id,
-        "MessageBody": message.body,
-        "MessageAttributes": {
-            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
-        },
-    }
-    if dlq_url.endswith(".fifo"):
-        entry["MessageGroupId"] = message.group_id or "loginetl"
-        entry["MessageDeduplicationId"] = message.message_id
-    return entry
-
-
 def _failures(response: dict, messages: Sequence[QueueMessage]) -> list[Failure]:
     return [
         Failure(messages[int(entry["Id"])], f"{entry.get('Code', '')}: {entry.get('Message', '')}")
@@ -272,21 +285,6 @@ def _failures(response: dict, messages: Sequence[QueueMessage]) -> list[Failure]
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _chunks_by_size(refused: Sequence[tuple[QueueMessage, str]]) -> Iterator[list]:
-    """At most 10 entries and MAX_BATCH_BYTES of bodies per SendMessageBatch."""
-    chunk: list = []
-    size = 0
-    for item in refused:
-        body_size = len(item[0].body.encode("utf-8", "surrogatepass")) + 2048
-        if chunk and (len(chunk) == MAX_PER_CALL or size + body_size > MAX_BATCH_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += body_size
-    if chunk:
-        yield chunk
 
 
 class VisibilityKeeper:

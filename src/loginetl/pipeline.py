@@ -482,7 +482,6 @@ class PeekResult:
 
 
 PII_FIELDS = ("ip", "device_id")
-PEEK_VISIBILITY = 30  # long enough to gather the messages, released at once afterwards
 
 
 def peek(
@@ -494,22 +493,11 @@ def peek(
 ) -> PeekResult:
     """Receive up to max_messages, judge each as `run` would, and make them all visible again."""
     sqs = extract.sqs_client(settings)
-    queue_url = settings.queue_url
-    limit = extract.max_receive_count(sqs, queue_url)
-    seen: dict[str, QueueMessage] = {}
-    try:
-        while len(seen) < max_messages:
-            wanted = min(extract.MAX_PER_CALL, max_messages - len(seen))
-            received = extract.receive(sqs, queue_url, wanted, wait_time, PEEK_VISIBILITY)
-            new = [message for message in received if message.message_id not in seen]
-            seen.update((message.message_id, message) for message in new)
-            if not new:
-                break
-    finally:
-        extract.release(sqs, queue_url, list(seen.values()))
+    limit = extract.max_receive_count(sqs, settings.queue_url)
+    messages = extract.peek(sqs, settings.queue_url, max_messages, wait_time)
     return PeekResult(
-        queue_url=queue_url,
-        messages=[_peeked(message, key, show_pii) for message in seen.values()],
+        queue_url=settings.queue_url,
+        messages=[_peeked(message, key, show_pii) for message in messages],
         max_receive_count=limit,
     )
 

@@ -18,13 +18,7 @@ from dataclasses import dataclass, field
 from . import extract, pipeline
 from .config import DEFAULT_QUEUE_URL, Settings, check_queue_url
 from .errors import ConfigError, LoginetlError
-from .extract import (
-    LOGINETL_ATTRIBUTES,
-    MAX_ATTRIBUTES,
-    ORIGINAL_ID_ATTRIBUTE,
-    SOURCE_QUEUE_ATTRIBUTE,
-    QueueMessage,
-)
+from .extract import ORIGINAL_ID_ATTRIBUTE, SOURCE_QUEUE_ATTRIBUTE, QueueMessage
 from .masking import MaskKey
 
 MAX_RATE = 500  # messages per second, the ceiling of SQS's own StartMessageMoveTask
@@ -147,21 +141,7 @@ def replay_entry(message: QueueMessage, destination: str) -> dict:
         ORIGINAL_ID_ATTRIBUTE: message.origin_id,
         REPLAYED_REASON_ATTRIBUTE: reason_of(message)[:1000],
     }
-    skip = set(LOGINETL_ATTRIBUTES) | set(ours)
-    theirs = [
-        (name, value) for name, value in message.attributes.items() if name not in skip and value
-    ]
-    attributes = dict(theirs[: MAX_ATTRIBUTES - len(ours)]) | ours
-    entry = {
-        "MessageBody": message.body,
-        "MessageAttributes": {
-            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
-        },
-    }
-    if destination.endswith(".fifo"):
-        entry["MessageGroupId"] = message.group_id or "loginetl"
-        entry["MessageDeduplicationId"] = message.message_id
-    return entry
+    return extract.forward_entry(message, ours, destination)
 
 
 class Pacer:
