@@ -78,10 +78,22 @@ console = Console(stderr=True)  # progress; the results go to stdout
 class Rate:
     messages: int
     seconds: float
+    endpoint_cpu: float | None = None  # CPU seconds the SQS server spent meanwhile, when known
 
     @property
     def per_second(self) -> float:
         return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def endpoint_ms_per_message(self) -> float | None:
+        if self.endpoint_cpu is None or not self.messages:
+            return None
+        return 1000 * self.endpoint_cpu / self.messages
+
+    @property
+    def endpoint_busy(self) -> float | None:
+        """Share of one core the server used: near 1 means it is what limits the rate."""
+        return self.endpoint_cpu / self.seconds if self.endpoint_cpu is not None and self.seconds else None
 
 
 @dataclass
@@ -97,8 +109,32 @@ class RunResult:
 class SizeResult:
     messages: int
     invalid: int
-    bare: Rate
-    run: RunResult
+    bares: list[Rate] = field(default_factory=list)  # one per round (--repeat)
+    runs: list[RunResult] = field(default_factory=list)
+
+    @property
+    def bare(self) -> Rate:
+        return median(self.bares, key=lambda rate: rate.per_second)
+
+    @property
+    def run(self) -> RunResult:
+        return median(self.runs, key=lambda run: run.rate.per_second)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(run.peak_rss_mb for run in self.runs)
+
+    @property
+    def problems(self) -> list[str]:
+        found = [problem for run in self.runs for problem in run.problems]
+        found += [f"bare drain got {bare.messages} of {self.messages}" for bare in self.bares
+                  if bare.messages != self.messages]  # fmt: skip
+        return found
+
+
+def median(items: list, key):
+    """The middle one (the lower middle for an even count): a real measurement, not a mean."""
+    return sorted(items, key=key)[(len(items) - 1) // 2]
 
 
 # --- the endpoint, the database, the queues -------------------------------------------------
@@ -113,25 +149,45 @@ def load_localstack_module():
     return module
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    pid: int | None = None  # the server's process when it is our LocalStack: its CPU is measured
+
+
 @contextmanager
-def sqs_endpoint(endpoint_url: str | None) -> Iterator[str]:
+def sqs_endpoint(endpoint_url: str | None) -> Iterator[Endpoint]:
     """The given endpoint, or a LocalStack started for the bench and stopped afterwards."""
-    if endpoint_url:
-        yield endpoint_url
-        return
     launcher = load_localstack_module()
     already = launcher.status()
-    if already:  # someone ran `scripts/localstack.py up`: use it, leave it running
-        console.print(f"using the LocalStack already running at {already}")
-        yield already
+    if endpoint_url or already:  # one given, or one started by `scripts/localstack.py up`: kept
+        url = endpoint_url or already
+        console.print(f"using the SQS endpoint at {url}")
+        yield Endpoint(url, launcher.server_pid() if url == already else None)
         return
     console.print("starting LocalStack (scripts/localstack.py)")
-    endpoint = launcher.start(quiet=False)
+    url = launcher.start(quiet=False)
     try:
-        yield endpoint
+        yield Endpoint(url, launcher.server_pid())
     finally:
         launcher.stop()
         console.print("stopped LocalStack")
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc; None when unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def cpu_since(pid: int | None, before: float | None) -> float | None:
+    now = cpu_seconds(pid)
+    return now - before if now is not None and before is not None else None
 
 
 def sqs_client(endpoint_url: str, pool: int):
@@ -487,50 +543,69 @@ def bench(args: argparse.Namespace) -> dict:
         endpoint = cleanup.enter_context(sqs_endpoint(args.endpoint_url))
         database = cleanup.enter_context(fresh_database(args.database_url))
         init_table(database, environment)
-        sqs = sqs_client(endpoint, pool=2 * max(args.concurrency, args.seed_threads))
+        sqs = sqs_client(endpoint.url, pool=2 * max(args.concurrency, args.seed_threads))
 
         naive = measure_naive(sqs, endpoint, database, mask_key, args)
         sizes = [
             measure_size(sqs, endpoint, database, environment, n, concurrent, args)
             for n in args.messages
         ]
-    return results(args, endpoint, concurrent, naive, sizes)
+    return results(args, endpoint.url, concurrent, naive, sizes)
 
 
-def measure_naive(sqs, endpoint: str, database: str, mask_key: str, args) -> Rate:
+def measure_naive(sqs, endpoint: Endpoint, database: str, mask_key: str, args) -> Rate:
     n = args.naive_messages
     with fresh_queues(sqs, "bench-naive", with_dlq=True) as queues:
         seed_queue(sqs, queues.source, n, args.seed_threads)
         console.print(f"naive loop on {n:,} messages")
-        rate = naive_drain(endpoint, queues, database, mask_key)
+        before = cpu_seconds(endpoint.pid)
+        rate = naive_drain(endpoint.url, queues, database, mask_key)
+        rate.endpoint_cpu = cpu_since(endpoint.pid, before)
     empty_table(database)
     console.print(f"  naive: {rate.per_second:,.0f} messages/s")
     return rate
 
 
-def measure_size(sqs, endpoint: str, database: str, environment: dict, n: int, concurrent: bool, args) -> SizeResult:
-    invalid = Messages.invalid_count(n)
+def measure_size(sqs, endpoint: Endpoint, database: str, environment: dict, n: int, concurrent: bool, args) -> SizeResult:
+    """--repeat rounds of bare drain then loginetl run, each on freshly seeded queues."""
+    size = SizeResult(n, Messages.invalid_count(n))
+    for round_number in range(1, args.repeat + 1):
+        if args.repeat > 1:
+            console.print(f"[bold]{n:,} messages, round {round_number} of {args.repeat}[/]")
+        size.bares.append(measure_bare(sqs, endpoint, n, args))
+        size.runs.append(measure_run(sqs, endpoint, database, environment, n, concurrent, args))
+    return size
+
+
+def measure_bare(sqs, endpoint: Endpoint, n: int, args) -> Rate:
     with fresh_queues(sqs, f"bench-bare-{n}", with_dlq=False) as queues:
         seeded = seed_queue(sqs, queues.source, n, args.seed_threads)
         console.print(f"{n:,} messages seeded ({seeded.per_second:,.0f}/s); bare drain, {args.concurrency} threads")
+        before = cpu_seconds(endpoint.pid)
         bare = bare_drain(sqs, queues.source, args.concurrency)
+        bare.endpoint_cpu = cpu_since(endpoint.pid, before)
     console.print(f"  bare drain: {bare.per_second:,.0f} messages/s ({bare.messages:,} in {bare.seconds:.1f} s)")
+    if bare.messages != n:
+        console.print(f"  [red]bare drain got {bare.messages} of {n} messages[/]")
+    return bare
 
+
+def measure_run(sqs, endpoint: Endpoint, database: str, environment: dict, n: int, concurrent: bool, args) -> RunResult:
+    invalid = Messages.invalid_count(n)
     with fresh_queues(sqs, f"bench-run-{n}", with_dlq=True) as queues:
         seed_queue(sqs, queues.source, n, args.seed_threads)
         console.print(f"{n:,} messages seeded ({invalid} invalid); loginetl run")
+        before = cpu_seconds(endpoint.pid)
         rate, rss, code, summary = loginetl_run(
-            queues, endpoint, database, environment,
+            queues, endpoint.url, database, environment,
             args.concurrency if concurrent else None, args.batch_size, args.py_spy,
         )  # fmt: skip
+        rate.endpoint_cpu = cpu_since(endpoint.pid, before)
         problems = check_run(sqs, queues, database, n, invalid, code, summary)
     empty_table(database)
-    run = RunResult(rate, rss, code, summary, problems)
     verdict = "checks passed" if not problems else "[red]" + "; ".join(problems) + "[/]"
-    console.print(f"  loginetl run: {rate.per_second:,.0f} messages/s, peak RSS {rss:.0f} MB, {verdict}")
-    if bare.messages != n:
-        console.print(f"  [red]bare drain got {bare.messages} of {n} messages[/]")
-    return SizeResult(n, invalid, bare, run)
+    console.print(f"  loginetl run: {rate.per_second:,.0f} messages/s ({rate.seconds:.1f} s), peak RSS {rss:.0f} MB, {verdict}")
+    return RunResult(rate, rss, code, summary, problems)
 
 
 def results(args, endpoint: str, concurrent: bool, naive: Rate, sizes: list[SizeResult]) -> dict:
@@ -547,11 +622,28 @@ def results(args, endpoint: str, concurrent: bool, naive: Rate, sizes: list[Size
             # loginetl's own figure: from its first receive, without interpreter start-up
             "run_reported_per_second": size.run.summary.get("messages_per_second"),
             "run_exit_code": size.run.exit_code,
-            "peak_rss_mb": round(size.run.peak_rss_mb, 1),
+            "peak_rss_mb": round(size.peak_rss_mb, 1),  # the highest of the rounds
             "run_vs_bare": round(size.run.rate.per_second / size.bare.per_second, 3),
             "run_vs_naive": round(size.run.rate.per_second / naive.per_second, 1),
-            "checks_passed": not size.run.problems,
-            "problems": size.run.problems,
+            # The SQS server's CPU per message and its busy share of one core, when it is our
+            # LocalStack: equal ms/message and busy near 1 in both means the server is the limit.
+            "endpoint_cpu_ms_per_message": {
+                "bare": rounded(size.bare.endpoint_ms_per_message, 3),
+                "run": rounded(size.run.rate.endpoint_ms_per_message, 3),
+            },
+            "endpoint_busy": {
+                "bare": rounded(size.bare.endpoint_busy, 3),
+                "run": rounded(size.run.rate.endpoint_busy, 3),
+            },
+            "checks_passed": not size.problems,
+            "problems": size.problems,
+            # every round, when --repeat > 1: the figures above are the medians
+            "rounds": [
+                {"bare_per_second": round(bare.per_second, 1),
+                 "run_per_second": round(run.rate.per_second, 1),
+                 "peak_rss_mb": round(run.peak_rss_mb, 1)}
+                for bare, run in zip(size.bares, size.runs)
+            ],
         })  # fmt: skip
     smallest = min(rows, key=lambda row: row["messages"])
     largest = max(rows, key=lambda row: row["messages"])
@@ -572,16 +664,23 @@ def results(args, endpoint: str, concurrent: bool, naive: Rate, sizes: list[Size
         "concurrency": args.concurrency,
         "loginetl_concurrency": args.concurrency if concurrent else None,
         "batch_size": args.batch_size,
+        "repeat": args.repeat,
         "naive": {
             "messages": naive.messages,
             "per_second": round(naive.per_second, 1),
             "seconds": round(naive.seconds, 2),
+            "endpoint_cpu_ms_per_message": rounded(naive.endpoint_ms_per_message, 3),
+            "endpoint_busy": rounded(naive.endpoint_busy, 3),
         },
         "sizes": rows,
         "rss_growth": round(growth, 3) if growth is not None else None,
         "targets": targets,
         "checks_passed": all(row["checks_passed"] for row in rows),
     }
+
+
+def rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def target(name: str, value: float, limit: float, sense: str) -> dict:
@@ -592,7 +691,7 @@ def target(name: str, value: float, limit: float, sense: str) -> dict:
 def print_tables(result: dict) -> None:
     out = Console()
     if not out.is_terminal:  # piped into a file or a note: wide enough not to wrap the table
-        out = Console(width=120)
+        out = Console(width=140)
     concurrency = result["loginetl_concurrency"]
     title = (
         f"loginetl run vs bare drain ({result['concurrency']} threads) and naive loop"
@@ -601,9 +700,10 @@ def print_tables(result: dict) -> None:
     )  # fmt: skip
     table = Table(title=title, title_justify="left")
     for name in ("messages", "bare msg/s", "run msg/s", "(its own)", "run/bare", "run/naive",
-                 "peak RSS", "checks"):  # fmt: skip
+                 "peak RSS", "server ms/msg", "server busy", "checks"):  # fmt: skip
         table.add_column(name, justify="right" if name != "checks" else "left")
     for row in result["sizes"]:
+        cpu, busy = row["endpoint_cpu_ms_per_message"], row["endpoint_busy"]
         table.add_row(
             f"{row['messages']:,}",
             f"{row['bare_per_second']:,.0f}",
@@ -612,12 +712,16 @@ def print_tables(result: dict) -> None:
             f"{row['run_vs_bare']:.2f}",
             f"{row['run_vs_naive']:.1f}",
             f"{row['peak_rss_mb']:.0f} MB",
+            f"{cpu['bare']:.2f} / {cpu['run']:.2f}" if cpu["run"] is not None else "-",
+            f"{busy['bare']:.0%} / {busy['run']:.0%}" if busy["run"] is not None else "-",
             "ok" if row["checks_passed"] else "[red]" + "; ".join(row["problems"]) + "[/]",
         )
     naive = result["naive"]
+    rounds = f"; medians of {result['repeat']} rounds, RSS the highest" if result["repeat"] > 1 else ""
     table.caption = (
         f"naive: {naive['per_second']:,.0f} msg/s on {naive['messages']:,} messages; "
-        f"run msg/s from wall time (start-up included), '(its own)' from loginetl's summary"
+        f"run msg/s from wall time (start-up included), '(its own)' from loginetl's summary{rounds}; "
+        "server ms/msg and busy: the SQS server's CPU per message and share of one core, bare / run"
     )
     table.caption_justify = "left"
     out.print(table)
@@ -645,13 +749,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--endpoint-url", help="an SQS endpoint already running (default: start LocalStack)")
     parser.add_argument("--database-url", default=ADMIN_URL,
                         help=f"PostgreSQL admin URL; a fresh database is made there (default {ADMIN_URL})")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds per queue size; medians are reported (default 1)")
     parser.add_argument("--seed-threads", type=int, default=8, help="threads sending the messages (default 8)")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="profile each loginetl run with py-spy (collapsed stacks into DIR)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
-    if min(args.messages) < 1 or args.concurrency < 1 or args.naive_messages < 1:
-        parser.error("--messages, --concurrency and --naive-messages must be at least 1")
+    if min(args.messages + [args.concurrency, args.naive_messages, args.repeat, args.batch_size]) < 1:
+        parser.error("--messages, --concurrency, --naive-messages, --repeat and --batch-size must be at least 1")
     return args
 
 

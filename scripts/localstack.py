@@ -215,6 +215,12 @@ def status(root: Path = DEFAULT_ROOT) -> str | None:
     return server["endpoint"] if server and sqs_is_up(server["endpoint"]) else None
 
 
+def server_pid(root: Path = DEFAULT_ROOT) -> int | None:
+    """The pid of the LocalStack we started, when it still runs."""
+    server = _our_server(Paths(root))
+    return server["pid"] if server else None
+
+
 def _our_server(paths: Paths) -> dict | None:
     """The recorded server, only if that pid is still LocalStack (pids get reused)."""
     try:

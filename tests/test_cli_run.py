@@ -107,6 +107,21 @@ def test_two_copies_of_one_message_load_once(cli, queues, db):
     assert queues.count() == 0
 
 
+def test_message_ids_with_escapes_round_trip_through_copy(cli, queues, db):
+    """The original id comes from a message attribute, i.e. from the sender: tabs, newlines
+    and backslashes in it must reach the table unchanged."""
+    cli("init-db")
+    hostile_id = "id\twith\\back\\slash\nand\\N"
+    original = {"loginetl-original-message-id": {"DataType": "String", "StringValue": hostile_id}}
+    queues.send([json.dumps(sample_messages()[0])], attributes=original)
+    queues.send([json.dumps(sample_messages()[2])])
+
+    result, summary = run_json(cli)
+
+    assert summary["loaded"] == 2
+    assert hostile_id in [r["sqs_message_id"] for r in rows(db)]
+
+
 def test_max_messages_stops_after_n(cli, queues, db):
     cli("init-db")
     queues.send_sample()

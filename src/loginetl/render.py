@@ -1,4 +1,5 @@
-"""Turns what the services return into rich tables or JSON. The only module that knows rich.
+"""Turns what the services return into rich tables or JSON (cli.py adds the progress line and
+logs.py the log handler; the services never touch the terminal).
 
 Values that came off the queue are shown as plain Text with control characters and lone
 surrogates replaced, so a hostile message cannot inject markup or terminal escapes.
