@@ -370,3 +370,23 @@ def test_the_pacer_spaces_batches_to_the_rate():
     pacer.wait_for(10)
     pacer.wait_for(10)
     assert slept == [0.5, 0.5, 0.5, 0.5]
+
+
+def test_two_dlq_copies_of_one_message_load_once_after_replay(cli, queues, db):
+    """A crash between dead-lettering and deleting leaves the message on the source queue, and
+    the next run dead-letters it again: two copies in the DLQ, one original id. Replayed after
+    the cause is fixed, they make one row."""
+    cli("init-db")
+    copies = {
+        "loginetl-original-message-id": {"DataType": "String", "StringValue": "first-id"},
+        "loginetl-reason": {"DataType": "String", "StringValue": "database: outage"},
+    }
+    queues.send([json.dumps(VALID[0])] * 2, queue_url=queues.dlq_url, attributes=copies)
+
+    _, moved = replay_json(cli)
+    summary = run_json(cli)
+
+    assert moved["moved"] == 2
+    assert (summary["loaded"], summary["duplicates"]) == (1, 1)
+    assert [r["sqs_message_id"] for r in rows(db)] == ["first-id"]
+    assert queues.count() == 0 and queues.count(queues.dlq_url) == 0
