@@ -93,7 +93,11 @@ class Rate:
     @property
     def endpoint_busy(self) -> float | None:
         """Share of one core the server used: near 1 means it is what limits the rate."""
-        return self.endpoint_cpu / self.seconds if self.endpoint_cpu is not None and self.seconds else None
+        return (
+            self.endpoint_cpu / self.seconds
+            if self.endpoint_cpu is not None and self.seconds
+            else None
+        )
 
 
 @dataclass
@@ -142,7 +146,9 @@ def median(items: list, key):
 
 def load_localstack_module():
     """scripts/localstack.py, imported by path (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("localstack_launcher", REPO / "scripts" / "localstack.py")
+    spec = importlib.util.spec_from_file_location(
+        "localstack_launcher", REPO / "scripts" / "localstack.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -318,7 +324,9 @@ class Messages:
         login = dict(self.templates[index % len(self.templates)])
         login["user_id"] = str(uuid.UUID(int=bits, version=4))
         login["ip"] = ip
-        login["device_id"] = f"{device // 10**6:03d}-{device // 10**4 % 100:02d}-{device % 10**4:04d}"
+        login["device_id"] = (
+            f"{device // 10**6:03d}-{device // 10**4 % 100:02d}-{device % 10**4:04d}"
+        )
         if index % INVALID_EVERY == INVALID_EVERY - 1:
             kind = self.INVALID[(index // INVALID_EVERY) % len(self.INVALID)]
             return kind or json.dumps(login | {"ip": "999.1.2.3"})
@@ -467,7 +475,9 @@ def loginetl_run(
         out, err = Path(folder, "stdout"), Path(folder, "stderr")
         with out.open("wb") as stdout, err.open("wb") as stderr:
             started = time.monotonic()
-            process = subprocess.Popen(command, env=environment, cwd=folder, stdout=stdout, stderr=stderr)
+            process = subprocess.Popen(
+                command, env=environment, cwd=folder, stdout=stdout, stderr=stderr
+            )
             profiler = attach_profiler(process.pid, profile_to)
             _, status, usage = os.wait4(process.pid, 0)
             seconds = time.monotonic() - started
@@ -476,7 +486,7 @@ def loginetl_run(
             profiler.wait(timeout=60)
         text = out.read_text()
         try:
-            summary = json.loads(text[text.index("{"):])
+            summary = json.loads(text[text.index("{") :])
         except ValueError:
             summary = {"error": (err.read_text().strip() or text.strip())[-500:]}
     received = int(summary.get("received", 0))
@@ -499,7 +509,9 @@ def attach_profiler(pid: int, profile_to: Path | None) -> subprocess.Popen | Non
     )  # fmt: skip
 
 
-def check_run(sqs, queues: Queues, database_url: str, n: int, invalid: int, exit_code: int, summary: dict) -> list[str]:
+def check_run(
+    sqs, queues: Queues, database_url: str, n: int, invalid: int, exit_code: int, summary: dict
+) -> list[str]:
     """Every valid message is a row, every invalid one is in the DLQ, nothing is left behind."""
     problems = []
     if exit_code != 0:
@@ -519,6 +531,18 @@ def check_run(sqs, queues: Queues, database_url: str, n: int, invalid: int, exit
 # --- the whole bench ------------------------------------------------------------------------
 
 
+def loginetl_revision() -> str:
+    """The commit measured, "+changes" when src/ differs from it: figures name their code."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--", "src") else "")
+
+
 def child_environment(mask_key: str) -> dict[str, str]:
     """The environment for loginetl: ours minus any loginetl or AWS settings, plus the key."""
     environment = {
@@ -536,6 +560,7 @@ def child_environment(mask_key: str) -> dict[str, str]:
 def bench(args: argparse.Namespace) -> dict:
     mask_key = secrets.token_hex(32)
     environment = child_environment(mask_key)
+    args.revision = loginetl_revision()  # before the run: the code may change meanwhile
     concurrent = loginetl_accepts_concurrency(environment)
     if not concurrent:
         console.print("[yellow]this loginetl has no --concurrency: running it without[/]")
@@ -566,7 +591,9 @@ def measure_naive(sqs, endpoint: Endpoint, database: str, mask_key: str, args) -
     return rate
 
 
-def measure_size(sqs, endpoint: Endpoint, database: str, environment: dict, n: int, concurrent: bool, args) -> SizeResult:
+def measure_size(
+    sqs, endpoint: Endpoint, database: str, environment: dict, n: int, concurrent: bool, args
+) -> SizeResult:
     """--repeat rounds of bare drain then loginetl run, each on freshly seeded queues."""
     size = SizeResult(n, Messages.invalid_count(n))
     for round_number in range(1, args.repeat + 1):
@@ -580,17 +607,23 @@ def measure_size(sqs, endpoint: Endpoint, database: str, environment: dict, n: i
 def measure_bare(sqs, endpoint: Endpoint, n: int, args) -> Rate:
     with fresh_queues(sqs, f"bench-bare-{n}", with_dlq=False) as queues:
         seeded = seed_queue(sqs, queues.source, n, args.seed_threads)
-        console.print(f"{n:,} messages seeded ({seeded.per_second:,.0f}/s); bare drain, {args.concurrency} threads")
+        console.print(
+            f"{n:,} messages seeded ({seeded.per_second:,.0f}/s); bare drain, {args.concurrency} threads"
+        )
         before = cpu_seconds(endpoint.pid)
         bare = bare_drain(sqs, queues.source, args.concurrency)
         bare.endpoint_cpu = cpu_since(endpoint.pid, before)
-    console.print(f"  bare drain: {bare.per_second:,.0f} messages/s ({bare.messages:,} in {bare.seconds:.1f} s)")
+    console.print(
+        f"  bare drain: {bare.per_second:,.0f} messages/s ({bare.messages:,} in {bare.seconds:.1f} s)"
+    )
     if bare.messages != n:
         console.print(f"  [red]bare drain got {bare.messages} of {n} messages[/]")
     return bare
 
 
-def measure_run(sqs, endpoint: Endpoint, database: str, environment: dict, n: int, concurrent: bool, args) -> RunResult:
+def measure_run(
+    sqs, endpoint: Endpoint, database: str, environment: dict, n: int, concurrent: bool, args
+) -> RunResult:
     invalid = Messages.invalid_count(n)
     with fresh_queues(sqs, f"bench-run-{n}", with_dlq=True) as queues:
         seed_queue(sqs, queues.source, n, args.seed_threads)
@@ -604,7 +637,9 @@ def measure_run(sqs, endpoint: Endpoint, database: str, environment: dict, n: in
         problems = check_run(sqs, queues, database, n, invalid, code, summary)
     empty_table(database)
     verdict = "checks passed" if not problems else "[red]" + "; ".join(problems) + "[/]"
-    console.print(f"  loginetl run: {rate.per_second:,.0f} messages/s ({rate.seconds:.1f} s), peak RSS {rss:.0f} MB, {verdict}")
+    console.print(
+        f"  loginetl run: {rate.per_second:,.0f} messages/s ({rate.seconds:.1f} s), peak RSS {rss:.0f} MB, {verdict}"
+    )
     return RunResult(rate, rss, code, summary, problems)
 
 
@@ -661,6 +696,7 @@ def results(args, endpoint: str, concurrent: bool, naive: Rate, sizes: list[Size
     return {
         "command": " ".join([".venv/bin/python", "scripts/bench.py", *sys.argv[1:]]),
         "endpoint": endpoint,
+        "loginetl_revision": args.revision,
         "concurrency": args.concurrency,
         "loginetl_concurrency": args.concurrency if concurrent else None,
         "batch_size": args.batch_size,
@@ -694,7 +730,7 @@ def print_tables(result: dict) -> None:
         out = Console(width=140)
     concurrency = result["loginetl_concurrency"]
     title = (
-        f"loginetl run vs bare drain ({result['concurrency']} threads) and naive loop"
+        f"loginetl {result['loginetl_revision']} run vs bare drain ({result['concurrency']} threads) and naive loop"
         f" — batch {result['batch_size']}, "
         + (f"--concurrency {concurrency}" if concurrency else "[yellow]no --concurrency in this loginetl[/]")
     )  # fmt: skip
@@ -717,7 +753,9 @@ def print_tables(result: dict) -> None:
             "ok" if row["checks_passed"] else "[red]" + "; ".join(row["problems"]) + "[/]",
         )
     naive = result["naive"]
-    rounds = f"; medians of {result['repeat']} rounds, RSS the highest" if result["repeat"] > 1 else ""
+    rounds = (
+        f"; medians of {result['repeat']} rounds, RSS the highest" if result["repeat"] > 1 else ""
+    )
     table.caption = (
         f"naive: {naive['per_second']:,.0f} msg/s on {naive['messages']:,} messages; "
         f"run msg/s from wall time (start-up included), '(its own)' from loginetl's summary{rounds}; "
@@ -730,7 +768,11 @@ def print_tables(result: dict) -> None:
     targets.add_column("measured", justify="right")
     targets.add_column("")
     for item in result["targets"]:
-        targets.add_row(item["target"], f"{item['value']:g}", "[green]met[/]" if item["met"] else "[red]not met[/]")
+        targets.add_row(
+            item["target"],
+            f"{item['value']:g}",
+            "[green]met[/]" if item["met"] else "[red]not met[/]",
+        )
     out.print(targets)
 
 
@@ -739,25 +781,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0],
         epilog="Example: .venv/bin/python scripts/bench.py --messages 10000 100000 --concurrency 4",
     )
-    parser.add_argument("--messages", type=int, nargs="+", default=[10_000, 100_000], metavar="N",
-                        help="queue sizes to measure (default: 10000 100000)")
-    parser.add_argument("--concurrency", type=int, default=4,
-                        help="threads for the bare drain and loginetl's --concurrency (default 4)")
-    parser.add_argument("--batch-size", type=int, default=500, help="loginetl --batch-size (default 500)")
-    parser.add_argument("--naive-messages", type=int, default=2_000,
-                        help="messages for the naive loop, which is slow (default 2000)")
-    parser.add_argument("--endpoint-url", help="an SQS endpoint already running (default: start LocalStack)")
-    parser.add_argument("--database-url", default=ADMIN_URL,
-                        help=f"PostgreSQL admin URL; a fresh database is made there (default {ADMIN_URL})")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="rounds per queue size; medians are reported (default 1)")
-    parser.add_argument("--seed-threads", type=int, default=8, help="threads sending the messages (default 8)")
-    parser.add_argument("--py-spy", type=Path, metavar="DIR",
-                        help="profile each loginetl run with py-spy (collapsed stacks into DIR)")
+    parser.add_argument(
+        "--messages",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000],
+        metavar="N",
+        help="queue sizes to measure (default: 10000 100000)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="threads for the bare drain and loginetl's --concurrency (default 4)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=500, help="loginetl --batch-size (default 500)"
+    )
+    parser.add_argument(
+        "--naive-messages",
+        type=int,
+        default=2_000,
+        help="messages for the naive loop, which is slow (default 2000)",
+    )
+    parser.add_argument(
+        "--endpoint-url", help="an SQS endpoint already running (default: start LocalStack)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=ADMIN_URL,
+        help=f"PostgreSQL admin URL; a fresh database is made there (default {ADMIN_URL})",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds per queue size; medians are reported (default 1)",
+    )
+    parser.add_argument(
+        "--seed-threads", type=int, default=8, help="threads sending the messages (default 8)"
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="profile each loginetl run with py-spy (collapsed stacks into DIR)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
-    if min(args.messages + [args.concurrency, args.naive_messages, args.repeat, args.batch_size]) < 1:
-        parser.error("--messages, --concurrency, --naive-messages, --repeat and --batch-size must be at least 1")
+    if (
+        min(args.messages + [args.concurrency, args.naive_messages, args.repeat, args.batch_size])
+        < 1
+    ):
+        parser.error(
+            "--messages, --concurrency, --naive-messages, --repeat and --batch-size must be at least 1"
+        )
     return args
 
 

@@ -81,7 +81,9 @@ def find_python313() -> str:
         pass
     candidates.append(shutil.which("python3.13") or "")
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates += sorted(glob.glob(os.path.join(pyenv_root, "versions", "3.13*", "bin", "python3.13")))
+    candidates += sorted(
+        glob.glob(os.path.join(pyenv_root, "versions", "3.13*", "bin", "python3.13"))
+    )
     for candidate in filter(None, candidates):
         if _is_python313(candidate):
             return candidate
@@ -154,6 +156,8 @@ def server_environment(paths: Paths, port: int) -> dict[str, str]:
         SQS_DISABLE_CLOUDWATCH_METRICS="1",  # no CloudWatch here to report to
         FILESYSTEM_ROOT=str(paths.data),
     )
+    # Not a line per request (17 MB per benchmark run); LS_LOG=info in our environment wins.
+    environment.setdefault("LS_LOG", "warn")
     return environment
 
 
@@ -170,7 +174,7 @@ def start(root: Path = DEFAULT_ROOT, port: int = DEFAULT_PORT, quiet: bool = Fal
     shutil.rmtree(paths.data, ignore_errors=True)  # a fresh start: no queues from last time
     paths.data.mkdir(parents=True)
     endpoint = f"http://{HOST}:{port}"
-    with paths.log.open("ab") as log:
+    with paths.log.open("wb") as log:  # the log of this server only
         process = subprocess.Popen(
             [str(paths.python), "-m", "localstack.runtime.main"],
             env=server_environment(paths, port),
@@ -189,7 +193,9 @@ def start(root: Path = DEFAULT_ROOT, port: int = DEFAULT_PORT, quiet: bool = Fal
     return endpoint
 
 
-def wait_until_ready(endpoint: str, process: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
+def wait_until_ready(
+    endpoint: str, process: subprocess.Popen, timeout: float = START_TIMEOUT
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -273,10 +279,14 @@ def _reap(pid: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="our folder (default .localstack/)")
+    parser.add_argument(
+        "--root", type=Path, default=DEFAULT_ROOT, help="our folder (default .localstack/)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="install if needed, start, wait until SQS answers")
-    up.add_argument("--port", type=int, default=DEFAULT_PORT, help="preferred port (next free one if taken)")
+    up.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="preferred port (next free one if taken)"
+    )
     commands.add_parser("status", help="print the endpoint if ours is running")
     down = commands.add_parser("down", help="stop it")
     down.add_argument("--purge", action="store_true", help="also delete the folder (venv included)")

@@ -333,3 +333,13 @@ def test_the_summary_table_is_printed_without_json(cli, queues, db):
     for label in ("received", "loaded", "already loaded (duplicates)", "dead-lettered",
                   "left on queue", "elapsed", "messages/s"):  # fmt: skip
         assert label in result.stdout
+
+
+def test_bad_aws_retry_settings_are_bad_configuration(cli):
+    for env, message in (
+        ({"AWS_MAX_ATTEMPTS": "many"}, "AWS_MAX_ATTEMPTS must be a whole number"),
+        ({"AWS_RETRY_MODE": "eager"}, "AWS_RETRY_MODE must be standard, adaptive or legacy"),
+    ):
+        result = cli("run", env=env)
+        assert result.exit_code == 2
+        assert message in result.stderr

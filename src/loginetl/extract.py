@@ -79,10 +79,7 @@ def sqs_client(settings: Settings, pool_size: int = 10):
         # botocore's own retries: backoff with jitter on errors and 5xx, and in adaptive mode a
         # client-side rate limit that slows down when SQS throttles. AWS_RETRY_MODE and
         # AWS_MAX_ATTEMPTS override, as for any AWS tool.
-        retries={
-            "mode": os.environ.get("AWS_RETRY_MODE", "adaptive"),
-            "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "6")),
-        },
+        retries=_retries(),
         connect_timeout=5,
         read_timeout=60,  # longer than the longest long-poll (20 s)
         max_pool_connections=pool_size,
@@ -90,6 +87,16 @@ def sqs_client(settings: Settings, pool_size: int = 10):
     return session.client(
         "sqs", endpoint_url=endpoint, region_name=region, config=config, **credentials
     )
+
+
+def _retries() -> dict:
+    mode = os.environ.get("AWS_RETRY_MODE", "adaptive")
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "6")
+    if mode not in ("standard", "adaptive", "legacy"):
+        raise ConfigError(f"AWS_RETRY_MODE must be standard, adaptive or legacy, not {mode!r}")
+    if not attempts.isdigit() or int(attempts) < 1:
+        raise ConfigError(f"AWS_MAX_ATTEMPTS must be a whole number of at least 1, not {attempts!r}")
+    return {"mode": mode, "max_attempts": int(attempts)}
 
 
 @contextmanager
