@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """LocalStack's SQS on loopback, without Docker: for scripts/bench.py, or by hand.
 
-    python scripts/localstack.py up [--port 4566]   # install if needed, start, wait; prints the endpoint
+    python scripts/localstack.py up [--port 4566]   # install if needed, start, print the endpoint
     python scripts/localstack.py status
     python scripts/localstack.py down [--purge]     # --purge also deletes .localstack/
 
