@@ -449,20 +449,12 @@ def naive_row(message: dict, key: bytes, key_id: str) -> tuple | None:
         return None
 
 
-def loginetl_accepts_concurrency(environment: dict[str, str]) -> bool:
-    help_text = subprocess.run(
-        [str(LOGINETL), "run", "--help"], env=environment | {"COLUMNS": "200", "TERM": "dumb"},
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    return "--concurrency" in help_text
-
-
 def loginetl_run(
     queues: Queues,
     endpoint_url: str,
     database_url: str,
     environment: dict[str, str],
-    concurrency: int | None,
+    concurrency: int,
     batch_size: int,
     profile_to: Path | None,
 ) -> tuple[Rate, float, int, dict]:
@@ -471,10 +463,8 @@ def loginetl_run(
     command = [
         str(LOGINETL), "run", "--json", "--queue-url", queues.source, "--endpoint-url",
         endpoint_url, "--database-url", database_url, "--batch-size", str(batch_size),
-        "--wait-time", str(RECEIVE_WAIT),
+        "--wait-time", str(RECEIVE_WAIT), "--concurrency", str(concurrency),
     ]  # fmt: skip
-    if concurrency is not None:
-        command += ["--concurrency", str(concurrency)]
     # Its own folder as working directory, so no .env of the repo slips settings in.
     with tempfile.TemporaryDirectory(prefix="loginetl-bench-") as folder:
         out, err = Path(folder, "stdout"), Path(folder, "stderr")
@@ -566,9 +556,6 @@ def bench(args: argparse.Namespace) -> dict:
     mask_key = secrets.token_hex(32)
     environment = child_environment(mask_key)
     args.revision = loginetl_revision()  # before the run: the code may change meanwhile
-    concurrent = loginetl_accepts_concurrency(environment)
-    if not concurrent:
-        console.print("[yellow]this loginetl has no --concurrency: running it without[/]")
     with ExitStack() as cleanup:
         endpoint = cleanup.enter_context(sqs_endpoint(args.endpoint_url))
         database = cleanup.enter_context(fresh_database(args.database_url))
@@ -577,10 +564,10 @@ def bench(args: argparse.Namespace) -> dict:
 
         naive = measure_naive(sqs, endpoint, database, mask_key, args)
         sizes = [
-            measure_size(sqs, endpoint, database, environment, n, concurrent, args)
+            measure_size(sqs, endpoint, database, environment, n, args)
             for n in args.messages
         ]
-    return results(args, endpoint.url, concurrent, naive, sizes)
+    return results(args, endpoint.url, naive, sizes)
 
 
 def measure_naive(sqs, endpoint: Endpoint, database: str, mask_key: str, args) -> Rate:
@@ -597,7 +584,7 @@ def measure_naive(sqs, endpoint: Endpoint, database: str, mask_key: str, args) -
 
 
 def measure_size(
-    sqs, endpoint: Endpoint, database: str, environment: dict, n: int, concurrent: bool, args
+    sqs, endpoint: Endpoint, database: str, environment: dict, n: int, args
 ) -> SizeResult:
     """--repeat rounds of bare drain then loginetl run, each on freshly seeded queues."""
     size = SizeResult(n, Messages.invalid_count(n))
@@ -605,7 +592,7 @@ def measure_size(
         if args.repeat > 1:
             console.print(f"[bold]{n:,} messages, round {round_number} of {args.repeat}[/]")
         size.bares.append(measure_bare(sqs, endpoint, n, args))
-        size.runs.append(measure_run(sqs, endpoint, database, environment, n, concurrent, args))
+        size.runs.append(measure_run(sqs, endpoint, database, environment, n, args))
     return size
 
 
@@ -629,7 +616,7 @@ def measure_bare(sqs, endpoint: Endpoint, n: int, args) -> Rate:
 
 
 def measure_run(
-    sqs, endpoint: Endpoint, database: str, environment: dict, n: int, concurrent: bool, args
+    sqs, endpoint: Endpoint, database: str, environment: dict, n: int, args
 ) -> RunResult:
     invalid = Messages.invalid_count(n)
     with fresh_queues(sqs, f"bench-run-{n}", with_dlq=True) as queues:
@@ -638,7 +625,7 @@ def measure_run(
         before = cpu_seconds(endpoint.pid)
         rate, rss, code, summary = loginetl_run(
             queues, endpoint.url, database, environment,
-            args.concurrency if concurrent else None, args.batch_size, args.py_spy,
+            args.concurrency, args.batch_size, args.py_spy,
         )  # fmt: skip
         rate.endpoint_cpu = cpu_since(endpoint.pid, before)
         problems = check_run(sqs, queues, database, n, invalid, code, summary)
@@ -651,7 +638,7 @@ def measure_run(
     return RunResult(rate, rss, code, summary, problems)
 
 
-def results(args, endpoint: str, concurrent: bool, naive: Rate, sizes: list[SizeResult]) -> dict:
+def results(args, endpoint: str, naive: Rate, sizes: list[SizeResult]) -> dict:
     rows = []
     for size in sizes:
         rows.append({
@@ -710,7 +697,6 @@ def results(args, endpoint: str, concurrent: bool, naive: Rate, sizes: list[Size
         "endpoint": endpoint,
         "loginetl_revision": args.revision,
         "concurrency": args.concurrency,
-        "loginetl_concurrency": args.concurrency if concurrent else None,
         "batch_size": args.batch_size,
         "repeat": args.repeat,
         "naive": {
@@ -740,13 +726,11 @@ def print_tables(result: dict) -> None:
     out = Console()
     if not out.is_terminal:  # piped into a file or a note: wide enough not to wrap the table
         out = Console(width=140)
-    concurrency = result["loginetl_concurrency"]
     title = (
         f"loginetl {result['loginetl_revision']} run vs bare drain ({result['concurrency']}"
         f" threads) and naive loop — batch {result['batch_size']}, "
-        + (f"--concurrency {concurrency}" if concurrency
-           else "[yellow]no --concurrency in this loginetl[/]")
-    )  # fmt: skip
+        f"--concurrency {result['concurrency']}"
+    )
     table = Table(title=title, title_justify="left")
     for name in ("messages", "bare msg/s", "run msg/s", "(its own)", "run/bare", "run/naive",
                  "peak RSS", "server ms/msg", "server busy", "checks"):  # fmt: skip
