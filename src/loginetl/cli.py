@@ -86,6 +86,33 @@ WaitTime = Annotated[
 ]
 
 
+def show(json: bool, data: dict, table) -> None:
+    """The result: JSON on stdout for scripts, else the rich table."""
+    if json:
+        print(render.as_json(data))
+    else:
+        stdout.print(table)
+
+
+def warn(message: str) -> None:
+    stderr.print("[yellow]Warning:[/yellow]", message)
+
+
+def note_receive_count(max_receive_count: int | None) -> None:
+    if max_receive_count is not None:
+        stderr.print(
+            f"[yellow]Note:[/yellow] each peek counts as a receive: after {max_receive_count} "
+            "receives a message moves to the dead-letter queue."
+        )
+
+
+def finish(error: str | None, exit_code: int):
+    """The one error line, if the service stopped on one, and its exit code."""
+    if error:
+        error_line(error)
+    raise typer.Exit(exit_code)
+
+
 def error_line(message: str) -> None:
     """Errors are one line however narrow the terminal, with every known secret hidden."""
     stderr.print("[red]Error:[/red]", render.safe(redact(message), 1000))
@@ -162,10 +189,7 @@ def init_db(
         report = load.init_db(connection, partition_by.value if partition_by else None)
     finally:
         connection.close()
-    if json:
-        print(render.as_json(render.init_report_dict(report)))
-    else:
-        stdout.print(render.init_report(report))
+    show(json, render.init_report_dict(report), render.init_report(report))
 
 
 @app.command("run")
@@ -277,18 +301,13 @@ def run(
     )
     with _stop_on_signals() as stop, _run_progress(max_messages) as on_batch:
         summary = _in_worker_thread(lambda: pipeline.run(settings, key, options, on_batch, stop))
-    if json:
-        print(render.as_json(summary.as_dict()))
-    else:
-        stdout.print(render.run_summary(summary))
+    show(json, summary.as_dict(), render.run_summary(summary))
     if summary.left_on_queue:
-        stderr.print(
-            f"[yellow]Warning:[/yellow] {sum(summary.left_on_queue.values())} invalid messages "
-            "were left on the queue (see the summary)"
+        warn(
+            f"{sum(summary.left_on_queue.values())} invalid messages were left on the queue "
+            "(see the summary)"
         )
-    if summary.error:
-        error_line(summary.error)
-    raise typer.Exit(summary.exit_code)
+    finish(summary.error, summary.exit_code)
 
 
 @app.command("peek")
@@ -329,15 +348,8 @@ def peek(
     settings = Settings(queue_url=queue_url, endpoint_url=endpoint_url)
     key = None if show_pii else mask_key_from_env()
     result = pipeline.peek(settings, key, max_messages, show_pii, wait_time)
-    if result.max_receive_count is not None:
-        stderr.print(
-            f"[yellow]Note:[/yellow] each peek counts as a receive: after "
-            f"{result.max_receive_count} receives a message moves to the dead-letter queue."
-        )
-    if json:
-        print(render.as_json(result.as_dict()))
-    else:
-        stdout.print(render.peek_table(result))
+    note_receive_count(result.max_receive_count)
+    show(json, result.as_dict(), render.peek_table(result))
 
 
 @app.command("replay-dlq")
@@ -401,18 +413,13 @@ def replay_dlq(
     # A dry run shows ip and device_id masked with the key when there is one, else as ***.
     key = mask_key_from_env() if dry_run and os.environ.get(MASK_KEY_ENV) else None
     summary = replay.replay_dlq(options, key)
-    if json:
-        print(render.as_json(summary.as_dict()))
-    else:
-        stdout.print(render.replay_summary(summary))
+    show(json, summary.as_dict(), render.replay_summary(summary))
     if summary.failed:
-        stderr.print(
-            f"[yellow]Warning:[/yellow] {sum(summary.failed.values())} messages could not be "
-            "moved and are still on the dead-letter queue (see the summary)"
+        warn(
+            f"{sum(summary.failed.values())} messages could not be moved and are still on the "
+            "dead-letter queue (see the summary)"
         )
-    if summary.error:
-        error_line(summary.error)
-    raise typer.Exit(summary.exit_code)
+    finish(summary.error, summary.exit_code)
 
 
 @app.command("verify-masking")
@@ -467,21 +474,11 @@ def verify_masking(
         wait_time=wait_time,
     )  # fmt: skip
     report = audit.verify_masking(settings, key, options)
-    if report.max_receive_count is not None:
-        stderr.print(
-            f"[yellow]Note:[/yellow] each peek counts as a receive: after "
-            f"{report.max_receive_count} receives a message moves to the dead-letter queue."
-        )
-    if json:
-        print(render.as_json(report.as_dict()))
-    else:
-        stdout.print(render.audit_table(report))
-    if report.failed:
-        error_line(
-            f"{len(report.failed)} of {len(report.checks)} checks failed: "
-            + ", ".join(check.name for check in report.failed)
-        )
-    raise typer.Exit(report.exit_code)
+    note_receive_count(report.max_receive_count)
+    show(json, report.as_dict(), render.audit_table(report))
+    failed = [check.name for check in report.failed]
+    summary = f"{len(failed)} of {len(report.checks)} checks failed: {', '.join(failed)}"
+    finish(summary if failed else None, report.exit_code)
 
 
 @contextmanager
