@@ -140,13 +140,13 @@ def test_the_run_gives_up_after_retry_for_and_leaves_the_messages(queues, databa
 
 def test_a_slow_batch_keeps_its_messages_from_other_consumers(sqs, database_url, db):
     init(database_url)
-    queues = make_queues(sqs, visibility_timeout=2)
+    queues = make_queues(sqs, visibility_timeout=3)
     queues.send(valid_bodies()[:20])
     process = start_loginetl("run", "--json", "--batch-size", "20", env=env_for(queues.url, database_url))
     stolen = []
     with table_locked(database_url):
         wait_until(lambda: waiting_on_lock(db))
-        deadline = time.monotonic() + 6  # three times the visibility timeout
+        deadline = time.monotonic() + 7  # more than twice the visibility timeout
         while time.monotonic() < deadline:
             stolen += sqs.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=10).get(
                 "Messages", []
