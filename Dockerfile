@@ -8,7 +8,7 @@
 #
 # Nothing secret is in the image: the mask key, database URL and AWS credentials come from the
 # environment at run time (docker-compose.yml, or a Kubernetes Secret and IRSA, see
-# deploy/kubernetes/). Only pyproject.toml, README.md and src/ are copied in (.dockerignore keeps
+# deploy/kubernetes/). Only pyproject.toml, README.md and loginetl/ are copied in (.dockerignore keeps
 # .env, .venv, .loginetl-stack and .git out of the build context as well).
 
 # --- build: loginetl and its runtime dependencies in a virtualenv --------------------------------
@@ -22,7 +22,7 @@ RUN python -m venv /opt/loginetl
 
 WORKDIR /build
 COPY pyproject.toml README.md ./
-COPY src ./src
+COPY loginetl ./loginetl
 # `.` without extras: the runtime dependencies only (not [local]: moto and an embedded
 # PostgreSQL, not [dev]: pytest and hypothesis). Every dependency is pinned in pyproject.toml
 # and ships as a wheel (psycopg2-binary included), so no compiler is needed. pip compiles the

@@ -60,7 +60,7 @@ from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 LOGINETL = REPO / ".venv" / "bin" / "loginetl"
-SAMPLE = REPO / "src" / "loginetl" / "data" / "sample_data.json"
+SAMPLE = REPO / "loginetl" / "data" / "sample_data.json"
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REGION = "us-east-1"
 INVALID_EVERY = 100  # one message in a hundred is invalid: 1%
@@ -527,7 +527,7 @@ def check_run(
 
 
 def loginetl_revision() -> str:
-    """The commit measured, "+changes" when src/ differs from it: figures name their code."""
+    """The commit measured, "+changes" when loginetl/ differs from it: figures name their code."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -535,7 +535,7 @@ def loginetl_revision() -> str:
         ).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + ("+changes" if git("status", "--porcelain", "--", "src") else "")
+    return commit + ("+changes" if git("status", "--porcelain", "--", "loginetl") else "")
 
 
 def child_environment(mask_key: str) -> dict[str, str]:

@@ -88,7 +88,7 @@ def test_the_entrypoint_is_loginetl_following_the_queue_by_default():
 
 
 def test_the_image_copies_only_the_package_source_and_bakes_in_no_secret():
-    allowed = {"pyproject.toml", "README.md", "src"}
+    allowed = {"pyproject.toml", "README.md", "loginetl"}
     for stage in dockerfile_stages():
         for instruction, arguments in stage:
             assert instruction != "ADD"  # COPY only: no URLs, no archives unpacked
@@ -143,12 +143,12 @@ def dockerignored(path: str) -> bool:
     [
         ".env",
         ".env.production",
-        "src/loginetl/.env",
+        "loginetl/.env",
         ".venv/bin/python",
         ".loginetl-stack/postgres/data/PG_VERSION",
         ".git/config",
         ".hypothesis/examples/x",
-        "src/loginetl/__pycache__/cli.cpython-311.pyc",
+        "loginetl/__pycache__/cli.cpython-311.pyc",
     ],
 )
 def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build(path):
@@ -157,7 +157,7 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build(path):
 
 @pytest.mark.parametrize(
     "path",
-    ["pyproject.toml", "README.md", "src/loginetl/cli.py", "src/loginetl/data/sample_data.json"],
+    ["pyproject.toml", "README.md", "loginetl/cli.py", "loginetl/data/sample_data.json"],
 )
 def test_dockerignore_keeps_what_the_image_copies(path):
     assert not dockerignored(path)

@@ -27,7 +27,7 @@ from loginetl import devstack
 from loginetl.devstack import StackError, app
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = json.loads((ROOT / "src/loginetl/data/sample_data.json").read_text())
+SAMPLE = json.loads((ROOT / "loginetl/data/sample_data.json").read_text())
 HOOK = ROOT / "docker/localstack-init/ready.d/init-queues.sh"
 
 
@@ -350,7 +350,7 @@ def test_docker_compose_defines_localstack_and_postgres():
     assert any(port.endswith(":4566") for port in localstack["ports"])
     assert "./docker/localstack-init/ready.d:/etc/localstack/init/ready.d:ro" in localstack["volumes"]
     sample_mount = next(
-        v for v in localstack["volumes"] if v.startswith("./src/loginetl/data/sample_data.json:")
+        v for v in localstack["volumes"] if v.startswith("./loginetl/data/sample_data.json:")
     )
     assert sample_mount.endswith(":ro")
     assert sample_mount.split(":")[1] == localstack["environment"]["LOGINETL_SAMPLE_DATA"]
@@ -384,7 +384,7 @@ def test_localstack_init_hook_creates_and_seeds_the_queues_once(tmp_path):
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_CONFIG_FILE": str(tmp_path / "none"),
             "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-            "LOGINETL_SAMPLE_DATA": str(ROOT / "src/loginetl/data/sample_data.json"),
+            "LOGINETL_SAMPLE_DATA": str(ROOT / "loginetl/data/sample_data.json"),
         }
         for _ in range(2):  # run twice: the second run must not seed again
             run = subprocess.run(["bash", HOOK], env=env, capture_output=True, text=True, timeout=120)
