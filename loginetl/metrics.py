@@ -15,7 +15,7 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from . import extract, load
+from . import database, extract
 from .errors import LoginetlError
 
 
@@ -132,7 +132,7 @@ class HealthCheck:
 
     def _database_problem(self) -> str | None:
         try:
-            connection = load.connect(self.database_url, timeout=3)
+            connection = database.connect(self.database_url, timeout=3)
         except LoginetlError as error:
             return str(error)
         try:

@@ -15,8 +15,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .load import InitReport
-from .pipeline import PeekResult, RunSummary
+from .schema import InitReport
+from .peek import PeekResult
+from .pipeline import RunSummary
 from .audit import AuditReport
 from .replay import ReplaySummary
 

@@ -15,11 +15,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import extract, pipeline
+from . import extract, peek
 from .config import DEFAULT_QUEUE_URL, Settings, check_queue_url
 from .errors import ConfigError, LoginetlError
 from .extract import ORIGINAL_ID_ATTRIBUTE, SOURCE_QUEUE_ATTRIBUTE, QueueMessage
 from .masking import MaskKey
+from .results import Outcome, plain
 
 MAX_RATE = 500  # messages per second, the ceiling of SQS's own StartMessageMoveTask
 # Seconds a received DLQ message stays hidden: while it is sent and deleted, or, when it is not
@@ -70,21 +71,11 @@ class ReplayedMessage:
     error: str | None = None  # why it was not moved
 
     def as_dict(self) -> dict:
-        return {
-            "message_id": self.message_id,
-            "original_message_id": self.original_message_id,
-            "reason": self.reason,
-            "receive_count": self.receive_count,
-            "sent_at": self.sent_at,
-            "destination": self.destination,
-            "fields": self.fields,
-            "would_load": self.would_load,
-            "error": self.error,
-        }
+        return plain(self)
 
 
 @dataclass
-class ReplaySummary:
+class ReplaySummary(Outcome):
     dlq_url: str
     destination: str | None  # None: each message's own source queue
     dry_run: bool
@@ -95,10 +86,6 @@ class ReplaySummary:
     failed: Counter = field(default_factory=Counter)  # why not sent -> messages
     delete_failures: int = 0  # sent but still on the DLQ: `run` skips the second copy
     messages: list[ReplayedMessage] = field(default_factory=list)  # dry run: all; else failed
-    elapsed: float = 0.0
-    stopped_because: str = ""
-    error: str | None = None
-    exit_code: int = 0
 
     @property
     def selected(self) -> int:
@@ -108,25 +95,17 @@ class ReplaySummary:
         return sum(self.moved.values()) + sum(self.failed.values())
 
     def as_dict(self) -> dict:
-        return {
-            "dlq_url": self.dlq_url,
-            "destination": self.destination,
-            "dry_run": self.dry_run,
-            "reason_filter": self.reason_filter,
-            "received": self.received,
-            "would_move": len(self.messages) if self.dry_run else 0,
-            "moved": sum(self.moved.values()),
-            "moved_by_reason": dict(self.moved),
-            "skipped": self.skipped,
-            "failed": sum(self.failed.values()),
-            "failed_by_error": dict(self.failed),
-            "delete_failures": self.delete_failures,
-            "messages": [message.as_dict() for message in self.messages],
-            "elapsed_seconds": round(self.elapsed, 3),
-            "stopped_because": self.stopped_because,
-            "error": self.error,
-            "exit_code": self.exit_code,
-        }
+        return plain(
+            self,
+            drop=("elapsed",),
+            would_move=len(self.messages) if self.dry_run else 0,
+            moved=sum(self.moved.values()),
+            moved_by_reason=dict(self.moved),
+            failed=sum(self.failed.values()),
+            failed_by_error=dict(self.failed),
+            messages=[message.as_dict() for message in self.messages],
+            elapsed_seconds=round(self.elapsed, 3),
+        )
 
 
 def reason_of(message: QueueMessage) -> str:
@@ -335,8 +314,8 @@ class _Replay:
         return ReplayedMessage(
             **_described(message),
             destination=destination,
-            fields=pipeline._shown_fields(message.body, self.key, False),
-            would_load=pipeline.judge(message).loads,
+            fields=peek.shown_fields(message.body, self.key, False),
+            would_load=peek.judge(message).loads,
             error=problem,
         )
 

@@ -160,12 +160,12 @@ def postgres_admin_url(tmp_path_factory) -> str:
         return
     except psycopg2.OperationalError:
         pass
-    from loginetl import devstack
+    from loginetl.stack import postgres as stack_postgres
 
     data_dir = tmp_path_factory.mktemp("embedded-postgres")
-    url = devstack.start_postgres(data_dir)
+    url = stack_postgres.start_postgres(data_dir)
     yield url
-    devstack.stop_postgres(data_dir)
+    stack_postgres.stop_postgres(data_dir)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from loginetl import extract, load, replay, transform
+from loginetl import database, extract, load, replay, schema, transform
 from loginetl.extract import QueueMessage
 from loginetl.masking import MaskKey
 
@@ -115,9 +115,9 @@ def test_a_replayed_message_that_had_been_loaded_is_a_duplicate(cli, sqs, db):
     """Its row was committed, but its delete never happened: SQS moved it to the DLQ anyway."""
     cli("init-db")
     queues, ids = dead_lettered_by_an_outage(sqs, 4)
-    connection = load.connect(db.dsn)
+    connection = database.connect(db.dsn)
     row = transform.to_row(json.dumps(VALID[0]), KEY, ids[0], datetime.now(timezone.utc))
-    load.insert(connection, [row], load.describe(connection))
+    load.insert(connection, [row], schema.describe(connection))
     connection.close()
     env = {"LOGINETL_QUEUE_URL": queues.url}
 

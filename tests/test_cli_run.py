@@ -3,7 +3,7 @@
 import json
 from datetime import datetime, timezone
 
-from loginetl import load, transform
+from loginetl import database, load, schema, transform
 from loginetl.masking import MaskKey
 
 from .conftest import MASK_KEY, make_queues, rows, sample_messages
@@ -78,11 +78,11 @@ def test_a_message_delivered_again_after_its_commit_is_deleted_not_reloaded(cli,
     """A crash between COMMIT and DeleteMessageBatch: the row exists, the message comes back."""
     cli("init-db")
     [message_id] = queues.send([json.dumps(sample_messages()[0])])
-    connection = load.connect(db.dsn)
+    connection = database.connect(db.dsn)
     row = transform.to_row(
         json.dumps(sample_messages()[0]), KEY, message_id, datetime.now(timezone.utc)
     )
-    load.insert(connection, [row], load.describe(connection))
+    load.insert(connection, [row], schema.describe(connection))
     connection.close()
 
     result, summary = run_json(cli)

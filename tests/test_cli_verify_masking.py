@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from loginetl import audit, load, transform
+from loginetl import audit, database, load, schema, transform
 from loginetl.masking import MaskKey
 
 from .conftest import MASK_KEY, sample_messages
@@ -45,10 +45,10 @@ def raw_file(tmp_path, messages, lines=False):
 
 def insert(db, logins, key=KEY, change=lambda row, message: row):
     """Rows as the loader writes them (through load.insert), `change` altering each first."""
-    connection = load.connect(db.dsn)
+    connection = database.connect(db.dsn)
     try:
-        load.init_db(connection)
-        table = load.describe(connection)
+        schema.init_db(connection)
+        table = schema.describe(connection)
         rows = [
             change(transform.to_row(json.dumps(m), key, f"id-{i}", NOW), m)
             for i, m in enumerate(logins)
@@ -205,13 +205,13 @@ def test_from_queue_compares_messages_by_id_and_leaves_them_on_the_queue(cli, qu
     """Messages whose rows were committed but which are still on the queue (a crash before the
     delete): found by their message id."""
     ids = queues.send([json.dumps(m) for m in VALID[:4]])
-    connection = load.connect(db.dsn)
-    load.init_db(connection)
+    connection = database.connect(db.dsn)
+    schema.init_db(connection)
     rows = [transform.to_row(json.dumps(m), KEY, i, NOW) for m, i in zip(VALID[:4], ids)]
     # The last one's row is labelled with the current key but holds another key's masks.
     wrong = transform.to_row(json.dumps(VALID[3]), MaskKey(OTHER_KEY), ids[3], NOW)
     rows[3] = replace(wrong, mask_key_id=KEY.key_id)
-    load.insert(connection, rows, load.describe(connection))
+    load.insert(connection, rows, schema.describe(connection))
     connection.close()
 
     result, report = verify_json(cli, "--from-queue", "10")

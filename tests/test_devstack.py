@@ -23,8 +23,12 @@ import pytest
 from dotenv import dotenv_values
 from typer.testing import CliRunner
 
-from loginetl import devstack
-from loginetl.devstack import StackError, app
+from loginetl.stack import files as stack_files
+from loginetl.stack import postgres as stack_postgres
+from loginetl.stack import processes as stack_processes
+from loginetl.stack import sqs as stack_sqs
+from loginetl.stack.cli import app
+from loginetl.stack.processes import StackError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = json.loads((ROOT / "loginetl/data/sample_data.json").read_text())
@@ -37,7 +41,7 @@ def free_port() -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        if port < 65535 and devstack.port_is_free(port) and devstack.port_is_free(port + 1):
+        if port < 65535 and stack_processes.port_is_free(port) and stack_processes.port_is_free(port + 1):
             return port
 
 
@@ -79,7 +83,7 @@ def invoke(*args: str):
 def tear_down(stack_dir: Path) -> None:
     """Stop everything in stack_dir whatever state it is in, then remove it."""
     invoke("down", "--purge", "--dir", str(stack_dir))
-    for stop, folder in ((devstack.stop_postgres, stack_dir / "pgdata"), (devstack.stop_sqs_server, stack_dir)):
+    for stop, folder in ((stack_postgres.stop_postgres, stack_dir / "pgdata"), (stack_sqs.stop_sqs_server, stack_dir)):
         try:
             stop(folder)
         except StackError:
@@ -239,7 +243,7 @@ def test_down_purge_stops_everything_and_removes_the_folder(stack):
     assert not stack.dir.exists()
     assert not answers(stack.sqs_port)
     assert not answers(stack.pg_port)
-    assert not devstack._process_running(sqs_pid, "moto.server")
+    assert not stack_processes._process_running(sqs_pid, "moto.server")
     # Idempotent: nothing left to stop is not an error.
     again = invoke("down", "--purge", "--dir", str(stack.dir))
     assert again.exit_code == 0, again.output
@@ -254,51 +258,51 @@ def test_start_and_stop_postgres(tmp_path_factory):
     # another user and must still reach it.
     data_dir = tmp_path_factory.mktemp("embedded-postgres")
     try:
-        dsn = devstack.start_postgres(data_dir)
+        dsn = stack_postgres.start_postgres(data_dir)
         match = re.fullmatch(r"postgresql://postgres:postgres@127\.0\.0\.1:(\d+)/postgres", dsn)
         assert match, dsn
         with psycopg2.connect(dsn, connect_timeout=5) as connection, connection.cursor() as cursor:
             cursor.execute("select current_user")
             assert cursor.fetchone() == ("postgres",)
         connection.close()
-        assert devstack.start_postgres(data_dir) == dsn  # running: reused
-        devstack.stop_postgres(data_dir)
+        assert stack_postgres.start_postgres(data_dir) == dsn  # running: reused
+        stack_postgres.stop_postgres(data_dir)
         assert not answers(int(match.group(1)))
-        assert devstack.running_postgres(data_dir) is None
-        devstack.stop_postgres(data_dir)  # idempotent
+        assert stack_postgres.running_postgres(data_dir) is None
+        stack_postgres.stop_postgres(data_dir)  # idempotent
     finally:
-        devstack.stop_postgres(data_dir)
+        stack_postgres.stop_postgres(data_dir)
 
 
 def test_start_and_stop_sqs_server(tmp_path):
     try:
-        endpoint = devstack.start_sqs_server(tmp_path, free_port())
+        endpoint = stack_sqs.start_sqs_server(tmp_path, free_port())
         assert sqs_client(endpoint).list_queues().get("QueueUrls", []) == []
         port = int(endpoint.rsplit(":", 1)[1])
-        devstack.stop_sqs_server(tmp_path)
+        stack_sqs.stop_sqs_server(tmp_path)
         assert not answers(port)
         assert not (tmp_path / "sqs.pid").exists()
-        devstack.stop_sqs_server(tmp_path)  # idempotent
+        stack_sqs.stop_sqs_server(tmp_path)  # idempotent
     finally:
-        devstack.stop_sqs_server(tmp_path)
+        stack_sqs.stop_sqs_server(tmp_path)
 
 
 def test_a_given_port_that_is_taken_is_refused(tmp_path):
     port = free_port()
     with listening_socket(port):
-        assert not devstack.port_is_free(port)
-        assert devstack.first_free_port(port) != port
+        assert not stack_processes.port_is_free(port)
+        assert stack_processes.first_free_port(port) != port
         with pytest.raises(StackError, match=f"port {port} is taken"):
-            devstack.start_postgres(tmp_path / "pg", port)
+            stack_postgres.start_postgres(tmp_path / "pg", port)
         with pytest.raises(StackError, match=f"port {port} is taken"):
-            devstack.start_sqs_server(tmp_path, port)
+            stack_sqs.start_sqs_server(tmp_path, port)
     assert not (tmp_path / "pg").exists()
 
 
 def test_merge_env_file_replaces_owned_keys_and_keeps_the_rest(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("# comment\nexport AWS_ENDPOINT_URL=old\nKEEP=1\nAWS_ENDPOINT_URL=dup\n")
-    devstack.merge_env_file(env_file, {"AWS_ENDPOINT_URL": "new", "LOGINETL_MASK_KEY": "k"})
+    stack_files.merge_env_file(env_file, {"AWS_ENDPOINT_URL": "new", "LOGINETL_MASK_KEY": "k"})
     assert env_file.read_text() == "# comment\nAWS_ENDPOINT_URL=new\nKEEP=1\nLOGINETL_MASK_KEY=k\n"
 
 
@@ -374,7 +378,7 @@ def test_localstack_init_hook_creates_and_seeds_the_queues_once(tmp_path):
     shim.write_text(f'#!/usr/bin/env bash\nexec {aws} --endpoint-url "$SQS_ENDPOINT" "$@"\n')
     shim.chmod(0o755)
     try:
-        endpoint = devstack.start_sqs_server(tmp_path / "sqs", free_port())
+        endpoint = stack_sqs.start_sqs_server(tmp_path / "sqs", free_port())
         env = {
             "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}",
             "HOME": str(tmp_path),
@@ -409,4 +413,4 @@ def test_localstack_init_hook_creates_and_seeds_the_queues_once(tmp_path):
         ]
         assert all(body in SAMPLE for body in bodies)
     finally:
-        devstack.stop_sqs_server(tmp_path / "sqs")
+        stack_sqs.stop_sqs_server(tmp_path / "sqs")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pytest
 
-from loginetl import load
+from loginetl import database, schema
 
 from .conftest import MASK_KEY, make_queues, rows, sample_messages
 from .faults import TcpProxy, ThrottlingSqs, start_loginetl, wait_until
@@ -78,8 +78,8 @@ def finish(process, timeout: float = 60):
 
 
 def init(database_url: str) -> None:
-    connection = load.connect(database_url)
-    load.init_db(connection)
+    connection = database.connect(database_url)
+    schema.init_db(connection)
     connection.close()
 
 

@@ -1,0 +1,113 @@
+"""verify-masking: audit user_logins, check by check, for personal data stored unmasked or
+masked in a way that can be undone.
+
+Checks on the table alone (one SQL pass over every row, or a sample): masks are well formed,
+no column holds something shaped like an IP address or a device id, and which key ids the
+rows were masked under. Checks against raw messages (from a file, or peeked off the queue):
+each message found in the table carries the masks the current key gives, and no stored mask
+is an unkeyed digest or the base64 of a raw value. The audit only reads: its transaction is
+read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import database, schema
+from ..config import Settings
+from ..masking import MaskKey
+from ..results import plain
+from .checks import (
+    FAIL, Check, key_id_check, key_match_check, mask_shape_check, pii_check, reversible_check,
+)  # fmt: skip
+from .raw import RawLogin, RawMessage, peek_raw, raw_login, read_raw_file, unkeyed_forms
+from .table import MASK_COLUMNS, audited_columns, rows_of, scan_table, scope
+
+__all__ = [
+    "AuditOptions", "AuditReport", "Check", "RawLogin", "RawMessage", "raw_login",
+    "read_raw_file", "unkeyed_forms", "verify_masking",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    sample: int | None = None  # rows to check; None: every row
+    from_queue: int | None = None  # raw messages to peek off the queue
+    from_file: str | None = None  # JSON array or JSON lines of raw messages
+    strict_key: bool = False  # rows under another key id fail rather than warn
+    wait_time: int = 1
+
+
+@dataclass
+class AuditReport:
+    location: str
+    key_id: str
+    rows: int  # rows the table checks looked at
+    sample: str | None  # how they were sampled; None: every row
+    raw_messages: dict[str, int]  # given, not loadable, compared
+    checks: list[Check]
+    max_receive_count: int | None = None  # when messages were peeked: each peek is a receive
+
+    @property
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if check.status == FAIL]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def as_dict(self) -> dict:
+        return plain(
+            self,
+            drop=("location", "max_receive_count"),
+            database=self.location,
+            passed=not self.failed,
+            failed_checks=[check.name for check in self.failed],
+            checks=[check.as_dict() for check in self.checks],
+            exit_code=self.exit_code,
+        )
+
+
+def verify_masking(settings: Settings, key: MaskKey, options: AuditOptions) -> AuditReport:
+    raw: list[RawMessage] = []
+    if options.from_file:
+        raw += read_raw_file(options.from_file)
+    max_receive_count = None
+    if options.from_queue:
+        peeked, max_receive_count = peek_raw(settings, options.from_queue, options.wait_time)
+        raw += peeked
+    logins = [login for login in map(raw_login, raw) if login is not None]
+
+    connection = database.connect(settings.database_url)
+    try:
+        connection.set_session(readonly=True)
+        with database.database_errors(connection, f"cannot audit {schema.TABLE}"):
+            columns = audited_columns(connection, settings.database_location)
+            with connection.cursor() as cursor:
+                where, sample = scope(cursor, options.sample)
+                scan = scan_table(cursor, columns, where, key.key_id)
+                stored = rows_of(cursor, columns, logins) if logins else []
+            connection.rollback()
+    finally:
+        connection.close()
+
+    checks = [
+        *(mask_shape_check(column, scan) for column in MASK_COLUMNS),
+        pii_check(scan),
+        key_id_check(scan, columns, key, options.strict_key),
+        key_match_check(logins, stored, key, bool(raw)),
+        reversible_check(logins, stored, bool(raw)),
+    ]
+    return AuditReport(
+        location=settings.database_location,
+        key_id=key.key_id,
+        rows=scan["rows"],
+        sample=sample,
+        raw_messages={
+            "given": len(raw),
+            "not_loadable": len(raw) - len(logins),
+            "compared": len(logins),
+        },
+        checks=checks,
+        max_receive_count=max_receive_count,
+    )

@@ -1,0 +1,178 @@
+"""The checks of verify-masking, each a pure function of what the table scan and the raw
+messages gave: a status, how many were looked at and failed, and a one-line detail that never
+holds a raw value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..masking import MaskKey
+from ..results import plain
+from .raw import RawLogin, unkeyed_forms
+from .table import PII_PATTERNS, StoredRow
+
+PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # pass, fail, warn (reported, not a failure) or skip (could not be checked)
+    checked: int  # rows (or raw messages) looked at
+    failing: int  # of those, how many break the rule
+    detail: str  # one line; never a raw value
+    breakdown: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return plain(self, passed=self.status != FAIL)
+
+
+def mask_shape_check(column: str, scan: dict) -> Check:
+    rows, bad = scan["rows"], scan[f"bad_shape {column}"]
+    if bad:
+        detail = f"{bad} of {rows} rows are not 64 lowercase hex characters (HMAC-SHA256)"
+    else:
+        detail = f"all {rows} rows are 64 lowercase hex characters"
+    return Check(f"{column} well-formed", FAIL if bad else PASS, rows, bad, detail)
+
+
+def pii_check(scan: dict) -> Check:
+    rows, bad = scan["rows"], scan["pii rows"]
+    breakdown: dict[str, dict[str, int]] = {}
+    for column in scan["text columns"]:
+        for kind in PII_PATTERNS:
+            found = scan[f"pii {column} {kind}"]
+            if found:
+                breakdown.setdefault(column, {})[kind] = found
+    kinds = ", ".join(PII_PATTERNS)
+    if bad:
+        where = "; ".join(
+            f"{column}: " + ", ".join(f"{kind} ×{n}" for kind, n in found.items())
+            for column, found in breakdown.items()
+        )
+        detail = f"{bad} of {rows} rows hold what looks like raw personal data ({where})"
+    else:
+        detail = f"no {kinds} in {len(scan['text columns'])} text columns of {rows} rows"
+    return Check("no raw PII in any column", FAIL if bad else PASS, rows, bad, detail, breakdown)
+
+
+def key_id_check(scan: dict, columns: dict[str, str], key: MaskKey, strict: bool) -> Check:
+    name = "rows under the current key id"
+    if "mask_key_id" not in columns:
+        return Check(name, SKIP, 0, 0, "the table has no mask_key_id column (run init-db)")
+    rows, other = scan["rows"], scan["other key rows"]
+    if not other:
+        return Check(name, PASS, rows, 0, f"all {rows} rows masked under key id {key.key_id}")
+    example, ids = scan["other key example"], scan["other key ids"]
+    detail = (
+        f"{other} of {rows} rows masked under {ids} other key id{'' if ids == 1 else 's'} "
+        f"(e.g. {example or 'none recorded'}), not the current {key.key_id}: "
+        "their masks do not match masks made now" + ("" if strict else " (fails with --strict-key)")
+    )
+    return Check(
+        name,
+        FAIL if strict else WARN,
+        rows,
+        other,
+        detail,
+        {"other_key_ids": scan["other key ids"]},
+    )
+
+
+def key_match_check(
+    logins: list[RawLogin], stored: list[StoredRow], key: MaskKey, given: bool
+) -> Check:
+    """Each raw message found in the table: are its stored masks the ones the current key gives?
+
+    Found by message id when known (from the queue, or an SQS-shaped file), where the row is
+    that message: different masks under the current key id fail. Otherwise found by user_id,
+    where the user's rows may be other logins: one row with both masks is a match, none is not
+    evidence by itself. But if not one message found matches, the key is wrong, or the masks
+    were not made with it."""
+    name = "masks match the current key"
+    if not given:
+        return Check(name, SKIP, 0, 0, "no raw messages to compare (--from-file, --from-queue)")
+    by_id = {row.sqs_message_id: row for row in stored if row.sqs_message_id}
+    by_user: dict[str, list[StoredRow]] = {}
+    for row in stored:
+        by_user.setdefault(row.user_id, []).append(row)
+    counts = {"match": 0, "other_key": 0, "mismatch": 0, "unmatched_by_user": 0, "not_loaded": 0}
+    for raw in logins:
+        masks = (key.mask(raw.login.ip), key.mask(raw.login.device_id))
+        exact = raw.message_id is not None and raw.message_id in by_id
+        candidates = [by_id[raw.message_id]] if exact else by_user.get(raw.login.user_id, [])
+        if not candidates:
+            counts["not_loaded"] += 1
+        elif any((row.masked_ip, row.masked_device_id) == masks for row in candidates):
+            counts["match"] += 1
+        elif all(row.mask_key_id != key.key_id for row in candidates):
+            counts["other_key"] += 1
+        elif exact:
+            counts["mismatch"] += 1
+        else:
+            counts["unmatched_by_user"] += 1
+    found = len(logins) - counts["not_loaded"]
+    summary = (
+        f"{counts['match']} of {found} found match; {counts['other_key']} under another key id; "
+        f"{counts['unmatched_by_user']} found by user_id only, without equal masks; "
+        f"{counts['not_loaded']} not in the table"
+    )
+    if found == 0:
+        return Check(
+            name,
+            SKIP,
+            len(logins),
+            0,
+            f"none of the {len(logins)} valid raw messages is in the table",
+            counts,
+        )
+    if counts["mismatch"]:
+        detail = (
+            f"{counts['mismatch']} rows claim the current key id {key.key_id} but hold other masks "
+            f"than it gives (non-deterministic or mislabelled masking); {summary}"
+        )
+        return Check(name, FAIL, found, counts["mismatch"], detail, counts)
+    if counts["match"] == 0:
+        detail = (
+            f"wrong key: none of the {found} raw messages found in the table has the masks the "
+            f"current key (id {key.key_id}) gives; {summary}"
+        )
+        return Check(name, FAIL, found, found, detail, counts)
+    return Check(name, PASS, found, 0, summary, counts)
+
+
+def reversible_check(logins: list[RawLogin], stored: list[StoredRow], given: bool) -> Check:
+    """No stored mask is an unkeyed digest (MD5, SHA-1, SHA-256, SHA-512: hex or base64) or the
+    base64 of a raw value: anyone could compute those from the value, no key needed."""
+    name = "no unkeyed hash or base64 of raw values"
+    if not given:
+        return Check(name, SKIP, 0, 0, "no raw messages to compare (--from-file, --from-queue)")
+    forms: dict[str, str] = {}
+    for raw in logins:
+        for field_name, values in raw.values.items():
+            for value in values:
+                forms |= unkeyed_forms(value, field_name)
+    breakdown: dict[str, int] = {}
+    bad = 0
+    for row in stored:
+        found = [
+            f"{column} = {forms[value]}"
+            for column, value in (
+                ("masked_ip", row.masked_ip),
+                ("masked_device_id", row.masked_device_id),
+            )
+            if value in forms
+        ]
+        bad += bool(found)
+        for what in found:
+            breakdown[what] = breakdown.get(what, 0) + 1
+    if bad:
+        kinds = ", ".join(f"{what} ×{n}" for what, n in breakdown.items())
+        detail = (
+            f"{bad} of {len(stored)} rows of the raw messages' users masked reversibly: {kinds}"
+        )
+    else:
+        detail = (
+            f"none of {len(stored)} rows of the raw messages' users holds an unkeyed hash or base64"
+        )
+    return Check(name, FAIL if bad else PASS, len(stored), bad, detail, breakdown)

@@ -1,0 +1,108 @@
+"""The raw messages verify-masking compares the table against: read from a file or peeked off
+the queue, and what careless (unkeyed, reversible) masking of their values would look like."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import extract, transform
+from ..config import Settings
+from ..errors import ConfigError
+
+DIGESTS = ("md5", "sha1", "sha256", "sha512")
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    body: str
+    message_id: str | None = None  # the id it would be loaded under, when known
+
+
+@dataclass(frozen=True)
+class RawLogin:
+    message_id: str | None
+    login: transform.Login
+    values: dict[str, set[str]]  # "ip" / "device_id" -> every spelling to look for
+
+
+def read_raw_file(path: str) -> list[RawMessage]:
+    """A JSON array of messages, or one message per line (JSON lines). A message is a login
+    object, or an SQS message ({"MessageId": ..., "Body": "..."}) whose id is then matched."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read --from-file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--from-file {path} is not UTF-8 text") from None
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except (ValueError, RecursionError) as error:
+            raise ConfigError(
+                f"--from-file {path} is not a valid JSON array ({_where(error)})"
+            ) from None
+    else:
+        items = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except (ValueError, RecursionError) as error:
+                raise ConfigError(
+                    f"--from-file {path} line {number} is not valid JSON ({_where(error)})"
+                ) from None
+    if not items:
+        raise ConfigError(f"--from-file {path} holds no messages")
+    return [_raw_message(item) for item in items]
+
+
+def _raw_message(item) -> RawMessage:
+    if isinstance(item, dict) and isinstance(item.get("Body"), str):
+        message_id = item.get("MessageId")
+        return RawMessage(item["Body"], message_id if isinstance(message_id, str) else None)
+    if isinstance(item, str):
+        return RawMessage(item)
+    return RawMessage(json.dumps(item))
+
+
+def _where(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at line {error.lineno} column {error.colno}"
+    return "nested too deeply" if isinstance(error, RecursionError) else type(error).__name__
+
+
+def peek_raw(settings: Settings, count: int, wait_time: int) -> tuple[list[RawMessage], int | None]:
+    """Up to `count` messages off the queue, all made visible again, as `peek` does."""
+    sqs = extract.sqs_client(settings)
+    limit = extract.max_receive_count(sqs, settings.queue_url)
+    messages = extract.peek(sqs, settings.queue_url, count, wait_time)
+    return [RawMessage(message.body, message.origin_id) for message in messages], limit
+
+
+def raw_login(raw: RawMessage) -> RawLogin | None:
+    """The login `run` would load from this message, with every spelling of its personal data
+    a careless loader might have stored; None when `run` would refuse the message."""
+    try:
+        login = transform.validate(raw.body)
+    except transform.InvalidMessage:
+        return None
+    sent_ip = transform.parse_body(raw.body).get("ip")
+    ips = {login.ip} | ({sent_ip} if isinstance(sent_ip, str) else set())
+    return RawLogin(raw.message_id, login, {"ip": ips, "device_id": {login.device_id}})
+
+
+def unkeyed_forms(value: str, name: str) -> dict[str, str]:
+    """What reversible "masking" of `value` looks like -> how it was made: unkeyed hex digests,
+    base64 of the value or of a digest, the value itself."""
+    data = value.encode("utf-8")
+    forms = {value: f"raw {name}", base64.b64encode(data).decode(): f"base64({name})"}
+    for algorithm in DIGESTS:
+        digest = hashlib.new(algorithm, data)
+        forms[digest.hexdigest()] = f"{algorithm}({name})"
+        forms[base64.b64encode(digest.digest()).decode()] = f"base64({algorithm}({name}))"
+    return forms

@@ -1,0 +1,136 @@
+"""The table side of verify-masking: which columns to audit, which rows (all, or a sample), one
+SQL pass that counts every table check, and the stored rows of given raw messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg2 import sql
+
+from .. import schema
+from ..errors import ConfigError
+from .raw import RawLogin
+
+MASK_COLUMNS = ("masked_ip", "masked_device_id")
+MASK_SHAPE = "^[0-9a-f]{64}$"  # HMAC-SHA256 as lowercase hex
+# What raw personal data looks like, as PostgreSQL regular expressions (matched with ~*).
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_HEX = "[0-9a-f]{1,4}"
+PII_PATTERNS = {
+    "IPv4": rf"(^|[^0-9.]){_OCTET}(\.{_OCTET}){{3}}($|[^0-9.])",
+    # Eight groups, or compressed with ::. Not "12:34:56", not "Foo::Bar".
+    "IPv6": (
+        rf"(^|[^0-9a-z:])({_HEX}:){{7}}{_HEX}($|[^0-9a-z:])"
+        rf"|(^|[^0-9a-z:])({_HEX}:){{1,7}}(:{_HEX}){{1,7}}($|[^0-9a-z:])"
+        rf"|(^|[^0-9a-z:])::({_HEX}:){{0,6}}{_HEX}($|[^0-9a-z:.])"
+        rf"|(^|[^0-9a-z:])({_HEX}:){{1,7}}:($|[^0-9a-z:])"
+    ),
+    "device id": r"(^|[^0-9])[0-9]{3}-[0-9]{2}-[0-9]{4}($|[^0-9])",
+}
+TEXT_TYPES = ("character varying", "character", "text", "json", "jsonb")
+SAMPLE_OVERDRAW = 2  # sample twice the rows asked for, then LIMIT: reltuples is an estimate
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    sqs_message_id: str | None
+    user_id: str
+    masked_ip: str | None
+    masked_device_id: str | None
+    mask_key_id: str | None
+
+
+def audited_columns(connection, location: str) -> dict[str, str]:
+    info = schema.describe(connection)
+    if not info.exists:
+        raise ConfigError(f"table {schema.TABLE} does not exist on database {location}")
+    missing = [name for name in ("user_id", *MASK_COLUMNS) if name not in info.columns]
+    if missing:
+        raise ConfigError(
+            f"table {schema.TABLE} on database {location} has no column {', '.join(missing)}"
+        )
+    return info.columns
+
+
+def scope(cursor, sample: int | None) -> tuple[sql.Composable, str | None]:
+    """The rows to check: the table, or about `sample` rows drawn at random across it.
+
+    TABLESAMPLE BERNOULLI keeps each row with a probability sized from the planner's row
+    estimate (drawn twice over), then LIMIT cuts to `sample`: unlike a bare LIMIT, which reads
+    the oldest rows first, a recent regression shows in the sample."""
+    table = sql.Identifier(schema.TABLE)
+    if sample is None:
+        return table, None
+    cursor.execute(
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", (schema.TABLE,)
+    )
+    estimate = cursor.fetchone()[0]
+    if estimate <= 0:  # never analysed: count
+        cursor.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+        estimate = cursor.fetchone()[0]
+    percent = 100.0 * SAMPLE_OVERDRAW * sample / max(estimate, 1)
+    if percent >= 100:
+        scope = sql.SQL("(SELECT * FROM {} LIMIT {}) AS sampled").format(table, sql.Literal(sample))
+        return scope, f"up to {sample} rows (LIMIT {sample}; the table has about {estimate})"
+    scope = sql.SQL("(SELECT * FROM {} TABLESAMPLE BERNOULLI ({}) LIMIT {}) AS sampled").format(
+        table, sql.Literal(round(percent, 6)), sql.Literal(sample)
+    )
+    return scope, f"up to {sample} rows (TABLESAMPLE BERNOULLI ({percent:.4g}%) LIMIT {sample})"
+
+
+def scan_table(cursor, columns: dict[str, str], scope: sql.Composable, key_id: str) -> dict:
+    """Every table check in one pass: named counts."""
+    text_columns = [name for name, kind in columns.items() if kind in TEXT_TYPES]
+    aggregates: dict[str, sql.Composable] = {"rows": sql.SQL("count(*)")}
+    for column in MASK_COLUMNS:
+        aggregates[f"bad_shape {column}"] = _count_where(
+            sql.SQL("{0} IS NULL OR {0} !~ {1}").format(
+                sql.Identifier(column), sql.Literal(MASK_SHAPE)
+            )
+        )
+    any_pii = []
+    for column in text_columns:
+        for kind, pattern in PII_PATTERNS.items():
+            condition = sql.SQL("{}::text ~* {}").format(
+                sql.Identifier(column), sql.Literal(pattern)
+            )
+            aggregates[f"pii {column} {kind}"] = _count_where(condition)
+            any_pii.append(condition)
+    aggregates["pii rows"] = _count_where(sql.SQL(" OR ").join(any_pii))
+    if "mask_key_id" in columns:
+        other = sql.SQL("mask_key_id IS DISTINCT FROM {}").format(sql.Literal(key_id))
+        aggregates["other key rows"] = _count_where(other)
+        aggregates["other key ids"] = sql.SQL(
+            "count(DISTINCT mask_key_id) FILTER (WHERE {})"
+        ).format(other)
+        aggregates["other key example"] = sql.SQL("min(mask_key_id) FILTER (WHERE {})").format(
+            other
+        )
+    query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(aggregates.values()), scope)
+    cursor.execute(query)
+    scan = dict(zip(aggregates, cursor.fetchone()))
+    scan["text columns"] = text_columns
+    return scan
+
+
+def _count_where(condition: sql.Composable) -> sql.Composable:
+    return sql.SQL("count(*) FILTER (WHERE {})").format(condition)
+
+
+def rows_of(cursor, columns: dict[str, str], logins: list[RawLogin]) -> list[StoredRow]:
+    """The rows the raw messages may have become: by message id when known, else by user_id."""
+
+    def column(name: str) -> sql.Composable:
+        return sql.Identifier(name) if name in columns else sql.SQL("NULL::text")
+
+    ids = [login.message_id for login in logins if login.message_id]
+    users = sorted({login.login.user_id for login in logins})
+    query = sql.SQL(
+        "SELECT {}::text, user_id::text, masked_ip::text, masked_device_id::text, {}::text "
+        "FROM {} WHERE {}::text = ANY(%s) OR user_id::text = ANY(%s)"
+    ).format(
+        column("sqs_message_id"), column("mask_key_id"), sql.Identifier(schema.TABLE),
+        column("sqs_message_id"),
+    )  # fmt: skip
+    cursor.execute(query, (ids, users))
+    return [StoredRow(*row) for row in cursor.fetchall()]

@@ -1,0 +1,17 @@
+"""The `loginetl` command: parse options, call one service, render what it returns.
+
+Settings come from flags, then the environment, then `.env` in the working directory (loaded
+without overriding the environment), then the defaults. Every service error becomes one line on
+stderr and an exit code: 0 done, 1 stopped on an error, 2 bad usage or configuration.
+
+One module per command group: table (init-db), loading (run), inspecting (peek), dlq
+(replay-dlq), privacy (verify-masking); common holds the shared options and the one way to end.
+"""
+
+# Each module registers its commands on `app`; imported in the order --help lists them.
+from . import table, loading, inspecting, dlq, privacy  # noqa: F401, I001
+from .app import app
+
+
+def main() -> None:
+    app(prog_name="loginetl")

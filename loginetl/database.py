@@ -1,0 +1,145 @@
+"""The connection to PostgreSQL: connect with one clear line on failure, turn any database
+error into one line naming the database, and a Database that survives outages by reconnecting
+with backoff (the work it runs must be safe to repeat)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg2
+
+from .config import database_location, redact
+from .errors import ConfigError, DatabaseError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BASE_BACKOFF = 0.5  # seconds before the first reconnect, doubling up to MAX_BACKOFF
+MAX_BACKOFF = 30.0
+
+
+def connect(database_url: str, timeout: int = 10):
+    location = database_location(database_url)
+    try:
+        connection = psycopg2.connect(
+            database_url,
+            connect_timeout=timeout,
+            application_name="loginetl",
+            # Notice a peer that vanished without closing (network cut) within ~30 s.
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+    except psycopg2.OperationalError as error:
+        raise DatabaseError(f"cannot connect to database {location}: {first_line(error)}") from None
+    except psycopg2.ProgrammingError as error:
+        raise ConfigError(f"invalid database URL for {location}: {first_line(error)}") from None
+    return connection
+
+
+@contextmanager
+def database_errors(connection, action: str) -> Iterator[None]:
+    """One line naming the database for anything PostgreSQL or the network throws."""
+    try:
+        yield
+    except psycopg2.Error as error:
+        _rollback_quietly(connection)
+        location = location_of(connection)
+        raise DatabaseError(f"{action} on database {location}: {first_line(error)}") from None
+
+
+def location_of(connection) -> str:
+    info = connection.info
+    return f"{info.host}:{info.port}/{info.dbname}"
+
+
+def _rollback_quietly(connection) -> None:
+    try:
+        if not connection.closed:
+            connection.rollback()
+    except psycopg2.Error:
+        pass
+
+
+def first_line(error: Exception) -> str:
+    return redact(
+        str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    )
+
+
+class Database:
+    """A connection that survives outages: when PostgreSQL drops or refuses connections, `call`
+    reconnects with exponential backoff and jitter and runs the work again, for up to
+    `retry_for` seconds. Work must therefore be safe to repeat: ours is, as a batch whose
+    COMMIT was lost in the outage finds its rows already there and counts them as duplicates.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        retry_for: float = 300.0,
+        stop: threading.Event | None = None,
+        on_outage: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.on_outage = on_outage
+        self.database_url = database_url
+        self.location = database_location(database_url)
+        self.retry_for = retry_for
+        self.stop = stop or threading.Event()
+        self.connection = None
+
+    def call(self, work: Callable[[Any], T], action: str = "database work") -> T:
+        deadline = time.monotonic() + self.retry_for
+        for attempt in itertools.count():
+            try:
+                if self.connection is None or self.connection.closed:
+                    self.connection = connect(self.database_url)
+                return work(self.connection)
+            except DatabaseError as error:
+                if not _is_outage(self.connection):
+                    raise
+                self.close()
+                self.on_outage()
+                delay = min(MAX_BACKOFF, BASE_BACKOFF * 2**attempt) * random.uniform(0.5, 1.0)
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseError(
+                        f"database {self.location} unavailable for {self.retry_for:g} s "
+                        f"(--retry-for), gave up on {action}: {error}"
+                    ) from None
+                log.warning(
+                    "database %s unavailable (%s); retrying in %.1f s", self.location, error, delay
+                )
+                if self.stop.wait(delay):
+                    raise DatabaseError(
+                        f"stopped while waiting for database {self.location}: {error}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            except psycopg2.Error:
+                pass
+        self.connection = None
+
+
+def _is_outage(connection) -> bool:
+    """After a DatabaseError: was it the connection (retry) rather than the SQL (do not)?"""
+    if connection is None or connection.closed:
+        return True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        connection.rollback()
+        return False
+    except psycopg2.Error:
+        return True

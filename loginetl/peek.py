@@ -1,0 +1,107 @@
+"""peek: show messages on the queue without consuming them, and what `run` would do with each.
+
+Each message is received with a short visibility timeout and made visible again at once; ip and
+device_id are shown masked unless the operator asks for them (`--show-pii`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from . import extract, transform
+from .config import Settings
+from .extract import QueueMessage
+from .masking import MaskKey
+from .results import plain
+
+PII_FIELDS = ("ip", "device_id")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What `run` would do with a message: load it, or dead-letter it and why."""
+
+    login: transform.Login | None
+    reason: str | None
+
+    @property
+    def loads(self) -> bool:
+        return self.reason is None
+
+
+def judge(message: QueueMessage) -> Verdict:
+    try:
+        return Verdict(transform.validate(message.body), None)
+    except transform.InvalidMessage as invalid:
+        return Verdict(None, invalid.reason)
+
+
+@dataclass(frozen=True)
+class PeekedMessage:
+    message_id: str
+    sent_at: str
+    receive_count: int
+    fields: dict[str, str | None]
+    verdict: str  # "load", or the reason it would be dead-lettered
+
+    def as_dict(self) -> dict:
+        return plain(self, would_load=self.verdict == "load")
+
+
+@dataclass
+class PeekResult:
+    queue_url: str
+    messages: list[PeekedMessage]
+    max_receive_count: int | None  # from the RedrivePolicy: each peek counts towards it
+
+    def as_dict(self) -> dict:
+        return plain(self, messages=[message.as_dict() for message in self.messages])
+
+
+def peek(
+    settings: Settings,
+    key: MaskKey | None,
+    max_messages: int = 10,
+    show_pii: bool = False,
+    wait_time: int = 1,
+) -> PeekResult:
+    """Receive up to max_messages, judge each as `run` would, and make them all visible again."""
+    sqs = extract.sqs_client(settings)
+    limit = extract.max_receive_count(sqs, settings.queue_url)
+    messages = extract.peek(sqs, settings.queue_url, max_messages, wait_time)
+    return PeekResult(
+        queue_url=settings.queue_url,
+        messages=[_peeked(message, key, show_pii) for message in messages],
+        max_receive_count=limit,
+    )
+
+
+def _peeked(message: QueueMessage, key: MaskKey | None, show_pii: bool) -> PeekedMessage:
+    verdict = judge(message)
+    return PeekedMessage(
+        message_id=message.message_id,
+        sent_at=message.sent_at.isoformat(timespec="seconds"),
+        receive_count=message.receive_count,
+        fields=shown_fields(message.body, key, show_pii),
+        verdict="load" if verdict.loads else verdict.reason,
+    )
+
+
+def shown_fields(body: str, key: MaskKey | None, show_pii: bool) -> dict[str, str | None]:
+    """The message's fields as an operator may see them: ip and device_id masked unless asked."""
+    try:
+        document = transform.parse_body(body)
+    except transform.InvalidMessage:
+        return {"body": body[:200] if show_pii else f"({len(body)} characters, not shown)"}
+    shown: dict[str, str | None] = {}
+    for name, value in document.items():
+        text = None if value is None else value if isinstance(value, str) else _compact(value)
+        if name in PII_FIELDS and text is not None and not show_pii:
+            text = key.mask(text) if key else "***"
+        shown[name] = text
+    return shown
+
+
+def _compact(value) -> str:
+    return json.dumps(value, ensure_ascii=False)[:200]

@@ -1,0 +1,141 @@
+"""The run: receive from SQS, transform, load into PostgreSQL, then delete.
+
+The order is the guarantee: a message is deleted from the source queue only after its row is
+committed (or it was already there), or after the dead-letter queue accepted it. A crash at any
+point leaves the message on the queue to be delivered again, and the unique message id in
+user_logins turns that redelivery into a no-op.
+
+One room per role, joined here:
+
+    receiving.py    long polls into the inbox
+    loading.py      validate, mask, insert the batch in one transaction
+    settling.py     after COMMIT: dead-letter the refused, delete the rest
+    giving_back.py  release what was received but not loaded
+    state.py        what they share (inbox, in hand, budget, summary) and its one lock
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from .. import database, extract, schema
+from ..config import Settings
+from ..errors import ConfigError, LoginetlError
+from ..masking import MaskKey
+from ..metrics import Metrics, MetricsServer
+from .giving_back import GivingBack
+from .loading import Loader
+from .receiving import Receivers
+from .settling import NO_DLQ, Settlers
+from .state import RunOptions, RunSummary, Shared, SourceQueue
+
+__all__ = ["NO_DLQ", "RunOptions", "RunSummary", "run"]
+
+
+class Run:
+    """One `loginetl run`: connects to both ends, wires the roles, and drives the loader loop
+    in the calling thread until the receivers are done or the run stops."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        key: MaskKey,
+        options: RunOptions,
+        on_batch: Callable[[RunSummary], None],
+        stop: threading.Event | None,
+        metrics: Metrics | None,
+    ) -> None:
+        self.settings = settings
+        self.key = key
+        self.options = options
+        self.on_batch = on_batch
+        self.metrics = metrics or Metrics()
+        self.shared = Shared(settings.queue_url, options, stop or threading.Event())
+        self.db: database.Database | None = None
+        self.keeper: extract.VisibilityKeeper | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.settlers: Settlers | None = None
+
+    def start(self) -> None:
+        """Connect to both ends and check them before touching any message."""
+        queue_url, options = self.settings.queue_url, self.options
+        self.sqs = extract.sqs_client(self.settings, pool_size=2 * options.concurrency + 4)
+        self.db = database.Database(
+            self.settings.database_url,
+            options.retry_for,
+            self.shared.stop,
+            on_outage=lambda: self.metrics.error("database"),
+        )
+        table = self.db.call(schema.require_ready, "checking the table")
+        self.shared.summary.dlq_url = self.settings.dlq_url or extract.dead_letter_url(
+            self.sqs, queue_url
+        )
+        visibility = extract.queue_attributes(self.sqs, queue_url, ["VisibilityTimeout"])
+        self.keeper = extract.VisibilityKeeper(
+            self.sqs, queue_url, int(visibility.get("VisibilityTimeout", "30"))
+        )
+        if options.metrics_port is not None:
+            self.metrics_server = self._serve_metrics()
+        source = SourceQueue(self.sqs, queue_url, self.keeper)
+        self.settlers = Settlers(self.shared, source, self.metrics)
+        self.giving_back = GivingBack(self.shared, source)
+        self.loader = Loader(self.shared, self.key, self.db, table, self.settlers)
+        self.receivers = Receivers(self.shared, source, self.metrics, self.giving_back)
+
+    def _serve_metrics(self) -> MetricsServer:
+        host, port = self.options.metrics_host, self.options.metrics_port
+        try:
+            return MetricsServer(
+                self.metrics, host, port, self.sqs, self.settings.queue_url,
+                self.settings.database_url,
+                stale_after=max(60.0, 3 * self.options.wait_time + 30),
+            )  # fmt: skip
+        except OSError as error:
+            raise ConfigError(f"cannot serve metrics on {host}:{port}: {error.strerror}") from None
+
+    def drain(self) -> RunSummary:
+        started = time.monotonic()
+        self.receivers.start()
+        try:
+            while batch := self.loader.next_batch(self.receivers.alive):
+                self.loader.load(batch)
+                self.shared.summary.elapsed = time.monotonic() - started
+                self.on_batch(self.shared.summary)
+        except LoginetlError as error:
+            self.shared.fail(error)
+        self.receivers.join()
+        self.settlers.wait()  # the deletes of every committed batch
+        self.giving_back.release_everything_in_hand()
+        if self.shared.failure is not None:
+            self.metrics.error(type(self.shared.failure).__name__.removesuffix("Error").lower())
+        return self.shared.finish(time.monotonic() - started)
+
+    def close(self) -> None:
+        if self.settlers is not None:
+            self.settlers.wait()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        if self.keeper is not None:
+            self.keeper.close()
+        if self.db is not None:
+            self.db.close()
+
+
+def run(
+    settings: Settings,
+    key: MaskKey,
+    options: RunOptions = RunOptions(),
+    on_batch: Callable[[RunSummary], None] = lambda summary: None,
+    stop: threading.Event | None = None,
+    metrics: Metrics | None = None,
+) -> RunSummary:
+    """Drain the queue into the table; configuration errors raise, errors mid-run are reported
+    in the summary (with what was done until then) and its exit code."""
+    pipeline = Run(settings, key, options, on_batch, stop, metrics)
+    try:
+        pipeline.start()
+        return pipeline.drain()
+    finally:
+        pipeline.close()

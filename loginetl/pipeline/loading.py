@@ -1,0 +1,86 @@
+"""Loading: take whatever has arrived in the inbox (up to batch_size), validate and mask each
+message, and insert the batch in one transaction; the committed batch goes to the settlers."""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import load, transform
+from ..database import Database
+from ..schema import TableInfo
+from ..extract import QueueMessage
+from ..masking import MaskKey
+from .settling import Settlers
+from .state import Shared
+
+
+@dataclass
+class Loader:
+    shared: Shared
+    key: MaskKey
+    db: Database
+    table: TableInfo
+    settlers: Settlers
+
+    def next_batch(self, receivers_alive: Callable[[], bool]) -> list[QueueMessage]:
+        """Whatever has arrived, up to batch_size, without waiting for a batch to fill (so a
+        slow trickle is loaded at once); empty when the receivers are done or the run stops."""
+        shared, size = self.shared, self.shared.options.batch_size
+        batch, shared.leftover = shared.leftover, []
+        while not batch:
+            if not shared.loading():
+                shared.leftover = batch
+                return []
+            try:
+                batch = shared.inbox.get(timeout=0.1)
+            except queue.Empty:
+                if not receivers_alive() and shared.inbox.empty():
+                    return []
+        while len(batch) < size:
+            try:
+                batch += shared.inbox.get_nowait()
+            except queue.Empty:
+                break
+        batch, shared.leftover = batch[:size], batch[size:]
+        shared.in_hand = batch
+        return batch
+
+    def load(self, batch: list[QueueMessage]) -> None:
+        """Transform and commit the batch, then hand it to the settlers."""
+        started = time.monotonic()
+        rows, by_origin, refused = self._transform(batch)
+        result = self.db.call(  # committed on return
+            lambda connection: load.insert(connection, rows, self.table), "inserting a batch"
+        )
+        done: list[QueueMessage] = []
+        loaded = duplicates = 0
+        for origin_id, messages in by_origin.items():
+            if origin_id in result.rejected:
+                refused += [(message, result.rejected[origin_id]) for message in messages]
+                continue
+            done += messages
+            first_is_new = origin_id in result.inserted
+            loaded += int(first_is_new)
+            duplicates += len(messages) - int(first_is_new)
+        self.shared.count_committed(loaded, duplicates)
+        self.shared.in_hand = []  # committed: the settlers own these now
+        self.settlers.submit(batch, done, refused, loaded, duplicates, started)
+
+    def _transform(self, batch: list[QueueMessage]):
+        """(rows, messages by original id, refused with their reasons)."""
+        rows: dict[str, transform.LoginRow] = {}
+        by_origin: dict[str, list[QueueMessage]] = {}
+        refused: list[tuple[QueueMessage, str]] = []
+        for message in batch:
+            try:
+                row = transform.to_row(message.body, self.key, message.origin_id, message.sent_at)
+            except transform.InvalidMessage as invalid:
+                refused.append((message, invalid.reason))
+                continue
+            # Two copies of one message in a batch (a replayed duplicate): one row, both deleted.
+            rows.setdefault(message.origin_id, row)
+            by_origin.setdefault(message.origin_id, []).append(message)
+        return list(rows.values()), by_origin, refused

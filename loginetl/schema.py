@@ -1,0 +1,215 @@
+"""The table: create `user_logins` or upgrade an existing one (never dropping anything), describe
+it, check it is ready for `run`, and make the monthly partitions of a partitioned table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from .database import database_errors, location_of
+from .errors import ConfigError
+
+TABLE = "user_logins"
+MESSAGE_ID_INDEX = "user_logins_sqs_message_id_key"
+# A table partitioned by create_date cannot have a unique index on sqs_message_id alone (every
+# unique index must include the partition key), and (sqs_message_id, create_date) is not enough:
+# a message replayed from the DLQ without create_date gets its new sent day. So message ids
+# are kept unique in a table of their own, written in the same transaction as the rows.
+LOADED_IDS = "user_logins_message_ids"
+INIT_LOCK = 0x6C6F67696E65746C  # advisory lock id ("loginetl") so concurrent init-db runs queue
+
+# The table as loginetl creates it. The first seven columns are the take-home DDL's.
+COLUMNS = {
+    "user_id": "varchar(128)",
+    "device_type": "varchar(32)",
+    "masked_ip": "varchar(256)",
+    "masked_device_id": "varchar(256)",
+    "locale": "varchar(32)",
+    "app_version": "varchar(32)",
+    "create_date": "date",
+    "sqs_message_id": "varchar(128)",
+    "mask_key_id": "varchar(64)",
+    "loaded_at": "timestamptz DEFAULT now()",
+}
+NOT_NULL = {
+    "user_id", "device_type", "masked_ip", "masked_device_id", "app_version", "create_date",
+    "sqs_message_id", "mask_key_id", "loaded_at",
+}  # fmt: skip
+INSERT_COLUMNS = (
+    "user_id", "device_type", "masked_ip", "masked_device_id", "locale", "app_version",
+    "create_date", "sqs_message_id", "mask_key_id",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    columns: dict[str, str]  # name -> PostgreSQL data type
+    has_message_id_index: bool
+    partitioned: bool = False  # by month of create_date, ids kept unique in LOADED_IDS
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.columns)
+
+    @property
+    def legacy_app_version(self) -> bool:
+        """The take-home DDL typed app_version as integer: we store the major version there."""
+        return self.columns.get("app_version") in ("integer", "bigint", "smallint")
+
+
+@dataclass
+class InitReport:
+    location: str
+    created: bool
+    partitioned: bool
+    added_columns: list[str]
+    created_index: bool
+    columns: dict[str, str]
+    row_count: int
+    legacy_app_version: bool
+
+
+def describe(connection) -> TableInfo:
+    with database_errors(connection, "cannot read the table definition"):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s",
+                (TABLE,),
+            )
+            columns = dict(cursor.fetchall())
+            cursor.execute(
+                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) "
+                "WHERE c.oid = to_regclass(%s) AND i.indisunique AND i.indnatts = 1 "
+                "AND i.indpred IS NULL AND a.attname = 'sqs_message_id'",
+                (TABLE,),
+            )
+            has_index = cursor.fetchone() is not None
+            cursor.execute(
+                "SELECT c.relkind = 'p', to_regclass(%s) IS NOT NULL FROM pg_class c "
+                "WHERE c.oid = to_regclass(%s)",
+                (LOADED_IDS, TABLE),
+            )
+            partitioned, has_loaded_ids = cursor.fetchone() or (False, False)
+        connection.rollback()
+    if partitioned:  # the separate id table plays the unique index's part
+        has_index = has_loaded_ids
+    return TableInfo(columns, has_index, partitioned)
+
+
+def require_ready(connection) -> TableInfo:
+    """The table as `run` needs it, or a configuration error telling the operator to init-db."""
+    info = describe(connection)
+    if not info.exists:
+        raise ConfigError(
+            f"table {TABLE} does not exist on database {location_of(connection)}: "
+            "run `loginetl init-db` first"
+        )
+    missing = [name for name in COLUMNS if name not in info.columns]
+    if missing or not info.has_message_id_index:
+        unique = f"table {LOADED_IDS}" if info.partitioned else "the unique index on sqs_message_id"
+        what = f"columns {', '.join(missing)}" if missing else unique
+        raise ConfigError(
+            f"table {TABLE} on database {location_of(connection)} lacks {what}: "
+            "run `loginetl init-db` to upgrade it"
+        )
+    return info
+
+
+def init_db(connection, partition_by: str | None = None) -> InitReport:
+    """Create user_logins, or add to an existing one what it lacks; never drops anything.
+    `partition_by="month"` creates it partitioned on create_date (partitions are then made by
+    the loader as months come); an existing table is never converted."""
+    existing = describe(connection)
+    if partition_by and existing.exists and not existing.partitioned:
+        raise ConfigError(
+            f"table {TABLE} on database {location_of(connection)} exists and is not "
+            "partitioned: converting it is a migration to plan, not something init-db does"
+        )
+    partitioned = existing.partitioned or (bool(partition_by) and not existing.exists)
+    with database_errors(connection, f"cannot create or upgrade table {TABLE}"):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INIT_LOCK,))
+            before = _columns(cursor)
+            created = not before
+            if created:
+                cursor.execute(create_table_sql(partitioned))
+            added = [name for name in COLUMNS if before and name not in before]
+            for name in added:
+                cursor.execute(
+                    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {COLUMNS[name]}"
+                )
+            unique = LOADED_IDS if partitioned else MESSAGE_ID_INDEX
+            cursor.execute("SELECT to_regclass(%s) IS NULL", (unique,))
+            index_missing = cursor.fetchone()[0]
+            if partitioned:
+                cursor.execute(
+                    f"CREATE TABLE IF NOT EXISTS {LOADED_IDS} "
+                    "(sqs_message_id varchar(128) PRIMARY KEY)"
+                )
+            else:
+                cursor.execute(
+                    f"CREATE UNIQUE INDEX IF NOT EXISTS {MESSAGE_ID_INDEX} "
+                    f"ON {TABLE} (sqs_message_id)"
+                )
+            cursor.execute(f"SELECT count(*) FROM {TABLE}")
+            row_count = cursor.fetchone()[0]
+            columns = _columns(cursor)
+        connection.commit()
+    return InitReport(
+        location=location_of(connection),
+        created=created,
+        partitioned=partitioned,
+        added_columns=added,
+        created_index=index_missing,
+        columns=columns,
+        row_count=row_count,
+        legacy_app_version=TableInfo(columns, True).legacy_app_version,
+    )
+
+
+def create_table_sql(partitioned: bool = False) -> str:
+    columns = ",\n    ".join(
+        f"{name} {definition}{' NOT NULL' if name in NOT_NULL else ''}"
+        for name, definition in COLUMNS.items()
+    )
+    partitioning = " PARTITION BY RANGE (create_date)" if partitioned else ""
+    return f"CREATE TABLE {TABLE} (\n    {columns}\n){partitioning}"
+
+
+def partition_name(day: date) -> str:
+    return f"{TABLE}_{day.year:04d}_{day.month:02d}"
+
+
+def ensure_partitions(connection, days: set[date]) -> None:
+    """Create the monthly partitions this batch needs, in a short transaction of their own
+    (concurrent loaders queue on the advisory lock; IF NOT EXISTS makes the loser a no-op)."""
+    months = {day.replace(day=1) for day in days}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL",
+            ([partition_name(month) for month in months],),
+        )
+        missing = {name for (name,) in cursor.fetchall()}
+        if not missing:
+            return
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INIT_LOCK,))
+        for month in sorted(months):
+            if partition_name(month) in missing:
+                following = (month + timedelta(days=32)).replace(day=1)
+                cursor.execute(
+                    f"CREATE TABLE IF NOT EXISTS {partition_name(month)} PARTITION OF {TABLE} "
+                    "FOR VALUES FROM (%s) TO (%s)",
+                    (month, following),
+                )
+    connection.commit()
+
+
+def _columns(cursor) -> dict[str, str]:
+    cursor.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+        (TABLE,),
+    )
+    return dict(cursor.fetchall())

@@ -1,0 +1,285 @@
+"""The `loginetl-stack` commands: up, down, status and seed; the only part that prints."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .files import (
+    _check_writable_folder,
+    _is_stack_dir,
+    _mark_stack_dir,
+    merge_env_file,
+    purge_stack_dir,
+    read_env_file,
+    stack_settings,
+)
+from .postgres import (
+    DEFAULT_PG_PORT,
+    PG_DATA_DIR,
+    PG_LOG_FILE,
+    PG_PASSWORD,
+    _dsn,
+    running_postgres,
+    start_postgres,
+    stop_postgres,
+)
+from .processes import StackError, first_free_port
+from .sqs import (
+    ACCOUNT_ID,
+    DEFAULT_SQS_PORT,
+    DLQ_NAME,
+    QUEUE_NAME,
+    SQS_LOG_FILE,
+    ensure_queues,
+    launch_sqs_server,
+    load_sample_messages,
+    queue_depth,
+    running_sqs_server,
+    send_messages,
+    sqs_endpoint,
+    stop_sqs_server,
+    wait_for_sqs_server,
+)
+
+app = typer.Typer(
+    help="The local stack for loginetl without Docker: an SQS server (moto) and PostgreSQL.",
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(highlight=False)
+
+DirOption = Annotated[
+    Path, typer.Option("--dir", help="The stack folder: data, logs and pid files.")
+]
+SQS_PORT_HELP = "Preferred SQS port; the next free one when it is taken."
+PG_PORT_HELP = "Preferred PostgreSQL port; the next free one when it is taken."
+EnvFileOption = Annotated[
+    Path, typer.Option("--env-file", help="Where the settings for loginetl are written.")
+]
+
+
+def _say(message: str) -> None:
+    # No markup (messages may contain [brackets]) and no wrapping (one message, one line).
+    console.print(message, markup=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _reported_errors() -> Iterator[None]:
+    """A StackError becomes one line on stderr and its exit code; never a traceback."""
+    try:
+        yield
+    except StackError as exc:
+        typer.echo(f"loginetl-stack: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _pick_port(service: str, requested: int, exclude: tuple[int, ...] = ()) -> int:
+    port = first_free_port(requested, exclude)
+    if port != requested:
+        _say(f"port {requested} is taken (another server?); {service} listens on {port} instead")
+    return port
+
+
+def _table(title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("what")
+    # Whole URLs where the width allows (they are for copying); folded, never cut, where not.
+    table.add_column("where", no_wrap=True, overflow="fold")
+    return table
+
+
+def _shown(path: Path) -> str:
+    """A path as the operator would type it: relative to the current folder when inside it."""
+    path = path.resolve()
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd())) or "."
+    return str(path)
+
+
+def _masked(dsn: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", dsn)
+
+
+def _up_sqs(stack_dir: Path, requested_port: int) -> tuple[int, int, bool]:
+    """(pid, port, started) of the stack's SQS server; launched, not yet waited for."""
+    running = running_sqs_server(stack_dir)
+    if running is not None:
+        _say(f"SQS server already running on port {running[1]} (pid {running[0]}); reusing it")
+        return running[0], running[1], False
+    port = _pick_port("the SQS server", requested_port)
+    return launch_sqs_server(stack_dir, port), port, True
+
+
+def _up_postgres(stack_dir: Path, requested_port: int, sqs_port: int) -> int:
+    data_dir = stack_dir / PG_DATA_DIR
+    running = running_postgres(data_dir)
+    if running is not None:
+        _say(f"PostgreSQL already running on port {running[1]} (pid {running[0]}); reusing it")
+        return running[1]
+    # The SQS server may not listen yet: keep its port out of the choice.
+    port = _pick_port("PostgreSQL", requested_port, exclude=(sqs_port,))
+    initialised = (data_dir / "PG_VERSION").exists()
+    start_postgres(data_dir, port, log_file=stack_dir / PG_LOG_FILE)
+    _say(f"PostgreSQL started on port {port}" + ("" if initialised else " (new data folder)"))
+    return port
+
+
+def _seed_if_empty(endpoint: str, queue_url: str) -> str:
+    depth = queue_depth(endpoint, queue_url)
+    if depth:
+        return f"{depth} messages already (not seeded again; `loginetl-stack seed` adds more)"
+    sent = send_messages(endpoint, queue_url, load_sample_messages())
+    return f"seeded {sent} sample messages"
+
+
+@app.command()
+def up(
+    stack_dir: DirOption = Path(".loginetl-stack"),
+    env_file: EnvFileOption = Path(".env"),
+    sqs_port: Annotated[int, typer.Option(min=1, max=65535, help=SQS_PORT_HELP)] = DEFAULT_SQS_PORT,
+    pg_port: Annotated[int, typer.Option(min=1, max=65535, help=PG_PORT_HELP)] = DEFAULT_PG_PORT,
+) -> None:
+    """Start (or reuse) the SQS server and PostgreSQL, create and seed the queues, write the env file."""
+    with _reported_errors():
+        stack_dir = stack_dir.resolve()
+        _check_writable_folder(env_file.resolve().parent, env_file)  # before starting anything
+        try:
+            stack_dir.mkdir(parents=True, exist_ok=True)
+            _mark_stack_dir(stack_dir)
+        except OSError as exc:
+            raise StackError(f"cannot create {stack_dir}: {exc}") from exc
+        # moto starts in the background while PostgreSQL initialises: both take seconds.
+        sqs_pid, sqs_port, sqs_started = _up_sqs(stack_dir, sqs_port)
+        pg_port = _up_postgres(stack_dir, pg_port, sqs_port)
+        if sqs_started:
+            wait_for_sqs_server(stack_dir, sqs_pid, sqs_port)
+            _say(f"SQS server started on port {sqs_port}")
+        endpoint = sqs_endpoint(sqs_port)
+        queue_url, dlq_url = ensure_queues(endpoint)
+        seeded = _seed_if_empty(endpoint, queue_url)
+        mask_key = read_env_file(env_file).get("LOGINETL_MASK_KEY") or secrets.token_hex(32)
+        settings = stack_settings(sqs_port, pg_port, mask_key)
+        merge_env_file(env_file, settings)
+
+        table = _table("loginetl local stack")
+        table.add_row("SQS server (moto)", endpoint)
+        table.add_row(QUEUE_NAME, queue_url)
+        table.add_row(DLQ_NAME, dlq_url)
+        table.add_row("PostgreSQL", _masked(settings["LOGINETL_DATABASE_URL"]))
+        table.add_row("settings", _shown(env_file))
+        console.print(table)
+        _say(f"{QUEUE_NAME}: {seeded}")
+        _say(f"settings written to {_shown(env_file)} (mask key and password not shown)")
+        _say(f"logs: {_shown(stack_dir / SQS_LOG_FILE)}, {_shown(stack_dir / PG_LOG_FILE)}")
+        _say("Stop it with: loginetl-stack down   (add --purge to delete its data)")
+
+
+@app.command()
+def down(
+    stack_dir: DirOption = Path(".loginetl-stack"),
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the stack folder.")] = False,
+) -> None:
+    """Stop PostgreSQL and the SQS server of the stack folder; --purge deletes the folder too."""
+    with _reported_errors():
+        stack_dir = stack_dir.resolve()
+        if not stack_dir.exists():
+            _say(f"no stack in {stack_dir}; nothing to stop")
+            return
+        if purge and not _is_stack_dir(stack_dir) and any(stack_dir.iterdir()):
+            raise StackError(f"refusing to remove {stack_dir}: it is not a loginetl stack folder")
+        postgres = running_postgres(stack_dir / PG_DATA_DIR)
+        if postgres is None:
+            _say("PostgreSQL is not running")
+        else:
+            stop_postgres(stack_dir / PG_DATA_DIR)
+            _say(f"PostgreSQL stopped (was on port {postgres[1]})")
+        sqs = running_sqs_server(stack_dir)
+        stop_sqs_server(stack_dir)  # also clears stale pid files
+        if sqs is None:
+            _say("SQS server is not running")
+        else:
+            _say(f"SQS server stopped (was on port {sqs[1]})")
+        if purge and purge_stack_dir(stack_dir):
+            _say(f"removed {stack_dir}")
+
+
+@app.command()
+def status(stack_dir: DirOption = Path(".loginetl-stack")) -> None:
+    """Tell what runs in the stack folder and where."""
+    with _reported_errors():
+        stack_dir = stack_dir.resolve()
+        if not stack_dir.exists():
+            _say(f"no stack in {stack_dir}; start one with: loginetl-stack up")
+            return
+        sqs = running_sqs_server(stack_dir)
+        postgres = running_postgres(stack_dir / PG_DATA_DIR)
+        _say(f"stack folder: {_shown(stack_dir)}")
+        if sqs is None:
+            _say("SQS server (moto): stopped")
+        else:
+            endpoint = sqs_endpoint(sqs[1])
+            _say(f"SQS server (moto): running on {endpoint} (port {sqs[1]}, pid {sqs[0]})")
+            for name in (QUEUE_NAME, DLQ_NAME):
+                try:
+                    depth = f"{queue_depth(endpoint, f'{endpoint}/{ACCOUNT_ID}/{name}')} messages"
+                except StackError:
+                    depth = "missing"
+                _say(f"  {name}: {depth}")
+        if postgres is None:
+            _say("PostgreSQL: stopped")
+        else:
+            dsn = _masked(_dsn(PG_PASSWORD, postgres[1]))
+            _say(f"PostgreSQL: running on {dsn} (port {postgres[1]}, pid {postgres[0]})")
+
+
+@app.command()
+def seed(
+    stack_dir: DirOption = Path(".loginetl-stack"),
+    env_file: EnvFileOption = Path(".env"),
+) -> None:
+    """Send the sample messages again to the queue named in the env file (else the stack's)."""
+    with _reported_errors():
+        settings = read_env_file(env_file)
+        queue_url = settings.get("LOGINETL_QUEUE_URL")
+        endpoint = settings.get("AWS_ENDPOINT_URL")
+        if not queue_url:
+            running = running_sqs_server(stack_dir.resolve())
+            if running is None:
+                missing = "does not exist" if not env_file.exists() else "has no LOGINETL_QUEUE_URL"
+                raise StackError(
+                    f"{env_file} {missing} and no SQS server runs in {stack_dir}: "
+                    "run `loginetl-stack up` first"
+                )
+            endpoint = sqs_endpoint(running[1])
+            queue_url = f"{endpoint}/{ACCOUNT_ID}/{QUEUE_NAME}"
+        if not endpoint:
+            # Sample data is for a local server only, never for a real AWS account.
+            raise StackError(
+                f"no AWS_ENDPOINT_URL in {env_file}: seed only sends to a local SQS server"
+            )
+        sent = send_messages(endpoint, queue_url, load_sample_messages())
+        _say(f"sent {sent} sample messages to {queue_url}")
+
+
+def main() -> None:
+    """The console script: any error is one line on stderr, never a traceback."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last resort for what the commands did not expect
+        print(f"loginetl-stack: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

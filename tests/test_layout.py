@@ -1,0 +1,41 @@
+"""The layout stays one a newcomer can hold in mind: the package at the top level, and no
+module, class or function of the package or of scripts/ too long to read in one sitting."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_MODULE_LINES = 500
+MAX_CLASS_LINES = 160
+MAX_FUNCTION_BODY_LINES = 80
+SOURCES = sorted([*(ROOT / "loginetl").rglob("*.py"), *(ROOT / "scripts").glob("*.py")])
+
+
+def test_the_package_lives_at_the_top_level():
+    assert (ROOT / "loginetl" / "__init__.py").is_file()
+    assert not (ROOT / "src").exists()
+
+
+def test_the_run_has_one_room_per_role():
+    rooms = {path.stem for path in (ROOT / "loginetl" / "pipeline").glob("*.py")}
+    assert {"receiving", "loading", "settling", "giving_back", "state"} <= rooms
+    assert (ROOT / "loginetl" / "peek.py").is_file()
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_room_is_short_enough_to_read_in_one_sitting(path):
+    source = path.read_text()
+    assert len(source.splitlines()) <= MAX_MODULE_LINES
+    too_long = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > MAX_CLASS_LINES:
+                too_long.append(f"class {node.name}: {lines} lines")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.body[-1].end_lineno - node.body[0].lineno + 1
+            if lines > MAX_FUNCTION_BODY_LINES:
+                too_long.append(f"def {node.name}: body of {lines} lines")
+    assert not too_long
