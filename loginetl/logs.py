@@ -57,17 +57,62 @@ class JsonLines(logging.Formatter):
         return redact(json.dumps(entry, default=str, ensure_ascii=False))
 
 
-def configure(level: LogLevel, log_format: LogFormat, console: Console) -> None:
-    if log_format is LogFormat.json:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+class CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a test runner swaps it per invocation)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+_explicit_level = False  # --log-level (or LOGINETL_LOG_LEVEL) was given
+_json = False
+
+
+def configure(level: LogLevel | None, log_format: LogFormat, console: Console) -> None:
+    """Where log lines go, at `level`; without one, `info` for JSON logs (a service log shows
+    its lifecycle and every batch) and `warning` for people at a terminal."""
+    global _explicit_level, _json
+    _explicit_level, _json = level is not None, log_format is LogFormat.json
+    if level is None:
+        level = LogLevel.info if _json else LogLevel.warning
+    if _json:
+        handler: logging.Handler = CurrentStderr()
         handler.setFormatter(JsonLines())
     elif console.is_terminal:
         handler = RichHandler(console=console, show_path=False, markup=False)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(Redacting())
     logger = logging.getLogger("loginetl")
-    logger.handlers[:] = [handler]
     logger.setLevel(level.value.upper())
-    logger.propagate = False
+    root = logging.getLogger()
+    if _json:
+        # Every line on stderr is JSON: the warnings of libraries (botocore, urllib3) too.
+        logger.handlers[:] = []
+        logger.propagate = True
+        root.handlers[:] = [handler]
+        root.setLevel(logging.WARNING)
+    else:
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        root.handlers[:] = [h for h in root.handlers if not isinstance(h.formatter, JsonLines)]
+
+
+def json_lines() -> bool:
+    """Whether the process writes JSON lines (`--log-format json`)."""
+    return _json
+
+
+def as_service() -> None:
+    """A long-running command (`run --follow`) logs at `info` unless a level was given."""
+    if not _explicit_level:
+        logging.getLogger("loginetl").setLevel(logging.INFO)

@@ -20,43 +20,70 @@ from .peek import PeekResult
 from .pipeline import RunSummary
 from .audit import AuditReport
 from .replay import ReplaySummary
+from .status import StatusReport
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-def safe(value: Any, limit: int = 80) -> Text:
+NARROW = 120  # below this width, one record per message (as psql's \\x) instead of a wide table
+
+
+def safe(value: Any, limit: int | None = None) -> Text:
+    """Plain text (no markup, control characters and lone surrogates replaced); past `limit`
+    characters it says how many more there are rather than ending in an ellipsis."""
     text = "" if value is None else str(value)
     text = _UNPRINTABLE.sub("\ufffd", text)
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]} [+{len(text) - limit} characters]"
     return Text(text)
+
+
+def table(title: str | None = None, *columns: str, **settings) -> Table:
+    """A table whose cells wrap, never cut: long words fold onto the next line."""
+    made = Table(title=title, **settings)
+    for column in columns:
+        name, _, justify = column.partition(":")
+        made.add_column(name, overflow="fold", justify=justify or "left")
+    return made
+
+
+def facts(title: str) -> Table:
+    """A two-column table of `what: value` lines."""
+    made = table(title, "what", "value", show_header=False)
+    made.columns[0].style = "bold"
+    return made
 
 
 def as_json(data: dict) -> str:
     return json.dumps(data, indent=2, default=str)
 
 
-def init_report(report: InitReport) -> Table:
-    table = Table(title=f"user_logins on {report.location}", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("result")
+def as_json_line(data: dict) -> str:
+    return json.dumps(data, default=str)
+
+
+def init_report(report: InitReport) -> Group:
+    summary = facts(f"user_logins on {report.location}")
     if report.created:
-        table.add_row("table", "created" + (", partitioned by month" if report.partitioned else ""))
+        summary.add_row(
+            "table", "created" + (", partitioned by month" if report.partitioned else "")
+        )
     else:
-        table.add_row("table", f"found, {report.row_count} rows kept")
-    table.add_row("columns added", ", ".join(report.added_columns) or "none needed")
-    table.add_row(
+        summary.add_row("table", f"found, {report.row_count} rows kept")
+    summary.add_row("columns added", ", ".join(report.added_columns) or "none needed")
+    summary.add_row(
         "user_logins_message_ids (unique ids)" if report.partitioned
         else "unique index on sqs_message_id",
         "created" if report.created_index else "found",
     )  # fmt: skip
     if report.legacy_app_version:
-        table.add_row(
-            "app_version",
-            "integer (take-home DDL): loads store the major version number",
+        summary.add_row(
+            "app_version", "integer (take-home DDL): loads store the major version number"
         )
-    table.add_row("columns", ", ".join(f"{name} {kind}" for name, kind in report.columns.items()))
-    return table
+    columns = table("columns", "column", "type")
+    for name, kind in report.columns.items():
+        columns.add_row(name, kind)
+    return Group(summary, columns)
 
 
 def init_report_dict(report: InitReport) -> dict:
@@ -72,108 +99,128 @@ def init_report_dict(report: InitReport) -> dict:
     }
 
 
+def _counted(summary: Table, label: str, counts) -> None:
+    """A total, then its ten largest parts by reason (reasons wrap, whole)."""
+    summary.add_row(label, str(sum(counts.values())))
+    for reason, count in counts.most_common(10):
+        summary.add_row(Text("  ") + safe(reason), str(count))
+
+
 def run_summary(summary: RunSummary) -> Table:
-    table = Table(title="loginetl run", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("messages", justify="right")
-    table.add_row("received", str(summary.received))
-    table.add_row("loaded", str(summary.loaded))
-    table.add_row("already loaded (duplicates)", str(summary.duplicates))
-    table.add_row("dead-lettered", str(sum(summary.dead_lettered.values())))
-    for reason, count in summary.dead_lettered.most_common(10):
-        table.add_row(Text("  ") + safe(reason), str(count))
-    table.add_row("left on queue", str(sum(summary.left_on_queue.values())))
-    for reason, count in summary.left_on_queue.most_common(10):
-        table.add_row(Text("  ") + safe(reason), str(count))
+    made = table("loginetl run", "what", "messages:right", show_header=False)
+    made.columns[0].style = "bold"
+    made.add_row("received", str(summary.received))
+    made.add_row("loaded", str(summary.loaded))
+    made.add_row("already loaded (duplicates)", str(summary.duplicates))
+    _counted(made, "dead-lettered", summary.dead_lettered)
+    _counted(made, "left on queue", summary.left_on_queue)
     if summary.released:
-        table.add_row("given back unprocessed (stopped early)", str(summary.released))
+        made.add_row("given back unprocessed (stopped early)", str(summary.released))
     if summary.delete_failures:
-        table.add_row("loaded but not deleted (will be skipped)", str(summary.delete_failures))
-    table.add_row("elapsed", f"{summary.elapsed:.1f} s")
-    table.add_row("messages/s", f"{summary.messages_per_second:.1f}")
-    table.add_row("stopped because", summary.stopped_because)
-    return table
+        made.add_row("loaded but not deleted (will be skipped)", str(summary.delete_failures))
+    made.add_row("elapsed", f"{summary.elapsed:.1f} s")
+    made.add_row("messages/s", f"{summary.messages_per_second:.1f}")
+    made.add_row("stopped because", summary.stopped_because)
+    return made
 
 
-def peek_table(result: PeekResult) -> Table:
-    table = Table(title=f"{len(result.messages)} messages on {result.queue_url}")
-    table.add_column("message id", overflow="fold", ratio=2)
-    table.add_column("sent (UTC)", ratio=1)
-    table.add_column("receives", justify="right")
-    table.add_column("fields", ratio=3, overflow="fold")
-    table.add_column("would", ratio=2)
-    for message in result.messages:
-        fields = Text("\n").join(
-            safe(name, 24) + Text("=") + safe(value, 40) for name, value in message.fields.items()
-        )
-        verdict = (
-            Text("load", style="green")
-            if message.verdict == "load"
-            else Text("dead-letter: ", style="red") + safe(message.verdict)
-        )
-        table.add_row(
-            safe(message.message_id), message.sent_at, str(message.receive_count), fields, verdict
-        )
-    return table
-
-
-def replay_summary(summary: ReplaySummary) -> Group:
-    verb = "would move" if summary.dry_run else "moved"
-    table = Table(
-        title=f"loginetl replay-dlq{' (dry run)' if summary.dry_run else ''}", show_header=False
+def _fields(fields: dict) -> Text:
+    return Text("\n").join(
+        safe(name, 24) + Text("=") + safe(value, 200) for name, value in fields.items()
     )
-    table.add_column("what", style="bold")
-    table.add_column("messages", justify="right", overflow="fold")
-    table.add_row("dead-letter queue", safe(summary.dlq_url, 200))
-    table.add_row("to", safe(summary.destination or "each message's source queue", 200))
-    if summary.reason_filter is not None:
-        table.add_row("reason contains", safe(summary.reason_filter))
-    table.add_row("received", str(summary.received))
-    if summary.dry_run:
-        table.add_row(verb, str(len(summary.messages)))
-    else:
-        table.add_row(verb, str(sum(summary.moved.values())))
-        for reason, count in summary.moved.most_common(10):
-            table.add_row(Text("  ") + safe(reason), str(count))
-    table.add_row("skipped by --reason", str(summary.skipped))
-    if not summary.dry_run:
-        table.add_row("failed (still on the DLQ)", str(sum(summary.failed.values())))
-        for error, count in summary.failed.most_common(10):
-            table.add_row(Text("  ") + safe(error), str(count))
-    if summary.delete_failures:
-        table.add_row("sent but not deleted (run skips the copy)", str(summary.delete_failures))
-    table.add_row("elapsed", f"{summary.elapsed:.1f} s")
-    table.add_row("stopped because", summary.stopped_because)
-    if not summary.messages:
-        return Group(table)
-    what = "to move" if summary.dry_run else "not moved"
-    listed = Table(title=f"{what}: {len(summary.messages)}")
-    listed.add_column("message id", overflow="fold", ratio=2)
-    listed.add_column("original id", overflow="fold", ratio=2)
-    listed.add_column("reason", overflow="fold", ratio=3)
-    listed.add_column("receives", justify="right")
-    listed.add_column("sent (UTC)", ratio=1)
-    listed.add_column("fields" if summary.dry_run else "error", overflow="fold", ratio=3)
-    if summary.dry_run:
-        listed.add_column("run would")
-    for message in summary.messages:
-        would = []
-        if summary.dry_run:
-            would = [
-                Text("load", style="green") if message.would_load else Text("refuse", style="red")
-            ]
-        if message.error is not None:
-            last = Text("cannot move: ", style="red") + safe(message.error, 200)
-        else:
-            last = Text("\n").join(
-                safe(name, 24) + Text("=") + safe(value, 40)
-                for name, value in message.fields.items()
-            )
-        listed.add_row(
-            safe(message.message_id), safe(message.original_message_id), safe(message.reason, 200),
-            str(message.receive_count), message.sent_at, last, *would,
+
+
+def _verdict(verdict: str) -> Text:
+    if verdict == "load":
+        return Text("load", style="green")
+    return Text("dead-letter: ", style="red") + safe(verdict)
+
+
+def peek_table(result: PeekResult, width: int = NARROW) -> Group | Table:
+    title = f"{len(result.messages)} messages on {result.queue_url}"
+    if width < NARROW:  # one record per message: ids and times whole
+        records = [Text(title, style="bold")]
+        for number, message in enumerate(result.messages, 1):
+            record = facts(f"message {number} of {len(result.messages)}")
+            record.add_row("message id", safe(message.message_id))
+            record.add_row("sent (UTC)", message.sent_at)
+            record.add_row("receives", str(message.receive_count))
+            record.add_row("would", _verdict(message.verdict))
+            record.add_row("fields", _fields(message.fields))
+            records.append(record)
+        return Group(*records)
+    made = table(title, "message id", "sent (UTC)", "receives:right", "fields", "would")
+    for message in result.messages:
+        made.add_row(
+            safe(message.message_id), message.sent_at, str(message.receive_count),
+            _fields(message.fields), _verdict(message.verdict),
         )  # fmt: skip
-    return Group(table, listed)
+    return made
+
+
+def replay_summary(summary: ReplaySummary, width: int = NARROW) -> Group:
+    verb = "would move" if summary.dry_run else "moved"
+    made = table(
+        f"loginetl replay-dlq{' (dry run)' if summary.dry_run else ''}",
+        "what", "messages:right", show_header=False,
+    )  # fmt: skip
+    made.columns[0].style = "bold"
+    made.add_row("dead-letter queue", safe(summary.dlq_url))
+    made.add_row("to", safe(summary.destination or "each message's source queue"))
+    if summary.reason_filter is not None:
+        made.add_row("reason contains", safe(summary.reason_filter))
+    made.add_row("received", str(summary.received))
+    if summary.dry_run:
+        made.add_row(verb, str(len(summary.messages)))
+    else:
+        _counted(made, verb, summary.moved)
+    made.add_row("skipped by --reason", str(summary.skipped))
+    if not summary.dry_run:
+        _counted(made, "failed (still on the DLQ)", summary.failed)
+    if summary.delete_failures:
+        made.add_row("sent but not deleted (run skips the copy)", str(summary.delete_failures))
+    made.add_row("elapsed", f"{summary.elapsed:.1f} s")
+    made.add_row("stopped because", summary.stopped_because)
+    if not summary.messages:
+        return Group(made)
+    return Group(made, _replayed(summary, width))
+
+
+def _replayed(summary: ReplaySummary, width: int):
+    """The messages a dry run would move, or those a replay could not move."""
+    title = f"{'to move' if summary.dry_run else 'not moved'}: {len(summary.messages)}"
+    records = []
+    for message in summary.messages:
+        record = [
+            ("message id", safe(message.message_id)),
+            ("original id", safe(message.original_message_id)),
+            ("reason", safe(message.reason)),
+            ("receives", str(message.receive_count)),
+            ("sent (UTC)", message.sent_at),
+        ]
+        if message.error is not None:
+            record.append(("error", Text("cannot move: ", style="red") + safe(message.error)))
+        else:
+            record.append(("fields", _fields(message.fields)))
+        if summary.dry_run:
+            loads = message.would_load
+            record.append(
+                ("run would", Text("load", style="green") if loads else Text("refuse", style="red"))
+            )
+        records.append(record)
+    if width < NARROW:
+        shown = [Text(title, style="bold")]
+        for number, record in enumerate(records, 1):
+            one = facts(f"message {number} of {len(records)}")
+            for label, value in record:
+                one.add_row(label, value)
+            shown.append(one)
+        return Group(*shown)
+    listed = table(title, *(label for label, _ in records[0]))
+    listed.columns[3].justify = "right"
+    for record in records:
+        listed.add_row(*(value for _, value in record))
+    return listed
 
 
 _STATUS_STYLES = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
@@ -181,27 +228,63 @@ _STATUS_STYLES = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip":
 
 def audit_table(report: AuditReport) -> Table:
     scope = report.sample or "every row"
-    table = Table(
-        title=f"verify-masking: user_logins on {report.location}, {report.rows} rows ({scope}), "
-        f"key id {report.key_id}"
-    )
-    table.add_column("check", style="bold", ratio=2)
-    table.add_column("result")
-    table.add_column("checked", justify="right")
-    table.add_column("failing", justify="right")
-    table.add_column("detail", overflow="fold", ratio=5)
+    made = table(
+        f"verify-masking: user_logins on {report.location}, {report.rows} rows ({scope}), "
+        f"key id {report.key_id}",
+        "check", "result", "checked:right", "failing:right", "detail",
+    )  # fmt: skip
+    made.columns[0].style = "bold"
+    made.columns[4].ratio = 5
+    made.columns[0].ratio = 2
     for check in report.checks:
-        table.add_row(
+        made.add_row(
             check.name,
             Text(check.status.upper(), style=_STATUS_STYLES.get(check.status, "")),
             str(check.checked),
             str(check.failing),
-            safe(check.detail, 1000),
+            safe(check.detail),
         )
     raw = report.raw_messages
     if raw["given"]:
-        table.caption = (
+        made.caption = (
             f"{raw['given']} raw messages given, {raw['not_loadable']} not loadable, "
             f"{raw['compared']} compared"
         )
-    return table
+    return made
+
+
+def status_report(report: StatusReport) -> Group:
+    parts = []
+    for title, queue in (("source queue", report.queue), ("dead-letter queue", report.dlq)):
+        if queue is None:
+            continue
+        shown = facts(title)
+        shown.add_row("url", safe(queue["url"]))
+        for name in ("visible", "in_flight", "delayed"):
+            shown.add_row(name.replace("_", " "), str(queue[name]))
+        for number, reason in enumerate(queue.get("reasons", []), 1):
+            shown.add_row(f"reason {number}", safe(reason))
+        parts.append(shown)
+    table_status = report.table
+    if table_status is not None:
+        shown = facts(f"table {table_status['name']} on {table_status['location']}")
+        if not table_status["exists"]:
+            shown.add_row("exists", "no")
+        else:
+            shown.add_row("rows", str(table_status["rows"]))
+            shown.add_row("last loaded at", str(table_status["last_loaded_at"] or "never"))
+            for key_id, count in table_status["mask_key_ids"].items():
+                current = " (current)" if key_id == report.current_key_id else ""
+                shown.add_row(f"rows under key id {key_id}{current}", str(count))
+            for name, estimate in table_status["partitions"].items():
+                shown.add_row(f"partition {name}", f"about {estimate} rows")
+        parts.append(shown)
+    wrong = facts("looks wrong" if report.problems or report.errors else "looks right")
+    for line in report.errors:
+        wrong.add_row(Text("unreachable", style="bold red"), safe(line))
+    for line in report.problems:
+        wrong.add_row(Text("warning", style="yellow"), safe(line))
+    if not (report.problems or report.errors):
+        wrong.add_row("", "nothing to report")
+    parts.append(wrong)
+    return Group(*parts)

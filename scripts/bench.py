@@ -31,6 +31,7 @@ bench_measure.py and the report (results, targets, tables, JSON) in bench_report
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import signal
 import sys
@@ -50,7 +51,10 @@ from bench_setup import (  # noqa: E402
     sqs_endpoint,
 )
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# LOGINETL_ADMIN_DATABASE_URL points it at another server (the tests run it against theirs).
+ADMIN_URL = os.environ.get(
+    "LOGINETL_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 # The integer options: flag -> (default, help without its "(default N)").
 INTEGER_OPTIONS = {

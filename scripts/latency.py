@@ -34,8 +34,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to send")
     parser.add_argument(
-        "--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="an admin URL: a throw-away database is created there and dropped after",
+        "--database-url",
+        default=os.environ.get(
+            "LOGINETL_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="an admin URL: a throw-away database is created there and dropped after "
+        "(default: LOGINETL_ADMIN_DATABASE_URL, else the PostgreSQL on 127.0.0.1:5432)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()

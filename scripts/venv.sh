@@ -1,5 +1,8 @@
+#!/usr/bin/env bash
 # Sourced by the other scripts: make sure .venv exists with loginetl and its dev extras installed.
-# PYTHON picks the interpreter (3.11 or newer).
+# It installs only when .venv is new, or pyproject.toml (or the checkout's place) changed since
+# the last install: once installed, every script runs with no network. PYTHON picks the
+# interpreter (3.11 or newer).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
@@ -10,8 +13,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-# pip prints nothing when everything is already installed.
-# (This machine's pip configuration names local package folders that may be missing; pip warns
-# about each, which is noise here.)
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
-    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+stamp=.venv/.loginetl-installed
+wanted=$(.venv/bin/python -c 'import hashlib, os
+print(hashlib.sha256(open("pyproject.toml", "rb").read() + os.getcwd().encode()).hexdigest())')
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    echo "$wanted" > "$stamp"
+fi

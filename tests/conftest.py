@@ -11,8 +11,10 @@ import json
 import logging
 import os
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import psycopg2.extras
@@ -171,11 +173,42 @@ def postgres_admin_url(tmp_path_factory) -> str:
 @pytest.fixture
 def database_url(postgres_admin_url) -> str:
     """A new, empty database for this test, dropped afterwards."""
+    with own_database(postgres_admin_url) as url:
+        yield url
+
+
+@contextmanager
+def own_database(admin_url: str):
+    """A new, empty database on the server of `admin_url`, dropped on leaving."""
     name = f"loginetl_test_{uuid.uuid4().hex[:12]}"
-    _admin(postgres_admin_url, f"CREATE DATABASE {name}")
-    base, _, _ = postgres_admin_url.rpartition("/")
-    yield f"{base}/{name}"
-    _admin(postgres_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    _admin(admin_url, f"CREATE DATABASE {name}")
+    base, _, _ = admin_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _admin(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def password_url(database_url, postgres_admin_url) -> tuple[str, str]:
+    """(URL, password): the test's database as a role that logs in with a password, whatever
+    the server's authentication (trust on a local server, scram on the embedded one)."""
+    role, password = f"loginetl_pw_{uuid.uuid4().hex[:8]}", f"Pw-{uuid.uuid4().hex[:10]}-secret"
+    _admin(postgres_admin_url, f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'")
+    parts = urlsplit(database_url)
+    netloc = f"{role}:{password}@{parts.hostname}:{parts.port or 5432}"
+    yield urlunsplit(parts._replace(netloc=netloc)), password
+    _admin(database_url, f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+    _admin(database_url, f"DROP OWNED BY {role}")
+    _admin(postgres_admin_url, f"DROP ROLE {role}")
+
+
+def unreachable(database_url: str) -> str:
+    """The same URL on a port where nothing listens."""
+    parts = urlsplit(database_url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@127.0.0.1:1" if credentials else "127.0.0.1:1"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _admin(url: str, statement: str) -> None:

@@ -18,7 +18,7 @@ from loginetl.cli import app
 from loginetl.masking import MaskKey
 from loginetl.transform import MAX_LENGTH, InvalidMessage, to_row
 
-from .conftest import MASK_KEY, make_queues, rows, sample_messages
+from .conftest import MASK_KEY, make_queues, own_database, rows, sample_messages, unreachable
 
 KEY = MaskKey(MASK_KEY)
 SENT = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -126,33 +126,33 @@ def test_the_named_corpus_through_a_real_run(cli, queues, db):
 def test_generated_bodies_through_a_real_run_are_each_loaded_or_dead_lettered(
     sqs, postgres_admin_url, bodies
 ):
-    # hypothesis runs this several times in one test, so it makes its own queues and table.
+    # hypothesis runs this several times in one test, so it makes its own queues and database.
     queues = make_queues(sqs)
     bodies = [body or " " for body in bodies]  # SQS refuses empty bodies
     ids = queues.send(bodies)
-    env = {
-        "LOGINETL_QUEUE_URL": queues.url,
-        "LOGINETL_DATABASE_URL": postgres_admin_url,
-        "LOGINETL_MASK_KEY": MASK_KEY,
-        "LOGINETL_WAIT_TIME": "0",
-        "LOGINETL_CONCURRENCY": "1",
-    }
-    runner = CliRunner()
-    assert runner.invoke(app, ["init-db"], env=env).exit_code == 0
-    result = runner.invoke(app, ["run", "--json"], env=env)
-    summary = json.loads(result.stdout)
-    assert summary["loaded"] + summary["dead_lettered"] == len(bodies)
-    assert queues.count() == 0
-    assert queues.count(queues.dlq_url) == summary["dead_lettered"]
-    with psycopg2.connect(postgres_admin_url) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM user_logins WHERE sqs_message_id = ANY(%s)", (ids,))
-        assert cursor.fetchone()[0] == summary["loaded"]
+    with own_database(postgres_admin_url) as database_url:
+        env = {
+            "LOGINETL_QUEUE_URL": queues.url,
+            "LOGINETL_DATABASE_URL": database_url,
+            "LOGINETL_MASK_KEY": MASK_KEY,
+            "LOGINETL_WAIT_TIME": "0",
+            "LOGINETL_CONCURRENCY": "1",
+        }
+        runner = CliRunner()
+        assert runner.invoke(app, ["init-db"], env=env).exit_code == 0
+        result = runner.invoke(app, ["run", "--json"], env=env)
+        summary = json.loads(result.stdout)
+        assert summary["loaded"] + summary["dead_lettered"] == len(bodies)
+        assert queues.count() == 0
+        assert queues.count(queues.dlq_url) == summary["dead_lettered"]
+        with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM user_logins WHERE sqs_message_id = ANY(%s)", (ids,))
+            assert cursor.fetchone()[0] == summary["loaded"]
 
 
-def test_logs_and_errors_never_show_secrets_or_raw_pii(queues, database_url, tmp_path):
+def test_logs_and_errors_never_show_secrets_or_raw_pii(queues, password_url, tmp_path):
     """A real process at debug log level, on a good run and on a failing one."""
-    password = "Pw-never-shown-7731"
-    with_password = database_url.replace("postgres@", f"postgres:{password}@")
+    with_password, password = password_url
     queues.send([json.dumps(m) for m in sample_messages()[:20]])
     env = {
         "LOGINETL_QUEUE_URL": queues.url,
@@ -161,7 +161,7 @@ def test_logs_and_errors_never_show_secrets_or_raw_pii(queues, database_url, tmp
         "LOGINETL_LOG_LEVEL": "debug",
     }
     outputs = []
-    for database in (with_password, with_password.replace("127.0.0.1:5432", "127.0.0.1:1")):
+    for database in (with_password, unreachable(with_password)):
         for args in (["init-db"], ["peek"], ["run", "--retry-for", "1"], ["run", "--json", "--retry-for", "1"]):
             process = subprocess.run(
                 [sys.executable, "-m", "loginetl", *args],
@@ -171,8 +171,14 @@ def test_logs_and_errors_never_show_secrets_or_raw_pii(queues, database_url, tmp
                 timeout=60,
             )
             outputs.append(process.stdout + process.stderr)
+            reaches = database == with_password or args == ["peek"]  # peek needs no database
+            assert process.returncode == (0 if reaches else 1), outputs[-1]
     everything = "\n".join(outputs)
     assert "cannot connect to database 127.0.0.1:1" in everything  # the failing case did fail
+    with psycopg2.connect(with_password) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM user_logins")
+        valid = sum("user_id" in message for message in sample_messages()[:20])
+        assert cursor.fetchone()[0] == valid  # the good runs logged in with the password
     assert password not in everything
     assert MASK_KEY not in everything
     for message in sample_messages()[:20]:

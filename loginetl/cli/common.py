@@ -4,25 +4,39 @@ and the one way to show a result, warn, and end with an error line and an exit c
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Annotated, Optional
 
-import click
 import typer
+from typer._click.exceptions import ClickException  # typer vendors click (typer==0.29.2)
 from rich.console import Console
 
-from .. import config, render
+from .. import config, logs, render
 from ..config import redact
 from ..errors import EXIT_FAILED, LoginetlError
 
+log = logging.getLogger("loginetl.cli")
 stdout = Console()
 stderr = Console(stderr=True, soft_wrap=True)  # one message, one line
+
+
+# What an option's value is, as --help shows it (`--wait-time SECONDS`); every `--*-url` is a URL.
+METAVARS = {"--to-queue": "URL", "--wait-time": "SECONDS", "--retry-for": "SECONDS"}
+METAVARS |= dict.fromkeys(
+    ("--max-messages", "--batch-size", "--concurrency", "--rate", "--sample", "--from-queue"), "N"
+)
+METAVARS |= {"--metrics-port": "PORT", "--metrics-host": "HOST", "--from-file": "PATH"}
+METAVARS |= {"--reason": "TEXT"}
 
 
 def option(flag: str, help: str, **settings):
     """A command option that can also be set as LOGINETL_<OPTION> (`--batch-size` is
     LOGINETL_BATCH_SIZE), in the environment or in .env."""
     envvar = "LOGINETL_" + flag.removeprefix("--").replace("-", "_").upper()
-    return typer.Option(flag, envvar=envvar, help=help, **settings)
+    metavar = "URL" if flag.endswith("-url") else METAVARS.get(flag)
+    if metavar:
+        settings.setdefault("metavar", metavar)
+    return typer.Option(flag, envvar=settings.pop("envvar", envvar), help=help, **settings)
 
 
 QueueUrl = Annotated[str, option("--queue-url", "URL of the source SQS queue.")]
@@ -35,18 +49,18 @@ DlqUrl = Annotated[
 ]
 EndpointUrl = Annotated[
     Optional[str],
-    typer.Option(
+    option(
         "--endpoint-url",
+        "SQS endpoint (default: AWS, or the queue URL's host when it is not AWS).",
         envvar="AWS_ENDPOINT_URL",
-        help="SQS endpoint (default: AWS, or the queue URL's host when it is not AWS).",
     ),
 ]
 DatabaseUrl = Annotated[
     str,
     option(
         "--database-url",
-        "PostgreSQL URL.",
-        show_default=config.redact_dsn(config.DEFAULT_DATABASE_URL),
+        f"PostgreSQL URL; default {config.redact_dsn(config.DEFAULT_DATABASE_URL)}",
+        show_default=False,
     ),
 ]
 JsonOutput = Annotated[bool, option("--json", "Print the result as JSON.")]
@@ -63,22 +77,37 @@ MAX_MESSAGES = "--max-messages"
 
 
 def show(json: bool, data: dict, table) -> None:
-    """The result: JSON on stdout for scripts, else the rich table."""
-    if json:
+    """The result on stdout: JSON for scripts (one line when logs are JSON lines, where every
+    line is a JSON object), else the rich table."""
+    if logs.json_lines():
+        print(render.as_json_line(data))
+    elif json:
         print(render.as_json(data))
     else:
         stdout.print(table)
 
 
-def warn(message: str) -> None:
-    stderr.print("[yellow]Warning:[/yellow]", message)
+def warn(message: str, event: str = "warning") -> None:
+    if logs.json_lines():
+        log.warning(message, extra={"event": event})
+    else:
+        stderr.print("[yellow]Warning:[/yellow]" if event == "warning" else "Note:", message)
+
+
+def say(message: str, event: str) -> None:
+    """A message for the operator that is neither result nor warning (a signal, Ctrl-C)."""
+    if logs.json_lines():
+        log.warning(message, extra={"event": event})
+    else:
+        stderr.print(message)
 
 
 def note_receive_count(max_receive_count: int | None) -> None:
     if max_receive_count is not None:
-        stderr.print(
-            f"[yellow]Note:[/yellow] each peek counts as a receive: after {max_receive_count} "
-            "receives a message moves to the dead-letter queue."
+        warn(
+            f"each peek counts as a receive: after {max_receive_count} receives a message "
+            "moves to the dead-letter queue.",
+            event="note",
         )
 
 
@@ -100,7 +129,10 @@ def finish(error: str | None, exit_code: int):
 
 def error_line(message: str) -> None:
     """Errors are one line however narrow the terminal, with every known secret hidden."""
-    stderr.print("[red]Error:[/red]", render.safe(redact(message), 1000))
+    if logs.json_lines():
+        log.error(redact(message), extra={"event": "error"})
+    else:
+        stderr.print("[red]Error:[/red]", render.safe(redact(message), 1000))
 
 
 def reports_errors(command):
@@ -110,13 +142,13 @@ def reports_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, typer.Abort, ClickException):
             raise
         except LoginetlError as error:
             error_line(str(error))
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
-            stderr.print("Interrupted.")
+            say("Interrupted.", "interrupted")
             raise typer.Exit(130) from None
         except Exception as error:  # a bug: still one line, and nothing secret in it
             error_line(f"unexpected {type(error).__name__}: {error}")

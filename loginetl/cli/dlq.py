@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 from .. import render, replay
 from ..masking import MASK_KEY_ENV, mask_key_from_env
 from .app import command
-from .common import DlqUrl, EndpointUrl, JsonOutput, QueueUrl, WaitTime, conclude, option
+from .common import DlqUrl, EndpointUrl, JsonOutput, QueueUrl, WaitTime, conclude, option, stdout
 
 
 @command("replay-dlq")
@@ -46,14 +46,16 @@ def replay_dlq(
     wait_time: WaitTime = 1,
     json: JsonOutput = False,
 ):
-    """Move messages from the dead-letter queue back to be loaded, once the cause is fixed.
+    """Move dead-lettered messages back to be loaded.
 
-    A message leaves the dead-letter queue only after SQS confirmed it sent, and keeps its
-    original message id, so `run` never loads one twice.
+    Use it once the cause is fixed. A message leaves the dead-letter queue only after SQS confirmed
+    it sent, and keeps its original message id, so `run` never loads one twice.
 
-    Example:
+    Examples:
 
+    \b
         loginetl replay-dlq --dry-run --reason schema
+        loginetl replay-dlq --reason schema --max-messages 100 --rate 50
     """
     options = replay.ReplayOptions(
         queue_url=queue_url, dlq_url=dlq_url, to_queue=to_queue, endpoint_url=endpoint_url,
@@ -67,4 +69,4 @@ def replay_dlq(
         f"{failed} messages could not be moved and are still on the dead-letter queue "
         "(see the summary)"
     ) if failed else None  # fmt: skip
-    conclude(json, summary, render.replay_summary(summary), warning)
+    conclude(json, summary, render.replay_summary(summary, stdout.width), warning)

@@ -1,15 +1,29 @@
-"""`loginetl peek`: look at the queue without consuming it."""
+"""`loginetl peek` and `loginetl status`: look at the queues and the table, changing nothing."""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from .. import config, render
 from .. import peek as peeking
+from .. import status as checking
 from ..config import Settings
-from ..masking import mask_key_from_env
+from ..masking import MASK_KEY_ENV, mask_key_from_env
 from .app import command
-from .common import EndpointUrl, JsonOutput, QueueUrl, WaitTime, note_receive_count, option, show
+from .common import (
+    DatabaseUrl,
+    DlqUrl,
+    EndpointUrl,
+    JsonOutput,
+    QueueUrl,
+    WaitTime,
+    finish,
+    note_receive_count,
+    option,
+    show,
+    stdout,
+)
 
 
 @command("peek")
@@ -27,17 +41,49 @@ def peek(
     wait_time: WaitTime = 1,
     json: JsonOutput = False,
 ):
-    """Show messages on the queue without consuming them, and whether each would load.
+    """Show messages on the queue, and whether each would load.
 
-    Every receive counts towards the queue's maxReceiveCount: peeking a message often enough
-    moves it to the dead-letter queue.
+    Nothing is consumed: each message is made visible again at once. Every receive counts
+    towards the queue's maxReceiveCount, so peeking a message often enough moves it to the
+    dead-letter queue.
 
-    Example:
+    Examples:
 
+    \b
         loginetl peek --max-messages 5
+        loginetl peek --json
     """
     settings = Settings(queue_url=queue_url, endpoint_url=endpoint_url)
     key = None if show_pii else mask_key_from_env()
     result = peeking.peek(settings, key, max_messages, show_pii, wait_time)
     note_receive_count(result.max_receive_count)
-    show(json, result.as_dict(), render.peek_table(result))
+    show(json, result.as_dict(), render.peek_table(result, stdout.width))
+
+
+@command("status")
+def status(
+    queue_url: QueueUrl = config.DEFAULT_QUEUE_URL,
+    dlq_url: DlqUrl = None,
+    endpoint_url: EndpointUrl = None,
+    database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
+    json: JsonOutput = False,
+):
+    """Show the queues and the table at a glance.
+
+    It says what looks wrong, and changes nothing: it consumes no message (the reasons of
+    the first few dead-lettered messages are peeked and made visible again at once). Exit 0
+    unless a server cannot be reached.
+
+    Examples:
+
+    \b
+        loginetl status
+        loginetl status --json
+    """
+    settings = Settings(
+        queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url
+    )
+    key = mask_key_from_env() if os.environ.get(MASK_KEY_ENV) else None
+    report = checking.status(settings, key)
+    show(json, report.as_dict(), render.status_report(report))
+    finish("; ".join(report.errors) or None, report.exit_code)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
-from .. import config, pipeline, render
+from .. import config, logs, pipeline, render
 from ..config import Settings
 from ..masking import mask_key_from_env
 from .app import command
@@ -83,21 +83,24 @@ def run(
     ] = pipeline.RunOptions.retry_for,
     json: JsonOutput = False,
 ):
-    """Load messages from the queue into user_logins; dead-letter the invalid ones.
+    """Load the queue into user_logins, masked.
 
-    Each batch is committed before its messages are deleted, and a message already loaded is
-    skipped, so a run can be stopped and started again at any time.
+    Invalid messages go to the dead-letter queue with a reason. Each batch is committed before
+    its messages are deleted, and a message already loaded is skipped, so a run can be stopped
+    and started again at any time. The second example runs it as a service.
 
-    Example:
+    Examples:
 
+    \b
         loginetl run --max-messages 1000
-
-        loginetl run --follow --metrics-port 9100 --log-format json   (as a service)
+        loginetl run --follow --metrics-port 9100 --log-format json
     """
     settings = Settings(
         queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url
     )
     key = mask_key_from_env()
+    if follow:
+        logs.as_service()
     options = pipeline.RunOptions(
         max_messages=max_messages,
         batch_size=batch_size,

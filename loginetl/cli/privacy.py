@@ -53,13 +53,17 @@ def verify_masking(
     wait_time: WaitTime = 1,
     json: JsonOutput = False,
 ):
-    """Audit user_logins: is every ip and device_id masked, and masked with the current key?
+    """Audit user_logins for unmasked personal data.
 
-    Exit 0 when every check passes, 1 when one fails. Needs LOGINETL_MASK_KEY.
+    Is every ip and device_id masked, and masked with the current key? Exit 0 when every
+    check passes, 1 when one fails. Needs LOGINETL_MASK_KEY.
 
-    Example:
+    Examples:
 
+    \b
+        loginetl verify-masking
         loginetl verify-masking --from-file raw_messages.json --sample 100000
+        loginetl verify-masking --from-queue 50 --strict-key --json
     """
     settings = Settings(queue_url=queue_url, endpoint_url=endpoint_url, database_url=database_url)
     key = mask_key_from_env()

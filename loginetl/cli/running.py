@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..pipeline import RunSummary
-from .common import stderr
+from .. import logs
+from .common import say, stderr
 
 
 @contextmanager
@@ -24,9 +25,10 @@ def stop_on_signals():
         if stop.is_set():
             os._exit(128 + signum)
         stop.set()
-        stderr.print(
+        say(
             f"{signal.Signals(signum).name}: finishing the batch in hand "
-            "(signal again to exit at once)"
+            "(signal again to exit at once)",
+            "signal",
         )
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -70,7 +72,7 @@ class run_progress:
             TimeElapsedColumn(),
             console=stderr,
             transient=True,
-            disable=not stderr.is_terminal,
+            disable=logs.json_lines() or not stderr.is_terminal,
         )
         self.task = self.progress.add_task("loading", total=total)
 

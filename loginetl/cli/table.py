@@ -26,11 +26,15 @@ def init_db(
     ] = None,
     json: JsonOutput = False,
 ):
-    """Create the user_logins table, or upgrade an existing one without losing rows.
+    """Create or upgrade the user_logins table, keeping its rows.
 
-    Example:
+    An existing table gets the columns and the unique index it lacks; nothing is dropped.
 
-        loginetl init-db --database-url postgresql://postgres@localhost:5432/postgres
+    Examples:
+
+    \b
+        loginetl init-db
+        loginetl init-db --json
     """
     connection = database.connect(database_url)
     try:

@@ -16,11 +16,13 @@ One room per role, joined here:
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable
 
-from .. import database, extract, schema
+from .. import __version__, database, extract, schema
 from ..config import Settings
 from ..errors import ConfigError, LoginetlError
 from ..masking import MaskKey
@@ -30,6 +32,8 @@ from .loading import Loader
 from .receiving import Receivers
 from .settling import NO_DLQ, Settlers
 from .state import RunOptions, RunSummary, Shared, SourceQueue
+
+log = logging.getLogger(__name__)
 
 __all__ = ["NO_DLQ", "RunOptions", "RunSummary", "run"]
 
@@ -132,10 +136,50 @@ def run(
     metrics: Metrics | None = None,
 ) -> RunSummary:
     """Drain the queue into the table; configuration errors raise, errors mid-run are reported
-    in the summary (with what was done until then) and its exit code."""
+    in the summary (with what was done until then) and its exit code. Logs a `start` event
+    before and a `stop` event after, whatever happens."""
+    log_start(settings, key, options)
     pipeline = Run(settings, key, options, on_batch, stop, metrics)
+    summary = None
     try:
         pipeline.start()
-        return pipeline.drain()
+        summary = pipeline.drain()
+        return summary
+    except LoginetlError as error:
+        summary = pipeline.shared.finish(0.0)
+        summary.error, summary.exit_code, summary.stopped_because = (
+            str(error),
+            error.exit_code,
+            "error",
+        )
+        raise
     finally:
         pipeline.close()
+        log_stop(summary)
+
+
+def log_start(settings: Settings, key: MaskKey, options: RunOptions) -> None:
+    log.info(
+        "run started",
+        extra={
+            "event": "start",
+            "version": __version__,
+            "queue_url": settings.queue_url,
+            "dlq_url": settings.dlq_url,
+            "database": settings.database_location,
+            "mask_key_id": key.key_id,
+            "options": dataclasses.asdict(options),
+        },
+    )
+
+
+def log_stop(summary: RunSummary | None) -> None:
+    if summary is None:  # a bug ended the run: the CLI reports it
+        return
+    level = logging.ERROR if summary.exit_code else logging.INFO
+    log.log(
+        level,
+        f"run stopped: {summary.stopped_because}",
+        extra={"event": "stop", "summary": summary.as_dict(), "stopped_because":
+               summary.stopped_because, "exit_code": summary.exit_code},
+    )  # fmt: skip

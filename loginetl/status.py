@@ -1,0 +1,143 @@
+"""status: one look at everything `run` touches, changing nothing.
+
+The source queue (visible, in flight, delayed), the dead-letter queue (visible, and the reasons
+of the first few), the table (rows, last load, rows per mask key id, partitions), and what
+looks wrong. A server that cannot be reached is reported in its section; the others are still
+shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import database, extract, replay, schema
+from .config import Settings
+from .errors import LoginetlError
+from .masking import MaskKey
+from .results import plain
+
+DEPTH = {
+    "visible": "ApproximateNumberOfMessages",
+    "in_flight": "ApproximateNumberOfMessagesNotVisible",
+    "delayed": "ApproximateNumberOfMessagesDelayed",
+}
+DLQ_REASONS = 3  # dead-lettered messages whose reasons are shown
+
+
+@dataclass
+class StatusReport:
+    queue: dict | None = None  # {"url", "visible", "in_flight", "delayed"}, None: unreachable
+    dlq: dict | None = None  # the same, plus "reasons"; None: no dead-letter queue
+    table: dict | None = None  # {"name", "exists", "rows", "last_loaded_at", ...}
+    current_key_id: str | None = None  # None: no LOGINETL_MASK_KEY here
+    problems: list[str] = field(default_factory=list)  # what looks wrong, one line each
+    errors: list[str] = field(default_factory=list)  # servers that could not be reached
+    exit_code: int = 0
+
+    def as_dict(self) -> dict:
+        return plain(self)
+
+
+def status(settings: Settings, key: MaskKey | None) -> StatusReport:
+    report = StatusReport(current_key_id=key.key_id if key else None)
+    _queues(settings, report)
+    _table(settings, key, report)
+    return report
+
+
+def _failed(report: StatusReport, error: LoginetlError) -> None:
+    report.errors.append(str(error))
+    report.exit_code = max(report.exit_code, error.exit_code)
+
+
+def _depth(sqs, url: str) -> dict:
+    attributes = extract.queue_attributes(sqs, url, [*DEPTH.values(), "RedrivePolicy"])
+    depth = {name: int(attributes.get(attribute, 0)) for name, attribute in DEPTH.items()}
+    return {"url": url, **depth, "redrive_policy": "RedrivePolicy" in attributes}
+
+
+def _queues(settings: Settings, report: StatusReport) -> None:
+    sqs = extract.sqs_client(settings)
+    try:
+        queue = _depth(sqs, settings.queue_url)
+        report.queue = {name: queue[name] for name in ("url", *DEPTH)}
+        dlq_url = settings.dlq_url or extract.dead_letter_url(sqs, settings.queue_url)
+    except LoginetlError as error:
+        return _failed(report, error)
+    if not dlq_url:
+        report.problems.append(
+            "no dead-letter queue (none given, none in the RedrivePolicy): invalid messages "
+            "stay on the source queue"
+        )
+        return
+    try:
+        dlq = _depth(sqs, dlq_url)
+        # Peeking counts as a receive: only where that cannot move a message anywhere.
+        peeked = [] if dlq["redrive_policy"] else extract.peek(sqs, dlq_url, DLQ_REASONS, 0)
+    except LoginetlError as error:
+        return _failed(report, error)
+    reasons = [replay.reason_of(message) for message in peeked]
+    report.dlq = {name: dlq[name] for name in ("url", *DEPTH)} | {"reasons": reasons}
+    if dlq["visible"] or dlq["in_flight"]:
+        report.problems.append(
+            f"the dead-letter queue holds {dlq['visible'] + dlq['in_flight']} messages "
+            "(`loginetl replay-dlq --dry-run` lists them)"
+        )
+
+
+def _table(settings: Settings, key: MaskKey | None, report: StatusReport) -> None:
+    try:
+        connection = database.connect(settings.database_url)
+    except LoginetlError as error:
+        return _failed(report, error)
+    try:
+        connection.set_session(readonly=True)
+        with database.database_errors(connection, f"cannot read {schema.TABLE}"):
+            report.table = _describe_table(connection)
+    except LoginetlError as error:
+        _failed(report, error)
+    finally:
+        connection.close()
+    table = report.table
+    if table is None:
+        return
+    if not table["exists"]:
+        report.problems.append(f"table {schema.TABLE} does not exist: run `loginetl init-db`")
+        return
+    others = {k: n for k, n in table["mask_key_ids"].items() if key and k != key.key_id}
+    if others:
+        report.problems.append(
+            f"{sum(others.values())} rows under a key id other than the current "
+            f"{key.key_id}: {', '.join(others)}"
+        )
+
+
+def _describe_table(connection) -> dict:
+    info = schema.describe(connection)
+    result = {"name": schema.TABLE, "location": database.location_of(connection)}
+    result["exists"] = info.exists
+    if not info.exists:
+        return result
+    with connection.cursor() as cursor:
+        key_column = "mask_key_id" if "mask_key_id" in info.columns else "NULL::text"
+        loaded_column = "loaded_at" if "loaded_at" in info.columns else "NULL::timestamptz"
+        cursor.execute(
+            f"SELECT {key_column}, count(*), max({loaded_column}) FROM {schema.TABLE} GROUP BY 1"
+        )
+        by_key = cursor.fetchall()
+        cursor.execute(
+            "SELECT c.relname, greatest(c.reltuples, 0)::bigint FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(%s) "
+            "ORDER BY 1",
+            (schema.TABLE,),
+        )
+        partitions = cursor.fetchall()
+    connection.rollback()
+    last = max((loaded for _, _, loaded in by_key if loaded is not None), default=None)
+    return result | {
+        "rows": sum(count for _, count, _ in by_key),
+        "last_loaded_at": last.isoformat() if last else None,
+        "mask_key_ids": {str(key_id): count for key_id, count, _ in by_key},
+        "partitioned": info.partitioned,
+        "partitions": dict(partitions),  # name -> estimated rows
+    }

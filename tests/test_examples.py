@@ -1,0 +1,174 @@
+"""Every example an operator can copy, from each command's --help and from the README's bash
+blocks, runs as written (with the settings pointing at the test servers through the
+environment): no usage error, no traceback, the exit code it promises."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+
+from loginetl.cli import app
+
+from .conftest import MASK_KEY, rows, sample_messages
+from .faults import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+README = (ROOT / "README.md").read_text()
+
+# README lines the suite does not run, each with the reason. Every other line of a bash block
+# is run below; the test fails on a line that is neither, or on a reason for a line gone.
+NOT_RUN = {
+    "scripts/test.sh": "the test command itself: CI runs it (.ci/run), the suite cannot run itself",
+    "scripts/demo.sh": "sets up this checkout's own .env and .loginetl-stack; its steps (stack up, "
+    "init-db, run) are each run here",
+    "awslocal sqs receive-message": "LocalStack's CLI, against the Docker setup (no Docker here)",
+    "psql -h localhost -p 5432": "against the stack's PostgreSQL on 5432, asks for a password",
+    ".venv/bin/python scripts/bench.py --messages 10000 100000": "the benchmark: minutes of load "
+    "on LocalStack; it checks every run itself",
+}
+
+
+def help_examples() -> list[tuple[str, str]]:
+    """(command, example line) from the Examples block of each command's --help."""
+    found = []
+    for name, command in get_command(app).commands.items():
+        for line in (command.help or "").splitlines():
+            if line.strip().startswith("loginetl "):
+                found.append((name, line.strip()))
+    return found
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """(language, text) of every fenced block in the README."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL)
+
+
+def readme_examples() -> list[str]:
+    lines = []
+    for language, text in readme_blocks():
+        if language != "bash":
+            continue
+        for line in text.splitlines():
+            command = re.sub(r"\s+#.*$", "", line).strip()
+            if command and not command.startswith("#"):
+                lines.append(command)
+    return lines
+
+
+def not_run_reason(line: str) -> str | None:
+    return next((why for prefix, why in NOT_RUN.items() if line.startswith(prefix)), None)
+
+
+@pytest.fixture
+def example_env(queues, database_url, postgres_admin_url, tmp_path) -> dict:
+    """The environment an operator would have set: the test's queue, DLQ, database and key."""
+    (tmp_path / "raw_messages.json").write_text(json.dumps(sample_messages()))
+    return os.environ | {
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "LOGINETL_QUEUE_URL": queues.url,
+        "LOGINETL_DLQ_URL": queues.dlq_url,
+        "LOGINETL_DATABASE_URL": database_url,
+        "LOGINETL_ADMIN_DATABASE_URL": postgres_admin_url,
+        "LOGINETL_MASK_KEY": MASK_KEY,
+        "LOGINETL_WAIT_TIME": "1",
+        "LOGINETL_CONCURRENCY": "1",
+        "COLUMNS": "80",
+    }
+
+
+def run_example(line: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    """One example through bash, as typed at a prompt; `run --follow` until it has loaded the
+    queue, then SIGTERM, as a service manager stops it."""
+    command = line.replace(".venv/bin/", f"{BIN}/")
+    if "--follow" not in command:
+        return subprocess.run(["bash", "-c", command], env=env, cwd=cwd, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+    process = subprocess.Popen(["bash", "-c", f"exec {command}"], env=env, cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_until(lambda: process.poll() is not None or depth(env) == 0, timeout=120)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def depth(env: dict) -> int:
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=env["LOGINETL_QUEUE_URL"].rsplit("/", 2)[0])
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=env["LOGINETL_QUEUE_URL"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def assert_ran(result: subprocess.CompletedProcess, line: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{line}\n{output}"
+    assert "Traceback" not in output and "Usage:" not in output, f"{line}\n{output}"
+
+
+def test_every_command_help_has_examples():
+    commands = {name for name, _ in help_examples()}
+    assert commands == set(get_command(app).commands)
+
+
+def test_every_help_example_runs_as_written(queues, db, example_env, tmp_path):
+    queues.send_sample()
+    subprocess.run(["loginetl", "init-db"], env=example_env, cwd=tmp_path, check=True,
+                   capture_output=True)  # fmt: skip
+    for _, line in sorted(help_examples(), key=order):
+        assert_ran(run_example(line, example_env, tmp_path), line)
+    assert len(rows(db)) == 99  # run loaded the sample; the rest only looked
+
+
+def order(example: tuple[str, str]) -> int:
+    """init-db, then a run that loads some, the others, and the follower that drains the rest."""
+    name, line = example
+    return {"init-db": 0, "run": 2 if "--follow" in line else 1}.get(name, 1)
+
+
+def test_the_readme_has_only_bash_text_and_sql_blocks():
+    assert {language for language, _ in readme_blocks()} <= {"bash", "text", "sql"}
+
+
+def test_every_readme_line_not_run_is_still_in_the_readme_and_has_a_reason():
+    lines = readme_examples()
+    for prefix in NOT_RUN:
+        assert any(line.startswith(prefix) for line in lines), prefix
+
+
+def test_every_readme_loginetl_example_runs_as_written(queues, db, example_env, tmp_path):
+    queues.send_sample()
+    examples = [line for line in readme_examples() if line.startswith("loginetl ")]
+    assert len(examples) >= 12
+    for line in sorted(examples, key=lambda line: ("init-db" not in line, "--follow" in line)):
+        assert_ran(run_example(line, example_env, tmp_path), line)
+    assert len(rows(db)) == 99
+
+
+@pytest.mark.slow
+def test_every_other_readme_example_runs_as_written(example_env, tmp_path):
+    """The local stack's commands (in a folder of their own, where the checkout's scripts/ is
+    linked, so that its .env and .loginetl-stack are the test's) and the latency script."""
+    (tmp_path / "scripts").symlink_to(ROOT / "scripts")
+    others = [line for line in readme_examples() if not line.startswith("loginetl ")]
+    run = [line for line in others if not_run_reason(line) is None]
+    assert any("loginetl-stack up" in line for line in run) and any("latency.py" in line for line in run)
+    env = {k: v for k, v in example_env.items() if not k.startswith("LOGINETL_")}
+    env["LOGINETL_ADMIN_DATABASE_URL"] = example_env["LOGINETL_ADMIN_DATABASE_URL"]
+    try:
+        for line in run:
+            assert_ran(run_example(line, env, tmp_path), line)
+    finally:
+        subprocess.run([str(BIN / "loginetl-stack"), "down", "--purge"], cwd=tmp_path, env=env,
+                       capture_output=True)  # fmt: skip
