@@ -170,6 +170,10 @@ def postgres_admin_url(tmp_path_factory) -> str:
     stack_postgres.stop_postgres(data_dir)
 
 
+class UrlConnection(psycopg2.extensions.connection):
+    url: str
+
+
 @pytest.fixture
 def database_url(postgres_admin_url) -> str:
     """A new, empty database for this test, dropped afterwards."""
@@ -223,8 +227,10 @@ def _admin(url: str, statement: str) -> None:
 
 @pytest.fixture
 def db(database_url):
-    """A connection to the test's database, for checking what the CLI did."""
-    connection = psycopg2.connect(database_url)
+    """A connection to the test's database, for checking what the CLI did; `db.url` is its URL
+    with the password (psycopg2's `dsn` hides it, which a password-checking server refuses)."""
+    connection = psycopg2.connect(database_url, connection_factory=UrlConnection)
+    connection.url = database_url
     connection.autocommit = True
     yield connection
     connection.close()

@@ -115,7 +115,7 @@ def test_a_replayed_message_that_had_been_loaded_is_a_duplicate(cli, sqs, db):
     """Its row was committed, but its delete never happened: SQS moved it to the DLQ anyway."""
     cli("init-db")
     queues, ids = dead_lettered_by_an_outage(sqs, 4)
-    connection = database.connect(db.dsn)
+    connection = database.connect(db.url)
     row = transform.to_row(json.dumps(VALID[0]), KEY, ids[0], datetime.now(timezone.utc))
     load.insert(connection, [row], schema.describe(connection))
     connection.close()

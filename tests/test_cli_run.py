@@ -78,7 +78,7 @@ def test_a_message_delivered_again_after_its_commit_is_deleted_not_reloaded(cli,
     """A crash between COMMIT and DeleteMessageBatch: the row exists, the message comes back."""
     cli("init-db")
     [message_id] = queues.send([json.dumps(sample_messages()[0])])
-    connection = database.connect(db.dsn)
+    connection = database.connect(db.url)
     row = transform.to_row(
         json.dumps(sample_messages()[0]), KEY, message_id, datetime.now(timezone.utc)
     )

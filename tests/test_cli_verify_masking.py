@@ -45,7 +45,7 @@ def raw_file(tmp_path, messages, lines=False):
 
 def insert(db, logins, key=KEY, change=lambda row, message: row):
     """Rows as the loader writes them (through load.insert), `change` altering each first."""
-    connection = database.connect(db.dsn)
+    connection = database.connect(db.url)
     try:
         schema.init_db(connection)
         table = schema.describe(connection)
@@ -205,7 +205,7 @@ def test_from_queue_compares_messages_by_id_and_leaves_them_on_the_queue(cli, qu
     """Messages whose rows were committed but which are still on the queue (a crash before the
     delete): found by their message id."""
     ids = queues.send([json.dumps(m) for m in VALID[:4]])
-    connection = database.connect(db.dsn)
+    connection = database.connect(db.url)
     schema.init_db(connection)
     rows = [transform.to_row(json.dumps(m), KEY, i, NOW) for m, i in zip(VALID[:4], ids)]
     # The last one's row is labelled with the current key but holds another key's masks.

@@ -370,9 +370,9 @@ def test_localstack_init_hook_is_an_executable_bash_script():
 
 def test_localstack_init_hook_creates_and_seeds_the_queues_once(tmp_path):
     """The hook, run against moto with `awslocal` standing in as the AWS CLI with an endpoint."""
-    aws = shutil.which("aws")
-    if aws is None:
-        pytest.skip("the AWS CLI is not installed")
+    # The AWS CLI comes with the dev extras, next to this interpreter.
+    aws = shutil.which("aws", path=os.path.dirname(sys.executable)) or shutil.which("aws")
+    assert aws, "the AWS CLI is missing: pip install -e '.[dev]'"
     shim = tmp_path / "bin" / "awslocal"
     shim.parent.mkdir()
     shim.write_text(f'#!/usr/bin/env bash\nexec {aws} --endpoint-url "$SQS_ENDPOINT" "$@"\n')

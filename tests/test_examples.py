@@ -115,6 +115,7 @@ def assert_ran(result: subprocess.CompletedProcess, line: str) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{line}\n{output}"
     assert "Traceback" not in output and "Usage:" not in output, f"{line}\n{output}"
+    assert "…" not in result.stdout, f"{line} cut something at 80 columns:\n{result.stdout}"
 
 
 def test_every_command_help_has_examples():
