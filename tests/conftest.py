@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import psycopg2.extras
 import psycopg2
 import pytest
+from hypothesis import settings
 from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
@@ -27,6 +31,10 @@ from loginetl import config
 from loginetl.cli import app
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+
+# No per-example deadline: on a shared 2-core machine a slow example is load, not a failure.
+settings.register_profile("loginetl", deadline=None)
+settings.load_profile("loginetl")
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 MASK_KEY = "test-mask-key-0123456789abcdef-not-a-real-secret"
@@ -155,7 +163,7 @@ def queues(sqs) -> Queues:
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(tmp_path_factory) -> str:
+def postgres_admin_url() -> str:
     try:
         psycopg2.connect(LOCAL_POSTGRES, connect_timeout=3).close()
         yield LOCAL_POSTGRES
@@ -164,10 +172,15 @@ def postgres_admin_url(tmp_path_factory) -> str:
         pass
     from loginetl.stack import postgres as stack_postgres
 
-    data_dir = tmp_path_factory.mktemp("embedded-postgres")
-    url = stack_postgres.start_postgres(data_dir)
-    yield url
-    stack_postgres.stop_postgres(data_dir)
+    # A folder of its own, not pytest's basetemp: a second pytest session started meanwhile
+    # deletes all but the three newest basetemps, and the server's data with them.
+    data_dir = Path(tempfile.mkdtemp(prefix="loginetl-test-postgres-"))
+    try:
+        url = stack_postgres.start_postgres(data_dir)
+        yield url
+        stack_postgres.stop_postgres(data_dir)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class UrlConnection(psycopg2.extensions.connection):

@@ -99,6 +99,41 @@ def start_loginetl(*args: str, env: dict) -> subprocess.Popen:
     )
 
 
+class Watched:
+    """`loginetl ARGS` as its own process, its stderr read as it comes, so a test can wait for
+    what the process says (a retry, a signal taken) instead of sleeping."""
+
+    def __init__(self, *args: str, env: dict) -> None:
+        self.process = start_loginetl(*args, env=env)
+        self.lines: list[str] = []  # stderr
+        self.output: list[str] = []  # stdout
+        self.readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.process.stderr, self.lines), (self.process.stdout, self.output))
+        ]  # fmt: skip
+        for reader in self.readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+
+    def said(self, text: str) -> int:
+        """How many lines so far contain `text`."""
+        return sum(text in line for line in list(self.lines))
+
+    def wait_for(self, text: str, times: int = 1, timeout: float = 60.0) -> None:
+        wait_until(lambda: self.said(text) >= times or self.process.poll() is not None, timeout)
+        assert self.said(text) >= times, "".join(self.lines)
+
+    def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:
+        self.process.wait(timeout)
+        for reader in self.readers:
+            reader.join(timeout)
+        return self.process.returncode, "".join(self.output), "".join(self.lines)
+
+
 def wait_until(condition, timeout: float = 30.0, every: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -125,6 +160,12 @@ class ThrottlingSqs:
         self.server.shutdown()
         self.server.server_close()
 
+    def forwarding(self, action: str, body: bytes) -> bytes:
+        return body
+
+    def forwarded(self, action: str) -> None:
+        pass
+
     def _should_throttle(self) -> bool:
         with self.lock:
             self.requests += 1
@@ -145,17 +186,22 @@ class ThrottlingSqs:
                         error = b'{"__type": "RequestThrottled", "message": "Rate exceeded"}'
                         self._reply(400, error, "application/x-amz-json-1.0")
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                action = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+                body = proxy.forwarding(action, body)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "content-length")}  # fmt: skip
                 request = urllib.request.Request(
                     proxy.target + self.path, data=body, headers=headers, method="POST"
                 )
                 try:
-                    with urllib.request.urlopen(request, timeout=30) as response:
+                    with urllib.request.urlopen(request, timeout=60) as response:
                         status, answer = response.status, response.read()
                         kind = response.headers.get("Content-Type", "")
                 except urllib.error.HTTPError as error:
                     status, answer = error.code, error.read()
                     kind = error.headers.get("Content-Type", "")
+                finally:
+                    proxy.forwarded(action)
                 self._reply(status, answer, kind)
 
             def _reply(self, status: int, body: bytes, kind: str) -> None:
@@ -169,3 +215,31 @@ class ThrottlingSqs:
                 pass
 
         return Handler
+
+
+class RecordingSqs(ThrottlingSqs):
+    """An HTTP front for a real SQS server that forwards every request, counts them by action
+    (and the most ReceiveMessage calls in flight at once), and can rewrite a request's JSON
+    body on its way (`rewrite(action, body) -> body`) to make the server refuse part of it."""
+
+    def __init__(self, target: str, rewrite=None) -> None:
+        self.rewrite = rewrite or (lambda action, body: body)
+        self.actions: dict[str, int] = {}
+        self.in_flight = self.most_in_flight = 0
+        super().__init__(target, throttle=0, every=1)
+
+    def _should_throttle(self) -> bool:
+        return False
+
+    def forwarding(self, action: str, body: bytes) -> bytes:
+        with self.lock:
+            self.actions[action] = self.actions.get(action, 0) + 1
+            if action == "ReceiveMessage":
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        return self.rewrite(action, body)
+
+    def forwarded(self, action: str) -> None:
+        if action == "ReceiveMessage":
+            with self.lock:
+                self.in_flight -= 1

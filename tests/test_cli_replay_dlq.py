@@ -309,7 +309,10 @@ def test_bad_configuration_is_one_line_and_exit_2(cli, sqs, sqs_endpoint, args, 
 
 @pytest.mark.parametrize("rate", ["0", "501"])
 def test_rate_is_bounded(cli, rate):
-    assert cli("replay-dlq", "--rate", rate).exit_code == 2
+    result = cli("replay-dlq", "--rate", rate)
+    assert result.exit_code == 2
+    assert "Invalid value for '--rate'" in result.stderr
+    assert ("greater than or equal to 1" if rate == "0" else "less than or equal to 500") in result.stderr
 
 
 # Pure pieces ---------------------------------------------------------------------------------

@@ -323,9 +323,13 @@ def test_batch_size_can_come_from_the_environment(cli, queues, db):
     cli("init-db")
     queues.send_sample()
     result, summary = run_json(
-        cli, env={"LOGINETL_BATCH_SIZE": "7", "LOGINETL_MAX_MESSAGES": "14"}
-    )
+        cli, "--log-format", "json",
+        env={"LOGINETL_BATCH_SIZE": "7", "LOGINETL_MAX_MESSAGES": "14"},
+    )  # fmt: skip
     assert summary["received"] == 14
+    sizes = [json.loads(line)["messages"] for line in result.stderr.splitlines()
+             if json.loads(line)["event"] == "batch"]  # fmt: skip
+    assert sizes and max(sizes) <= 7 and sum(sizes) == 14
 
 
 def test_the_summary_table_is_printed_without_json(cli, queues, db):

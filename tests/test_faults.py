@@ -18,7 +18,7 @@ import pytest
 from loginetl import database, schema
 
 from .conftest import MASK_KEY, make_queues, rows, sample_messages
-from .faults import TcpProxy, ThrottlingSqs, start_loginetl, wait_until
+from .faults import TcpProxy, ThrottlingSqs, Watched, start_loginetl, wait_until
 
 
 def env_for(queue_url: str, database_url: str, **extra) -> dict:
@@ -56,13 +56,13 @@ def table_locked(database_url: str):
         connection.close()
 
 
-def waiting_on_lock(db) -> bool:
+def waiting_on_lock(db, sessions: int = 1) -> bool:
     with db.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loginetl' "
             "AND wait_event_type = 'Lock' AND datname = current_database()"
         )
-        return cursor.fetchone()[0] > 0
+        return cursor.fetchone()[0] >= sessions
 
 
 def visible(queues) -> int:
@@ -91,18 +91,18 @@ def test_a_database_outage_mid_batch_is_retried_and_nothing_is_lost(queues, data
     init(database_url)
     queues.send_sample()
     proxy = proxy_for(database_url)
-    process = start_loginetl(
+    process = Watched(
         "run", "--json", "--batch-size", "10", env=env_for(queues.url, through(proxy, database_url))
     )
     with table_locked(database_url):
         wait_until(lambda: waiting_on_lock(db))
         proxy.cut()  # the blocked connection drops, new ones are refused
-        time.sleep(2)
+        process.wait_for("retrying in", times=2)  # it tried again, twice, and was refused
     assert len(rows(db)) == 0
     assert queues.count() == 100  # nothing deleted while nothing was committed
     proxy.restore()
 
-    code, stdout, stderr = finish(process)
+    code, stdout, stderr = process.finish()
 
     assert code == 0, stderr
     summary = json.loads(stdout)
@@ -142,18 +142,19 @@ def test_a_slow_batch_keeps_its_messages_from_other_consumers(sqs, database_url,
     init(database_url)
     queues = make_queues(sqs, visibility_timeout=3)
     queues.send(valid_bodies()[:20])
-    process = start_loginetl("run", "--json", "--batch-size", "20", env=env_for(queues.url, database_url))
+    env = env_for(queues.url, database_url, LOGINETL_LOG_LEVEL="info")
+    process = Watched("run", "--json", "--batch-size", "20", env=env)
     stolen = []
     with table_locked(database_url):
         wait_until(lambda: waiting_on_lock(db))
-        deadline = time.monotonic() + 7  # more than twice the visibility timeout
-        while time.monotonic() < deadline:
-            stolen += sqs.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=10).get(
-                "Messages", []
-            )
-            time.sleep(0.3)
+        # Another consumer keeps asking while the batch waits, until loginetl has extended the
+        # visibility three times: well past the 3 s the messages would otherwise be hidden.
+        while process.said("extended the visibility") < 3 and process.process.poll() is None:
+            stolen += sqs.receive_message(
+                QueueUrl=queues.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
 
-    code, stdout, stderr = finish(process)
+    code, stdout, stderr = process.finish()
 
     assert stolen == []
     assert code == 0, stderr
@@ -165,13 +166,13 @@ def test_a_slow_batch_keeps_its_messages_from_other_consumers(sqs, database_url,
 def test_sigterm_finishes_the_batch_in_hand_and_exits_0(queues, database_url, db):
     init(database_url)
     queues.send_sample()
-    process = start_loginetl("run", "--json", "--batch-size", "10", env=env_for(queues.url, database_url))
+    process = Watched("run", "--json", "--batch-size", "10", env=env_for(queues.url, database_url))
     with table_locked(database_url):
-        wait_until(lambda: waiting_on_lock(db))
-        process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        wait_until(lambda: waiting_on_lock(db))  # a batch of 10 in hand, its insert waiting
+        process.process.send_signal(signal.SIGTERM)
+        process.wait_for("finishing the batch in hand")
 
-    code, stdout, stderr = finish(process)
+    code, stdout, stderr = process.finish()
 
     assert code == 0, stderr
     summary = json.loads(stdout)
@@ -187,13 +188,13 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(queues, database_url, db
 def test_a_second_signal_exits_at_once_without_deleting_anything(queues, database_url, db):
     init(database_url)
     queues.send_sample()
-    process = start_loginetl("run", "--batch-size", "10", env=env_for(queues.url, database_url))
+    process = Watched("run", "--batch-size", "10", env=env_for(queues.url, database_url))
     with table_locked(database_url):
         wait_until(lambda: waiting_on_lock(db))
-        process.send_signal(signal.SIGINT)
-        time.sleep(0.3)
-        process.send_signal(signal.SIGINT)
-        code, _, _ = finish(process, timeout=10)
+        process.process.send_signal(signal.SIGINT)
+        process.wait_for("finishing the batch in hand")  # the first one was taken
+        process.process.send_signal(signal.SIGINT)
+        code, _, _ = process.finish(timeout=10)
 
     assert code == 128 + signal.SIGINT
     assert len(rows(db)) == 0
@@ -296,14 +297,20 @@ def test_kill_9_at_random_points_loses_nothing_and_loads_nothing_twice(sqs, data
     ids = dict(zip(queues.send(bodies), bodies))
     env = env_for(queues.url, database_url, LOGINETL_WAIT_TIME="1")
 
+    missing_at_kill = []
     for _ in range(8):
+        # Kill once a random number more rows are in: mid-run, with work in hand.
+        target = min(len(valid) - 1, len(rows(db)) + rng.randint(1, 60))
         process = start_loginetl("run", "--batch-size", "20", env=env)
-        time.sleep(rng.uniform(0.3, 2.0))
+        wait_until(lambda: len(rows(db)) >= target or process.poll() is not None, timeout=120)
         process.kill()
         process.communicate()
+        missing_at_kill.append(len(valid) - len(rows(db)))
+    assert all(missing > 0 for missing in missing_at_kill), missing_at_kill  # every kill landed mid-run
+    assert process.returncode == -signal.SIGKILL
     deadline = time.monotonic() + 120
     while queues.count() and time.monotonic() < deadline:
-        time.sleep(1.2)  # let the killed runs' messages become visible again
+        wait_until(lambda: visible(queues) == queues.count())  # the killed runs' messages are back
         code, _, stderr = finish(start_loginetl("run", env=env))
         assert code == 0, stderr
 
@@ -324,7 +331,9 @@ def test_two_consumers_load_every_message_exactly_once(sqs, database_url, db):
     ids = queues.send([json.dumps(m) for m in valid])
     env = env_for(queues.url, database_url)
 
-    processes = [start_loginetl("run", "--json", "--batch-size", "10", env=env) for _ in range(2)]
+    with table_locked(database_url):  # both hold a batch before either can commit one
+        processes = [start_loginetl("run", "--json", "--batch-size", "10", env=env) for _ in range(2)]
+        wait_until(lambda: waiting_on_lock(db, 2))
     summaries = []
     for process in processes:
         code, stdout, stderr = finish(process)

@@ -6,6 +6,11 @@ import signal
 import socket
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
+
+from loginetl import database, load, schema
+from loginetl.masking import MaskKey
+from loginetl.transform import to_row
 
 from .conftest import MASK_KEY, rows, sample_messages
 from .faults import start_loginetl, wait_until
@@ -153,6 +158,28 @@ def test_a_table_partitioned_by_month_gets_partitions_on_demand_and_stays_idempo
     assert len(rows(db)) == 4
     again = json.loads(cli("init-db", "--partition-by", "month", "--json").stdout)
     assert again["created"] is False and again["partitioned"] is True
+
+
+def test_a_replay_sent_on_another_day_stays_one_row_in_a_partitioned_table(cli, db):
+    """A message without create_date is dated by the day SQS got it: replayed a month later it
+    gets another day, so another partition. The id table (not an index on sqs_message_id and
+    create_date, the most a partitioned table allows) is what keeps it one row."""
+    cli("init-db", "--partition-by", "month")
+    body = json.dumps({k: v for k, v in sample_messages()[0].items() if k != "create_date"})
+    key = MaskKey(MASK_KEY)
+    connection = database.connect(db.url)
+    try:
+        table = schema.describe(connection)
+        first_sent, replayed = datetime(2026, 1, 31, 23, tzinfo=timezone.utc), datetime(2026, 3, 2, tzinfo=timezone.utc)
+        first = load.insert(connection, [to_row(body, key, "orig-7", first_sent)], table)
+        again = load.insert(connection, [to_row(body, key, "orig-7", replayed)], table)
+    finally:
+        connection.close()
+
+    assert (first.inserted, again.inserted, again.duplicates) == (["orig-7"], [], ["orig-7"])
+    assert [(r["sqs_message_id"], str(r["create_date"])) for r in rows(db)] == [
+        ("orig-7", "2026-01-31")
+    ]
 
 
 def test_partitioning_an_existing_plain_table_is_refused(cli, db):
