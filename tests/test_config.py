@@ -56,3 +56,112 @@ def test_a_password_equal_to_the_user_name_does_not_garble_messages():
     assert config.redact("database localhost:5432/postgres") == "database localhost:5432/postgres"
     Settings(database_url="postgresql://app:s3cret-pw@localhost:5432/postgres")
     assert config.redact("pw s3cret-pw in postgres") == "pw *** in postgres"
+
+
+def test_a_secret_inside_a_longer_one_is_hidden_whole():
+    # The database password "pw-9" inside the mask key: hiding the short one first would
+    # leave "key-***-long-enough" for anyone to complete.
+    config.remember_secret("pw-9")
+    config.remember_secret("key-pw-9-long-enough")
+    assert config.redact("key key-pw-9-long-enough, password pw-9") == "key ***, password ***"
+
+
+def test_nothing_is_remembered_for_an_empty_or_missing_password():
+    config.remember_secret(None)
+    config.remember_secret("")
+    assert config.redact("an error line") == "an error line"
+
+
+@pytest.mark.parametrize(
+    "dsn, password",
+    [
+        ("host=h password=pw dbname=d", "pw"),
+        ("host=h password = 'two words' dbname=d", "two words"),
+        ("host=h dbname=d password=X-secret-X", "X-secret-X"),  # only quotes are stripped
+        ("postgresql://u:url-pw@h/db", "url-pw"),
+        ("postgresql://u@h/db", None),
+        ("host=h dbname=d", None),
+    ],
+)
+def test_the_password_is_found_in_keyword_strings_and_urls(dsn, password):
+    assert config.dsn_password(dsn) == password
+
+
+def test_a_keyword_string_password_is_hidden_from_every_redacted_text():
+    Settings(database_url="host=h user=app password='pw secret' dbname=logins")
+    assert config.redact("login failed: pw secret") == "login failed: ***"
+    Settings(database_url="host=h password=lonely-pw")  # no user, no database name
+    assert config.redact("lonely-pw") == "***"
+
+
+@pytest.mark.parametrize(
+    "dsn, name",
+    [
+        ("postgresql://app:app@h/logins", "app"),
+        ("postgresql://u:logins@h/logins", "logins"),
+        ("postgresql://u:Xlogins@h/Xlogins", "Xlogins"),
+        ("host=h user=app password=app dbname=d", "app"),
+        ("host=h user=u password=logins dbname=logins", "logins"),
+        ("host=h user='app' password='app' dbname=d", "app"),
+        ("host=h user=u password='logins' dbname='logins'", "logins"),
+        ("host=h user='Xena' password='Xena' dbname=d", "Xena"),
+        ("host=h user=u password='Xdb' dbname='Xdb'", "Xdb"),
+    ],
+)
+def test_a_password_equal_to_the_user_or_database_name_is_shown_as_that_name(dsn, name):
+    Settings(database_url=dsn)
+    assert config.redact(f"role {name} on database {name}") == f"role {name} on database {name}"
+
+
+def test_database_location_fills_in_the_defaults_postgresql_uses():
+    assert config.database_location("dbname=logins") == "localhost:5432/logins"
+    assert config.database_location("host='db.example' port=6543 dbname=logins") == (
+        "db.example:6543/logins"
+    )
+    assert config.database_location("host=h port=7") == "h:7/"
+    assert config.database_location("postgresql:///logins") == "localhost:5432/logins"
+
+
+def test_an_unparseable_database_url_is_named_as_such_never_shown():
+    location = config.database_location("postgresql://u:secret-pw@h:notaport/db")
+    assert location == "(unparseable database URL)"
+
+
+@pytest.mark.parametrize(
+    "queue_url, aws",
+    [
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/logins", True),
+        ("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/logins", True),
+        ("http://localhost:4566/000000000000/logins", False),
+        ("http://amazonaws.com.example:4566/000000000000/logins", False),
+    ],
+)
+def test_aws_hosts_including_china_get_botocores_own_endpoint(queue_url, aws):
+    assert config.is_aws_host(queue_url) is aws
+    assert (config.endpoint_for(queue_url, None) is None) is aws
+
+
+def test_only_aws_queue_urls_name_a_region():
+    assert config.region_from_queue_url("https://sqs.cn-north-1.amazonaws.com.cn/1/q") == (
+        "cn-north-1"
+    )
+    assert config.region_from_queue_url("http://localhost:4566/000000000000/q") is None
+
+
+def test_a_bad_queue_url_names_its_flag_and_the_expected_form():
+    expected = "is not a queue URL (expected http(s)://host/ACCOUNT/QUEUE)"
+    with pytest.raises(ConfigError) as bad_queue:
+        Settings(queue_url="login-queue")
+    assert str(bad_queue.value) == f"--queue-url 'login-queue' {expected}"
+    with pytest.raises(ConfigError) as bad_dlq:
+        Settings(dlq_url="ftp://h/1/q")
+    assert str(bad_dlq.value) == f"--dlq-url 'ftp://h/1/q' {expected}"
+
+
+def test_https_queue_and_dead_letter_urls_are_accepted():
+    settings = Settings(
+        queue_url="https://sqs.eu-west-1.amazonaws.com/123456789012/logins",
+        dlq_url="https://sqs.eu-west-1.amazonaws.com/123456789012/logins-dlq",
+    )
+    assert settings.dlq_url.endswith("/logins-dlq")
+    assert settings.sqs_endpoint is None

@@ -331,7 +331,9 @@ def test_errors_are_one_line_on_stderr(tmp_path):
 
 
 def test_bad_usage_exits_2():
-    assert invoke("up", "--sqs-port", "0").exit_code == 2
+    result = invoke("up", "--sqs-port", "0")
+    assert result.exit_code == 2
+    assert "Invalid value for '--sqs-port'" in result.output
 
 
 def test_purge_refuses_a_folder_that_is_not_a_stack(tmp_path):

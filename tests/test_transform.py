@@ -3,7 +3,9 @@
 import hashlib
 import hmac
 import json
-from datetime import date, datetime, timezone
+import os
+import time
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -229,3 +231,100 @@ def test_device_ids_are_masked_as_sent():
     assert transform.canonical_ip("1.2.3.4") == "1.2.3.4"
     row = to_row(body(device_id="ABC-1"), KEY, "m", SENT)
     assert row.masked_device_id == reference_hmac("ABC-1")
+
+
+# --- exact reasons and boundaries ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        ("not json at all", "json: not valid JSON (Expecting value: line 1 column 1 (char 0))"),
+        ('{"user_id": NaN}', "json: not valid JSON (NaN is not valid JSON)"),
+        ('{"ip": -Infinity}', "json: not valid JSON (-Infinity is not valid JSON)"),
+        ('{"a": 1} {"b": 2}', "json: not valid JSON (Extra data: line 1 column 10 (char 9))"),
+    ],
+)
+def test_the_dead_letter_reason_of_a_body_that_is_not_json_says_why(raw, reason):
+    with pytest.raises(InvalidMessage) as refused:
+        validate(raw)
+    assert refused.value.reason == reason
+    assert str(refused.value) == reason  # what a log line or a traceback would show
+
+
+def test_the_parser_error_in_a_reason_is_its_first_line_at_most_200_characters():
+    error = ValueError("x" * 250 + "\nsecond line")
+    assert transform._first_line(error) == "x" * 200
+    assert transform._first_line(ValueError("short\nmore")) == "short"
+
+
+def test_every_missing_required_field_is_named_in_order():
+    raw = body(user_id=..., ip=None, app_version=...)
+    assert reason_for(raw) == "schema: missing required field 'user_id', 'ip', 'app_version'"
+
+
+@pytest.mark.parametrize("field, limit", [("user_id", 128), ("device_type", 32), ("ip", 64)])
+def test_the_reason_for_a_value_too_long_names_field_length_and_limit(field, limit):
+    reason = reason_for(body(**{field: "1" * (limit + 1)}))
+    assert reason == f"schema: field {field!r} is {limit + 1} characters, longer than {limit}"
+
+
+def test_a_device_id_of_exactly_256_characters_is_accepted_257_is_not():
+    assert validate(body(device_id="d" * 256)).device_id == "d" * 256
+    assert reason_for(body(device_id="d" * 257)) == (
+        "schema: field 'device_id' is 257 characters, longer than 256"
+    )
+
+
+def _stamp_of_length(length: int) -> str:
+    """A valid timestamp of exactly `length` characters (digits of a second's fraction)."""
+    stamp = "2024-03-01T10:00:00." + "1" * (length - 26) + "+00:00"
+    assert len(stamp) == length
+    return stamp
+
+
+def test_a_create_date_of_64_characters_is_read_a_longer_one_is_not_even_parsed():
+    assert validate(body(create_date=_stamp_of_length(64))).create_date == date(2024, 3, 1)
+    assert validate(body(create_date=_stamp_of_length(65))).create_date is None
+    row = to_row(body(create_date=_stamp_of_length(65)), KEY, "m", SENT)
+    assert row.create_date == date(2026, 11, 24)  # the sent day
+
+
+@pytest.mark.parametrize(
+    "stamp, day",
+    [
+        ("2024-03-01T10:00:00z", date(2024, 3, 1)),
+        ("2024-03-01 23:30:00.5z", date(2024, 3, 1)),
+        ("2024-03-01T10:00:00Z", date(2024, 3, 1)),
+    ],
+)
+def test_a_timestamp_in_utc_may_end_in_a_lowercase_z(stamp, day):
+    assert validate(body(create_date=stamp)).create_date == day
+
+
+@pytest.fixture
+def local_time_utc_plus_14():
+    """The machine's local time zone 14 hours east of UTC (a POSIX TZ, no tz database
+    needed), so that a local day and a UTC day differ for most of the day."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "LINT-14"
+    time.tzset()
+    yield
+    if saved is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+def test_days_are_utc_days_whatever_the_local_time_zone(local_time_utc_plus_14):
+    assert datetime(2026, 11, 24, 23, 59, tzinfo=timezone.utc).astimezone().day == 25
+    # The fallback: the UTC day the message was sent, from an aware time in any zone.
+    assert to_row(body(), KEY, "m", SENT).create_date == date(2026, 11, 24)
+    plus_five = timezone(timedelta(hours=5))
+    early = datetime(2026, 11, 25, 1, 30, tzinfo=plus_five)  # 2026-11-24 20:30 UTC
+    assert to_row(body(), KEY, "m", early).create_date == date(2026, 11, 24)
+    # A timestamp with an offset: its UTC day.
+    assert validate(body(create_date="2024-03-01T10:00:00Z")).create_date == date(2024, 3, 1)
+    stamped = validate(body(create_date="2024-03-01T20:00:00-05:00"))
+    assert stamped.create_date == date(2024, 3, 2)
