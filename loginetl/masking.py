@@ -31,13 +31,13 @@ class MaskKey:
                 "(for example the output of `python -c 'import secrets; print(secrets.token_hex(32))'`)"
             )
         remember_secret(secret)
-        self._secret = secret.encode("utf-8")
+        self._secret = secret.encode()
         # Names the key in each row without revealing it, so rows masked under a rotated key
         # can be told apart.
         self.key_id = hmac.new(self._secret, b"loginetl key id", hashlib.sha256).hexdigest()[:16]
 
     def mask(self, value: str) -> str:
-        return hmac.new(self._secret, value.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()
 
     def __repr__(self) -> str:
         return f"MaskKey(key_id={self.key_id!r})"
