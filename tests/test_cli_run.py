@@ -286,9 +286,12 @@ def test_secrets_never_appear_in_output(cli, queues, password_url):
         (cli("run", "--retry-for", "1", "--database-url", unreachable(url)), 1),
         (cli("init-db", "--database-url", url, "--json"), 0),
         (cli("status", "--database-url", url), 0),
+        # psycopg2 echoes a bad option's value: here the password itself.
+        (cli("init-db", "--database-url", f"{url}?sslmode={password}"), 1),
         (cli("run", "--help"), 0),
     ]
     assert "cannot connect to database 127.0.0.1:1" in outputs[4][0].stderr
+    assert "invalid sslmode value" in outputs[7][0].stderr
     assert json.loads(outputs[5][0].stdout)["row_count"] == 99  # the runs did log in and load
     for result, exit_code in outputs:
         assert result.exit_code == exit_code, result.output

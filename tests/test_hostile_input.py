@@ -92,7 +92,10 @@ CORPUS = {
     "wrong types": json.dumps({name: [1] for name in FIELDS}),
     "ip with port": json.dumps(dict(GOOD, ip="1.2.3.4:80")),
     "markup": json.dumps(dict(GOOD, device_type="[bold]x[/bold]")),
+    "user_id too long": json.dumps(dict(GOOD, user_id="u" * 129)),
 }
+# Refused by the validator itself, never left to the column width to catch.
+SCHEMA_REFUSED = {"wrong types", "ip with port", "user_id too long", "control characters"}
 LOADS = {"sql text", "1 MiB body", "markup", "huge number"}  # huge number: an ignored extra field
 
 
@@ -116,6 +119,9 @@ def test_the_named_corpus_through_a_real_run(cli, queues, db):
     }  # fmt: skip
     assert set(reasons) == {i for name, i in zip(names, ids) if name not in LOADS}
     assert all(reason for reason in reasons.values())
+    by_name = dict(zip(names, ids))
+    for name in SCHEMA_REFUSED:
+        assert reasons[by_name[name]].startswith("schema: "), (name, reasons[by_name[name]])
     assert {m["Body"] for m in dead} == {CORPUS[n] for n in names if n not in LOADS}
     assert queues.count() == 0
     assert "Traceback" not in result.output

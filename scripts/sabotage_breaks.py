@@ -1,0 +1,289 @@
+"""The breaks `scripts/sabotage.py` applies, one at a time, to a scratch copy of the tree.
+
+Each break is data: the guarantee (the README's Guarantees row, word for word), what it breaks,
+the file under loginetl/, an exact snippet that must occur exactly once there, its replacement,
+and the pytest node ids the README cites as proof of that guarantee.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Break:
+    guarantee: str
+    description: str
+    file: str
+    find: str
+    replace: str
+    tests: tuple[str, ...]
+
+
+DELETE_AFTER_COMMIT = (
+    "A message is deleted from the source only after its row is committed, or after the DLQ "
+    "accepted it."
+)
+AT_MOST_ONCE = "A message is loaded at most once, however often it is delivered."
+KILL_9 = "`kill -9` at any moment loses nothing and doubles nothing after a restart."
+DLQ_COPIES = (
+    "A crash between dead-lettering and deleting may leave two copies in the DLQ; they are one "
+    "message."
+)
+DATABASE_OUTAGE = (
+    "A database outage is waited out for `--retry-for` seconds (default 300), then the run exits "
+    "1; nothing uncommitted is deleted, and the batch in hand is made visible again."
+)
+SQS_OUTAGE = (
+    "An SQS outage exits 1 with one line naming the endpoint, after botocore's retries; "
+    "committed rows are deleted from the queue by the next run."
+)
+THROTTLING = "Throttling (`RequestThrottled`, 5xx) slows a run down; it does not fail it."
+SLOW_BATCH = "A slow batch keeps its messages from other consumers."
+SIGNALS = (
+    "SIGINT/SIGTERM finish the batch in hand and exit 0; a second signal exits at once, still "
+    "safely."
+)
+REFUSED_ROW = "One row the database refuses does not sink its batch."
+HOSTILE = "Hostile input is loaded or dead-lettered with a reason, never a crash or a traceback."
+CONSUMERS = "Several `loginetl run` processes on one queue load every message exactly once."
+SECRETS = (
+    "The mask key, database passwords and raw ip/device_id never appear in output, logs or errors."
+)
+
+FAULTS = "tests/test_faults.py::"
+RUN = "tests/test_cli_run.py::"
+OUTAGE_TEST = FAULTS + "test_a_database_outage_mid_batch_is_retried_and_nothing_is_lost"
+GIVE_UP_TEST = FAULTS + "test_the_run_gives_up_after_retry_for_and_leaves_the_messages"
+SAMPLE_TEST = RUN + "test_the_sample_loads_99_rows_and_dead_letters_1"
+REDELIVERED_TEST = RUN + "test_a_message_delivered_again_after_its_commit_is_deleted_not_reloaded"
+TWO_COPIES_TEST = RUN + "test_two_copies_of_one_message_load_once"
+KILL_TEST = FAULTS + "test_kill_9_at_random_points_loses_nothing_and_loads_nothing_twice"
+SIGNAL_TESTS = (
+    FAULTS + "test_sigterm_finishes_the_batch_in_hand_and_exits_0",
+    FAULTS + "test_a_second_signal_exits_at_once_without_deleting_anything",
+)
+SQS_TESTS = (
+    FAULTS + "test_an_sqs_outage_after_commit_leaves_messages_that_a_rerun_deletes",
+    RUN + "test_an_unreachable_queue_endpoint_is_one_line",
+)
+SECRET_TESTS = (
+    "tests/test_hostile_input.py::test_logs_and_errors_never_show_secrets_or_raw_pii",
+    RUN + "test_secrets_never_appear_in_output",
+    "tests/test_masking.py::test_a_cli_error_line_after_the_key_is_built_never_shows_it",
+)
+DLQ_REFUSES_TEST = (
+    "tests/test_failure_branches.py::"
+    "test_a_message_the_dead_letter_queue_refuses_stays_on_the_source_queue"
+)
+
+LOAD_CALL = """        rows, by_origin, refused = self._transform(batch)
+        result = self.db.call(  # committed on return
+"""
+DELETE_BEFORE_COMMIT = """        rows, by_origin, refused = self._transform(batch)
+        from .. import extract  # SABOTAGE: the batch's valid messages deleted before COMMIT
+        extract.delete(self.settlers.source.sqs, self.settlers.source.url,
+                       [m for copies in by_origin.values() for m in copies])
+        result = self.db.call(  # committed on return
+"""
+GIVE_BACK = "        self.release(shared.in_hand + shared.leftover + self._empty_inbox())\n"
+
+BREAKS: tuple[Break, ...] = (
+    Break(
+        DELETE_AFTER_COMMIT,
+        "delete the batch from SQS before the insert commits",
+        "pipeline/loading.py",
+        LOAD_CALL,
+        DELETE_BEFORE_COMMIT,
+        (OUTAGE_TEST, SAMPLE_TEST),
+    ),
+    Break(
+        DELETE_AFTER_COMMIT,
+        "delete the messages the DLQ refused (send failure treated as sent)",
+        "pipeline/settling.py",
+        '{failure.error}")\n        return sent\n',
+        '{failure.error}")\n'
+        "        return sent + [failure.message for failure in failed]  # SABOTAGE\n",
+        (OUTAGE_TEST, SAMPLE_TEST, DLQ_REFUSES_TEST),
+    ),
+    Break(
+        AT_MOST_ONCE,
+        "drop ON CONFLICT (sqs_message_id) DO NOTHING from the insert",
+        "load.py",
+        '"ON CONFLICT (sqs_message_id) DO NOTHING RETURNING sqs_message_id"',
+        '"RETURNING sqs_message_id"  # SABOTAGE: no ON CONFLICT',
+        (REDELIVERED_TEST, TWO_COPIES_TEST),
+    ),
+    Break(
+        KILL_9,
+        "delete each message as soon as it is received (ack on receipt)",
+        "pipeline/receiving.py",
+        "            self.source.keeper.hold(received)\n",
+        "            self.source.keeper.hold(received)\n"
+        "            extract.delete(self.source.sqs, self.source.url, received)  # SABOTAGE\n",
+        (KILL_TEST,),
+    ),
+    Break(
+        KILL_9,
+        "delete the batch from SQS before the insert commits",
+        "pipeline/loading.py",
+        LOAD_CALL,
+        DELETE_BEFORE_COMMIT,
+        (KILL_TEST,),
+    ),
+    Break(
+        DLQ_COPIES,
+        "key rows by the delivery's message id, ignoring loginetl-original-message-id",
+        "extract.py",
+        "        return self.attributes.get(ORIGINAL_ID_ATTRIBUTE) or self.message_id\n",
+        "        return self.message_id  # SABOTAGE: the original id is ignored\n",
+        (
+            "tests/test_cli_replay_dlq.py::"
+            "test_two_dlq_copies_of_one_message_load_once_after_replay",
+            TWO_COPIES_TEST,
+        ),
+    ),
+    Break(
+        DATABASE_OUTAGE,
+        "no retry on a database outage (--retry-for ignored)",
+        "database.py",
+        "        deadline = time.monotonic() + self.retry_for\n",
+        "        deadline = time.monotonic()  # SABOTAGE: --retry-for ignored\n",
+        (OUTAGE_TEST, GIVE_UP_TEST),
+    ),
+    Break(
+        DATABASE_OUTAGE,
+        "the batch in hand is not made visible again when the run gives up",
+        "pipeline/giving_back.py",
+        GIVE_BACK,
+        "        self.release(shared.leftover + self._empty_inbox())  # SABOTAGE: in_hand kept\n",
+        (OUTAGE_TEST, GIVE_UP_TEST),
+    ),
+    Break(
+        SQS_OUTAGE,
+        "an unreachable SQS endpoint's error line no longer names queue or endpoint",
+        "extract.py",
+        '        raise QueueError(redact(f"{action} {queue_url}: {error}")) from None\n',
+        '        raise QueueError(f"{action} the queue: {type(error).__name__}")  # SABOTAGE\n',
+        SQS_TESTS,
+    ),
+    Break(
+        SQS_OUTAGE,
+        "the next run does not delete messages already committed (duplicates stay)",
+        "pipeline/loading.py",
+        "            done += messages\n            first_is_new = origin_id in result.inserted\n",
+        "            first_is_new = origin_id in result.inserted\n"
+        "            done += messages if first_is_new else []  # SABOTAGE: duplicates stay\n",
+        SQS_TESTS,
+    ),
+    Break(
+        # botocore's `max_attempts` counts retries, not attempts: 0 is no retry at all.
+        THROTTLING,
+        "botocore retries off (max_attempts 0: the first refusal fails the call)",
+        "extract.py",
+        '    return {"mode": mode, "max_attempts": int(attempts)}\n',
+        '    return {"mode": mode, "max_attempts": 0}  # SABOTAGE: no retries\n',
+        (FAULTS + "test_throttling_slows_the_run_down_but_does_not_fail_it",),
+    ),
+    Break(
+        SLOW_BATCH,
+        "VisibilityKeeper never extends (ChangeMessageVisibilityBatch not sent)",
+        "extract.py",
+        "                failures = change_visibility("
+        "self.client, self.queue_url, due, self.timeout)\n",
+        "                failures = []  # SABOTAGE: the visibility is never extended\n",
+        (FAULTS + "test_a_slow_batch_keeps_its_messages_from_other_consumers",),
+    ),
+    Break(
+        SIGNALS,
+        "give back nothing when the run stops (inbox and leftovers stay invisible)",
+        "pipeline/giving_back.py",
+        GIVE_BACK,
+        "        pass  # SABOTAGE: nothing is given back\n",
+        SIGNAL_TESTS,
+    ),
+    Break(
+        SIGNALS,
+        "the first signal exits at once (the batch in hand is not finished)",
+        "cli/running.py",
+        "        if stop.is_set():\n            os._exit(128 + signum)\n",
+        "        os._exit(128 + signum)  # SABOTAGE: no finishing the batch\n",
+        SIGNAL_TESTS,
+    ),
+    Break(
+        SIGNALS,
+        "the work runs in the main thread (a second signal waits for the database)",
+        "cli/running.py",
+        "    outcome: dict = {}\n",
+        "    return work()  # SABOTAGE: no worker thread\n    outcome: dict = {}\n",
+        SIGNAL_TESTS,
+    ),
+    Break(
+        REFUSED_ROW,
+        "row-by-row fallback removed: a refused row fails the whole batch",
+        "load.py",
+        "            inserted = _insert_one_by_one("
+        "connection, values, result.rejected, table.partitioned)\n",
+        "            raise  # SABOTAGE: no row-by-row retry\n",
+        (FAULTS + "test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load",),
+    ),
+    Break(
+        HOSTILE,
+        "nesting depth not caught (RecursionError escapes)",
+        "transform.py",
+        "    except RecursionError:\n"
+        '        raise InvalidMessage("json: nested too deeply") from None\n',
+        "",
+        ("tests/test_hostile_input.py",),
+    ),
+    Break(
+        HOSTILE,
+        "JSON numbers parsed as int/float, not kept as text",
+        "transform.py",
+        "body, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_reject_constant",
+        "body, parse_constant=_reject_constant  # SABOTAGE: numbers parsed",
+        ("tests/test_hostile_input.py",),
+    ),
+    Break(
+        HOSTILE,
+        "length limits not enforced (values longer than their column pass validation)",
+        "transform.py",
+        "    if len(value) > MAX_LENGTH[name]:\n",
+        "    if False:  # SABOTAGE: lengths unchecked\n",
+        ("tests/test_hostile_input.py",),
+    ),
+    Break(
+        CONSUMERS,
+        "receive with VisibilityTimeout 0: every consumer sees every message",
+        "pipeline/receiving.py",
+        "                    self.source.sqs, self.source.url, wanted, options.wait_time\n",
+        "                    self.source.sqs, self.source.url, wanted, options.wait_time,"
+        " 0  # SABOTAGE\n",
+        (FAULTS + "test_two_consumers_load_every_message_exactly_once",),
+    ),
+    Break(
+        SECRETS,
+        "redaction disabled: redact() returns the text unchanged",
+        "config.py",
+        "    for secret in sorted(_secrets, key=len, reverse=True):\n"
+        '        text = text.replace(secret, "***")\n',
+        "    pass  # SABOTAGE: nothing is redacted\n",
+        SECRET_TESTS,
+    ),
+    Break(
+        SECRETS,
+        "secrets not remembered (remember_secret drops them)",
+        "config.py",
+        "        _secrets.add(value)\n",
+        "        pass  # SABOTAGE: secrets not remembered\n",
+        SECRET_TESTS,
+    ),
+    Break(
+        SECRETS,
+        "peek shows ip and device_id raw without --show-pii",
+        "peek.py",
+        '            text = key.mask(text) if key else "***"\n',
+        "            pass  # SABOTAGE: not masked\n",
+        SECRET_TESTS,
+    ),
+)
