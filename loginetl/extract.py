@@ -96,7 +96,9 @@ def _retries() -> dict:
         raise ConfigError(f"AWS_RETRY_MODE must be standard, adaptive or legacy, not {mode!r}")
     if not attempts.isdigit() or int(attempts) < 1:
         raise ConfigError(f"AWS_MAX_ATTEMPTS must be a whole number of at least 1, not {attempts!r}")
-    return {"mode": mode, "max_attempts": int(attempts)}
+    # total_max_attempts counts the first try too, as AWS_MAX_ATTEMPTS does for every AWS SDK;
+    # botocore's max_attempts would count only the retries (one attempt more).
+    return {"mode": mode, "total_max_attempts": int(attempts)}
 
 
 @contextmanager

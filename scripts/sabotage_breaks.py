@@ -177,12 +177,11 @@ BREAKS: tuple[Break, ...] = (
         SQS_TESTS,
     ),
     Break(
-        # botocore's `max_attempts` counts retries, not attempts: 0 is no retry at all.
         THROTTLING,
-        "botocore retries off (max_attempts 0: the first refusal fails the call)",
+        "botocore retries off (one attempt: the first refusal fails the call)",
         "extract.py",
-        '    return {"mode": mode, "max_attempts": int(attempts)}\n',
-        '    return {"mode": mode, "max_attempts": 0}  # SABOTAGE: no retries\n',
+        '    return {"mode": mode, "total_max_attempts": int(attempts)}\n',
+        '    return {"mode": mode, "total_max_attempts": 1}  # SABOTAGE: no retries\n',
         (FAULTS + "test_throttling_slows_the_run_down_but_does_not_fail_it",),
     ),
     Break(
