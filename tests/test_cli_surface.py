@@ -300,13 +300,14 @@ def test_status_exits_1_when_a_server_cannot_be_reached_and_shows_the_rest(cli, 
 
 
 def test_shell_completion_completes_commands_and_options(tmp_path):
-    script = subprocess.run(
-        [sys.executable, "-m", "loginetl", "--show-completion", "bash"],
-        capture_output=True, text=True, env=os.environ | {"SHELL": "/bin/bash"},
-    )  # fmt: skip
-    assert script.returncode == 0 and "_loginetl_completion" in script.stdout
-
     loginetl = os.path.join(os.path.dirname(sys.executable), "loginetl")
+    # --show-completion prints the script for the shell it is run from (found among its parent
+    # processes): here bash, kept as the parent by the command after it.
+    script = subprocess.run(["bash", "-c", f"{loginetl} --show-completion; true"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert script.returncode == 0, script.stderr
+    assert "_loginetl_completion" in script.stdout and "complete -o" in script.stdout
+
     complete = os.environ | {"_LOGINETL_COMPLETE": "complete_bash", "COMP_CWORD": "1"}
     commands = subprocess.run([loginetl], capture_output=True, text=True,
                               env=complete | {"COMP_WORDS": "loginetl st"})  # fmt: skip

@@ -370,6 +370,7 @@ def test_localstack_init_hook_is_an_executable_bash_script():
     subprocess.run(["bash", "-n", HOOK], check=True)
 
 
+@pytest.mark.slow  # the AWS CLI starts slowly: about 17 s
 def test_localstack_init_hook_creates_and_seeds_the_queues_once(tmp_path):
     """The hook, run against moto with `awslocal` standing in as the AWS CLI with an endpoint."""
     # The AWS CLI comes with the dev extras, next to this interpreter.

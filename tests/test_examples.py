@@ -125,6 +125,7 @@ def test_every_command_help_has_examples():
     assert commands == set(get_command(app).commands)
 
 
+@pytest.mark.slow  # every example again, end to end: about 20 s
 def test_every_help_example_runs_as_written(queues, db, example_env, tmp_path):
     queues.send_sample()
     subprocess.run(["loginetl", "init-db"], env=example_env, cwd=tmp_path, check=True,
@@ -150,6 +151,7 @@ def test_every_readme_line_not_run_is_still_in_the_readme_and_has_a_reason():
         assert any(line.startswith(prefix) for line in lines), prefix
 
 
+@pytest.mark.slow  # every example again, end to end: about 20 s
 def test_every_readme_loginetl_example_runs_as_written(queues, db, example_env, tmp_path):
     queues.send_sample()
     examples = [line for line in readme_examples() if line.startswith("loginetl ")]
