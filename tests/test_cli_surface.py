@@ -17,19 +17,10 @@ from loginetl.cli.app import hoist
 
 from .conftest import MASK_KEY, rows, sample_messages
 from .faults import start_loginetl, wait_until
+from .test_faults import env_for, init
 
 COMMANDS = ["init-db", "run", "peek", "replay-dlq", "verify-masking", "status"]
 GLOBAL = {"--log-format": True, "--log-level": True}
-
-
-def env_for(queues, database_url: str, **extra) -> dict:
-    return {
-        "LOGINETL_QUEUE_URL": queues.url,
-        "LOGINETL_DATABASE_URL": database_url,
-        "LOGINETL_MASK_KEY": MASK_KEY,
-        "LOGINETL_WAIT_TIME": "1",
-        "LOGINETL_CONCURRENCY": "1",
-    } | extra
 
 
 def json_lines(text: str) -> list[dict]:
@@ -89,9 +80,8 @@ def test_every_command_help_names_the_global_options():
 
 def test_json_logs_make_every_line_of_a_run_json_with_start_and_stop(queues, database_url, db):
     queues.send([json.dumps(message) for message in sample_messages()])  # 99 valid, 1 not
-    env = env_for(queues, database_url)
-    assert subprocess.run([sys.executable, "-m", "loginetl", "init-db"], env=os.environ | env,
-                          capture_output=True).returncode == 0  # fmt: skip
+    env = env_for(queues.url, database_url)
+    init(database_url)
 
     process = start_loginetl("run", "--log-format", "json", env=env)
     stdout, stderr = process.communicate(timeout=120)
@@ -116,7 +106,7 @@ def test_json_logs_make_every_line_of_a_run_json_with_start_and_stop(queues, dat
 
 
 def test_json_logs_report_a_failure_as_json_with_its_exit_code(queues):
-    env = env_for(queues, "postgresql://postgres@127.0.0.1:1/none", LOGINETL_RETRY_FOR="0")
+    env = env_for(queues.url, "postgresql://postgres@127.0.0.1:1/none", LOGINETL_RETRY_FOR="0")
 
     process = start_loginetl("--log-format", "json", "run", env=env)
     stdout, stderr = process.communicate(timeout=60)
@@ -140,9 +130,8 @@ def test_json_logs_write_a_usage_error_as_one_json_line(queues):
 
 
 def test_a_follower_logs_start_batches_and_stop_at_the_default_level(queues, database_url, db):
-    env = env_for(queues, database_url)
-    subprocess.run([sys.executable, "-m", "loginetl", "init-db"], env=os.environ | env, check=True,
-                   capture_output=True)  # fmt: skip
+    env = env_for(queues.url, database_url)
+    init(database_url)
     process = start_loginetl("run", "--follow", "--log-format", "json", env=env)
     try:
         queues.send([json.dumps(message) for message in sample_messages()[:5]])

@@ -109,24 +109,21 @@ def test_deletes_sqs_reports_as_failed_are_counted_and_a_rerun_skips_them(
 
 
 def test_concurrent_init_db_runs_queue_on_the_lock_and_all_succeed(database_url, db):
-    env = os.environ | {"LOGINETL_DATABASE_URL": database_url}
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "loginetl", "init-db", "--partition-by", "month"],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(4)
-    ]  # fmt: skip
-    results = [process.communicate(timeout=120) for process in processes]
+    env = {"LOGINETL_DATABASE_URL": database_url}
+    processes = [start_loginetl("init-db", "--partition-by", "month", env=env) for _ in range(4)]
+    results = [finish(process, timeout=120) for process in processes]
 
-    assert [process.returncode for process in processes] == [0] * 4, results
+    assert [code for code, _, _ in results] == [0] * 4, results
     with db.cursor() as cursor:
         cursor.execute("SELECT relkind FROM pg_class WHERE relname IN ('user_logins', 'user_logins_message_ids') ORDER BY relname")  # fmt: skip
         assert [kind for (kind,) in cursor.fetchall()] == ["p", "r"]
 
 
 def test_concurrent_loaders_create_each_new_partition_once(sqs, database_url, db):
-    env = os.environ | {"LOGINETL_DATABASE_URL": database_url}
-    subprocess.run([sys.executable, "-m", "loginetl", "init-db", "--partition-by", "month"],
-                   env=env, check=True, capture_output=True)  # fmt: skip
+    init_db = start_loginetl(
+        "init-db", "--partition-by", "month", env={"LOGINETL_DATABASE_URL": database_url}
+    )
+    assert finish(init_db)[0] == 0
     queues = [make_queues(sqs) for _ in range(3)]
     months = ["2025-01-15", "2025-02-15", "2025-03-15"]
     for index, queue in enumerate(queues):  # every loader needs every month, in its own order
