@@ -11,19 +11,30 @@ source "$(dirname "$0")/venv.sh"
 import psycopg2
 from dotenv import dotenv_values
 from rich.console import Console
-from rich.table import Table
 
+from loginetl.render import NARROW, facts, table
+
+NAMES = ["user_id", "device_type", "masked_ip", "masked_device_id", "locale", "app_version",
+         "create_date"]
 with psycopg2.connect(dotenv_values(".env")["LOGINETL_DATABASE_URL"]) as connection:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT user_id, device_type, left(masked_ip, 16), left(masked_device_id, 16), "
-            "locale, app_version, create_date FROM user_logins ORDER BY loaded_at DESC LIMIT 5"
+            "SELECT user_id, device_type, left(masked_ip, 12), left(masked_device_id, 12), "
+            "locale, app_version, create_date FROM user_logins ORDER BY loaded_at DESC LIMIT 3"
         )
-        names = ["user_id", "device_type", "masked_ip…", "masked_device_id…", "locale",
-                 "app_version", "create_date"]
-        table = Table(*names, title="a few rows of user_logins")
-        for row in cursor.fetchall():
-            table.add_row(*("" if value is None else str(value) for value in row))
-Console().print(table)
+        rows = [["" if value is None else str(value) for value in row] for row in cursor]
+console = Console()
+console.print("A few rows of user_logins (masks: their first 12 characters)")
+if console.width < NARROW:  # one record per row, as peek shows messages when narrow
+    for number, row in enumerate(rows, 1):
+        record = facts(f"row {number}")
+        for name, value in zip(NAMES, row):
+            record.add_row(name, value)
+        console.print(record)
+else:
+    shown = table(None, *NAMES)
+    for row in rows:
+        shown.add_row(*row)
+    console.print(shown)
 PY
 echo "The stack keeps running: stop it with .venv/bin/loginetl-stack down (add --purge to delete its data)."
