@@ -17,7 +17,7 @@ import psycopg2
 import psycopg2.extras
 
 from .database import database_errors, first_line
-from .schema import INSERT_COLUMNS, LOADED_IDS, TABLE, TableInfo, ensure_partitions
+from .schema import ERASED_IDS, INSERT_COLUMNS, LOADED_IDS, TABLE, TableInfo, ensure_partitions
 from .transform import LoginRow
 
 
@@ -25,6 +25,7 @@ from .transform import LoginRow
 class LoadResult:
     inserted: list[str] = field(default_factory=list)  # message ids of new rows
     duplicates: list[str] = field(default_factory=list)  # already in the table
+    erased: list[str] = field(default_factory=list)  # loaded once, then erased: not loaded again
     rejected: dict[str, str] = field(default_factory=dict)  # message id -> database's reason
 
 
@@ -43,18 +44,33 @@ def insert(connection, rows: Sequence[LoginRow], table: TableInfo) -> LoadResult
         if table.partitioned:
             ensure_partitions(connection, {row.create_date for row in rows})
         try:
-            inserted = _insert_values(connection, values, table.partitioned)
+            inserted = _insert_values(connection, values, table)
         except (psycopg2.DataError, psycopg2.IntegrityError):
             connection.rollback()
-            inserted = _insert_one_by_one(connection, values, result.rejected, table.partitioned)
+            inserted = _insert_one_by_one(connection, values, result.rejected, table)
+        new = set(inserted)
+        skipped = [
+            row_values[_MESSAGE_ID] for row_values in values
+            if row_values[_MESSAGE_ID] not in new and row_values[_MESSAGE_ID] not in result.rejected
+        ]  # fmt: skip
+        erased = _erased_among(connection, skipped) if table.has_erased_ids else set()
         connection.commit()
     result.inserted = inserted
-    new = set(inserted)
-    result.duplicates = [
-        row_values[_MESSAGE_ID] for row_values in values
-        if row_values[_MESSAGE_ID] not in new and row_values[_MESSAGE_ID] not in result.rejected
-    ]  # fmt: skip
+    result.erased = [message_id for message_id in skipped if message_id in erased]
+    result.duplicates = [message_id for message_id in skipped if message_id not in erased]
     return result
+
+
+def _erased_among(connection, message_ids: list[str]) -> set[str]:
+    """Which of the messages not inserted were erased (rather than merely loaded before)."""
+    if not message_ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT sqs_message_id FROM {ERASED_IDS} WHERE sqs_message_id = ANY(%s)",
+            (message_ids,),
+        )
+        return {message_id for (message_id,) in cursor.fetchall()}
 
 
 def major_version(app_version: str) -> int:
@@ -91,22 +107,31 @@ _INSERT_STAGED_SQL = (
     f"INSERT INTO {TABLE} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGE} "
     "ON CONFLICT (sqs_message_id) DO NOTHING RETURNING sqs_message_id"
 )
+# The same, skipping erased message ids (a partitioned table needs no such clause: an erased
+# message keeps its id in LOADED_IDS, so its claim finds it taken).
+_INSERT_STAGED_UNERASED_SQL = _INSERT_STAGED_SQL.replace(
+    " ON CONFLICT",
+    f" WHERE NOT EXISTS (SELECT 1 FROM {ERASED_IDS} e "
+    f"WHERE e.sqs_message_id = {STAGE}.sqs_message_id) ON CONFLICT",
+)
 _CLAIM_IDS_SQL = (
     f"INSERT INTO {LOADED_IDS} (sqs_message_id) VALUES %s "
     "ON CONFLICT DO NOTHING RETURNING sqs_message_id"
 )
 
 
-def _insert_values(connection, values: list[tuple], partitioned: bool = False) -> list[str]:
-    """Insert the rows not loaded before; returns the message ids of those inserted."""
+def _insert_values(connection, values: list[tuple], table: TableInfo) -> list[str]:
+    """Insert the rows not loaded (nor erased) before; returns the message ids of those
+    inserted."""
     if not values:
         return []
     with connection.cursor() as cursor:
-        if not partitioned:
+        if not table.partitioned:
             cursor.execute(_CREATE_STAGE_SQL)
             cursor.execute(f"DELETE FROM {STAGE}")  # what an earlier row-by-row try left
             cursor.copy_expert(_COPY_SQL, io.StringIO(_copy_text(values)))
-            cursor.execute(_INSERT_STAGED_SQL)
+            erasable = table.has_erased_ids
+            cursor.execute(_INSERT_STAGED_UNERASED_SQL if erasable else _INSERT_STAGED_SQL)
             return [message_id for (message_id,) in cursor.fetchall()]
         # Partitioned: claim the ids first; only rows whose id was new go in.
         new = psycopg2.extras.execute_values(
@@ -135,7 +160,7 @@ def _copy_text(values: list[tuple]) -> str:
 
 
 def _insert_one_by_one(
-    connection, values: list[tuple], rejected: dict[str, str], partitioned: bool = False
+    connection, values: list[tuple], rejected: dict[str, str], table: TableInfo
 ) -> list[str]:
     """Each row under its own savepoint, so one refused row leaves the others in the batch."""
     inserted = []
@@ -143,7 +168,7 @@ def _insert_one_by_one(
         for row_values in values:
             cursor.execute("SAVEPOINT one_row")
             try:
-                inserted += _insert_values(connection, [row_values], partitioned)
+                inserted += _insert_values(connection, [row_values], table)
                 cursor.execute("RELEASE SAVEPOINT one_row")
             except (psycopg2.DataError, psycopg2.IntegrityError) as error:
                 cursor.execute("ROLLBACK TO SAVEPOINT one_row")

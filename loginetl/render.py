@@ -21,6 +21,7 @@ from .pipeline import RunSummary
 from .audit import AuditReport
 from .replay import ReplaySummary
 from .status import StatusReport
+from .privacy import EraseResult, LookupResult, RekeyReport, Unmasked
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -76,6 +77,7 @@ def init_report(report: InitReport) -> Group:
         else "unique index on sqs_message_id",
         "created" if report.created_index else "found",
     )  # fmt: skip
+    summary.add_row("lookup indexes", ", ".join(report.created_indexes) or "found")
     if report.legacy_app_version:
         summary.add_row(
             "app_version", "integer (take-home DDL): loads store the major version number"
@@ -93,6 +95,7 @@ def init_report_dict(report: InitReport) -> dict:
         "partitioned": report.partitioned,
         "added_columns": report.added_columns,
         "created_index": report.created_index,
+        "created_indexes": report.created_indexes,
         "row_count": report.row_count,
         "legacy_app_version": report.legacy_app_version,
         "columns": report.columns,
@@ -112,6 +115,8 @@ def run_summary(summary: RunSummary) -> Table:
     made.add_row("received", str(summary.received))
     made.add_row("loaded", str(summary.loaded))
     made.add_row("already loaded (duplicates)", str(summary.duplicates))
+    if summary.erased:
+        made.add_row("erased before (not loaded again)", str(summary.erased))
     _counted(made, "dead-lettered", summary.dead_lettered)
     _counted(made, "left on queue", summary.left_on_queue)
     if summary.released:
@@ -288,3 +293,44 @@ def status_report(report: StatusReport) -> Group:
         wrong.add_row("", "nothing to report")
     parts.append(wrong)
     return Group(*parts)
+
+
+def _record(title: str, data: dict) -> Table:
+    shown = facts(title)
+    for name, value in data.items():
+        shown.add_row(name.replace("_", " "), safe(value))
+    return shown
+
+
+def lookup_rows(result: LookupResult) -> Group:
+    """One record per row (as psql's \\x): masks and ids whole at any width."""
+    count = len(result.rows)
+    more = f" (the newest {result.limit}: --limit shows more)" if count == result.limit else ""
+    parts = [Text(f"{count} rows in user_logins on {result.location}{more}", style="bold")]
+    parts += [_record(f"row {n} of {count}", row) for n, row in enumerate(result.rows, 1)]
+    return Group(*parts)
+
+
+def erase_result(result: EraseResult) -> Table:
+    if result.deleted is None:
+        return _record(
+            f"erase (counted only: --yes deletes) on {result.location}", result.as_dict()
+        )
+    shown = _record(f"erase on {result.location}", {"matched": result.matched})
+    shown.add_row("deleted", str(result.deleted))
+    for key_id, count in result.key_ids.items():
+        shown.add_row(f"under key id {key_id}", str(count))
+    return shown
+
+
+def unmasked(result: Unmasked) -> Table:
+    return _record(f"unmasked (key id {result.mask_key_id})", result.as_dict())
+
+
+def rekey_report(report: RekeyReport) -> Table:
+    title = "rekey (dry run: nothing changed)" if report.dry_run else "rekey"
+    data = report.as_dict()
+    shown = _record(title, {k: v for k, v in data.items() if k not in ("by_key_id", "dry_run")})
+    for key_id, count in data["by_key_id"].items():
+        shown.add_row(f"from key id {key_id}", str(count))
+    return shown

@@ -3,7 +3,7 @@ it, check it is ready for `run`, and make the monthly partitions of a partitione
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from .database import database_errors, location_of
@@ -16,6 +16,19 @@ MESSAGE_ID_INDEX = "user_logins_sqs_message_id_key"
 # a message replayed from the DLQ without create_date gets its new sent day. So message ids
 # are kept unique in a table of their own, written in the same transaction as the rows.
 LOADED_IDS = "user_logins_message_ids"
+# Message ids whose rows were erased (`loginetl erase --yes`): the loader never loads them again,
+# so replaying the same messages does not bring the rows back. Only ids, never a value.
+ERASED_IDS = "user_logins_erased"
+# What lookup, erase, unmask and rekey find rows by (b-tree, so equality and = ANY use them):
+# index name -> column. A partitioned table also needs its own index on sqs_message_id (the
+# unique one lives in LOADED_IDS, which holds no row).
+LOOKUP_INDEXES = {
+    "user_logins_user_id_idx": "user_id",
+    "user_logins_masked_ip_idx": "masked_ip",
+    "user_logins_masked_device_id_idx": "masked_device_id",
+    "user_logins_mask_key_id_idx": "mask_key_id",
+}
+PARTITIONED_MESSAGE_ID_INDEX = "user_logins_sqs_message_id_idx"
 INIT_LOCK = 0x6C6F67696E65746C  # advisory lock id ("loginetl") so concurrent init-db runs queue
 
 # The table as loginetl creates it. The first seven columns are the take-home DDL's.
@@ -46,6 +59,7 @@ class TableInfo:
     columns: dict[str, str]  # name -> PostgreSQL data type
     has_message_id_index: bool
     partitioned: bool = False  # by month of create_date, ids kept unique in LOADED_IDS
+    has_erased_ids: bool = False  # ERASED_IDS exists (made by init-db; erase needs it)
 
     @property
     def exists(self) -> bool:
@@ -67,6 +81,7 @@ class InitReport:
     columns: dict[str, str]
     row_count: int
     legacy_app_version: bool
+    created_indexes: list[str] = field(default_factory=list)  # lookup indexes made this time
 
 
 def describe(connection) -> TableInfo:
@@ -87,15 +102,15 @@ def describe(connection) -> TableInfo:
             )
             has_index = cursor.fetchone() is not None
             cursor.execute(
-                "SELECT c.relkind = 'p', to_regclass(%s) IS NOT NULL FROM pg_class c "
-                "WHERE c.oid = to_regclass(%s)",
-                (LOADED_IDS, TABLE),
+                "SELECT c.relkind = 'p', to_regclass(%s) IS NOT NULL, "
+                "to_regclass(%s) IS NOT NULL FROM pg_class c WHERE c.oid = to_regclass(%s)",
+                (LOADED_IDS, ERASED_IDS, TABLE),
             )
-            partitioned, has_loaded_ids = cursor.fetchone() or (False, False)
+            partitioned, has_loaded_ids, has_erased = cursor.fetchone() or (False, False, False)
         connection.rollback()
     if partitioned:  # the separate id table plays the unique index's part
         has_index = has_loaded_ids
-    return TableInfo(columns, has_index, partitioned)
+    return TableInfo(columns, has_index, partitioned, has_erased)
 
 
 def require_ready(connection) -> TableInfo:
@@ -153,6 +168,7 @@ def init_db(connection, partition_by: str | None = None) -> InitReport:
                     f"CREATE UNIQUE INDEX IF NOT EXISTS {MESSAGE_ID_INDEX} "
                     f"ON {TABLE} (sqs_message_id)"
                 )
+            created_indexes = _privacy_tables(cursor, partitioned)
             cursor.execute(f"SELECT count(*) FROM {TABLE}")
             row_count = cursor.fetchone()[0]
             columns = _columns(cursor)
@@ -166,7 +182,29 @@ def init_db(connection, partition_by: str | None = None) -> InitReport:
         columns=columns,
         row_count=row_count,
         legacy_app_version=TableInfo(columns, True).legacy_app_version,
+        created_indexes=created_indexes,
     )
+
+
+def _privacy_tables(cursor, partitioned: bool) -> list[str]:
+    """The indexes lookup, erase, unmask and rekey use, and the table of erased message ids;
+    returns the names of the indexes made now. On a partitioned table each index is made on
+    every partition, present and future."""
+    indexes = dict(LOOKUP_INDEXES)
+    if partitioned:
+        indexes[PARTITIONED_MESSAGE_ID_INDEX] = "sqs_message_id"
+    cursor.execute(
+        "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL",
+        (list(indexes),),
+    )
+    missing = [name for (name,) in cursor.fetchall()]
+    for name in missing:
+        cursor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {TABLE} ({indexes[name]})")
+    cursor.execute(
+        f"CREATE TABLE IF NOT EXISTS {ERASED_IDS} (sqs_message_id varchar(128) PRIMARY KEY, "
+        "erased_at timestamptz NOT NULL DEFAULT now())"
+    )
+    return missing
 
 
 def create_table_sql(partitioned: bool = False) -> str:

@@ -27,6 +27,9 @@ MAX_LENGTH = {
     "ip": 64,
     "device_id": 256,
 }
+MASK_WIDTH = 256  # masked_ip and masked_device_id are varchar(256)
+# An siv mask is "siv:" + base64 of a 16-byte tag and the value: the longest value that fits.
+SIV_MAX_BYTES = (MASK_WIDTH - 4) // 4 * 3 - 16
 
 
 class InvalidMessage(Exception):
@@ -106,12 +109,18 @@ def validate(body: str) -> Login:
 
 def mask_login(login: Login, key: MaskKey, message_id: str, sent_at: datetime) -> LoginRow:
     """The row for a validated login; create_date falls back to the UTC day it was sent."""
+    masked_device_id = key.mask(login.device_id)
+    if len(masked_device_id) > MASK_WIDTH:  # siv masks grow with the value; hmac ones do not
+        raise InvalidMessage(
+            f"schema: field 'device_id' is too long to store encrypted ({key.mode}) in "
+            f"varchar({MASK_WIDTH}): at most {SIV_MAX_BYTES} bytes"
+        )
     return LoginRow(
         message_id=message_id,
         user_id=login.user_id,
         device_type=login.device_type,
         masked_ip=key.mask(login.ip),
-        masked_device_id=key.mask(login.device_id),
+        masked_device_id=masked_device_id,
         locale=login.locale,
         app_version=login.app_version,
         create_date=login.create_date or sent_at.astimezone(timezone.utc).date(),

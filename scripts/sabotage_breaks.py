@@ -222,7 +222,7 @@ BREAKS: tuple[Break, ...] = (
         "row-by-row fallback removed: a refused row fails the whole batch",
         "load.py",
         "            inserted = _insert_one_by_one("
-        "connection, values, result.rejected, table.partitioned)\n",
+        "connection, values, result.rejected, table)\n",
         "            raise  # SABOTAGE: no row-by-row retry\n",
         (FAULTS + "test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load",),
     ),

@@ -26,7 +26,8 @@ METAVARS |= dict.fromkeys(
     ("--max-messages", "--batch-size", "--concurrency", "--rate", "--sample", "--from-queue"), "N"
 )
 METAVARS |= {"--metrics-port": "PORT", "--metrics-host": "HOST", "--from-file": "PATH"}
-METAVARS |= {"--reason": "TEXT"}
+METAVARS |= {"--reason": "TEXT", "--limit": "N", "--ip": "IP", "--device-id": "ID"}
+METAVARS |= {"--user-id": "USER", "--message-id": "ID"}
 
 
 def option(flag: str, help: str, **settings):

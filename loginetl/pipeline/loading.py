@@ -56,18 +56,23 @@ class Loader:
             lambda connection: load.insert(connection, rows, self.table), "inserting a batch"
         )
         done: list[QueueMessage] = []
-        loaded = duplicates = 0
+        loaded = duplicates = erased = 0
+        erased_ids = set(result.erased)
         for origin_id, messages in by_origin.items():
             if origin_id in result.rejected:
                 refused += [(message, result.rejected[origin_id]) for message in messages]
                 continue
-            done += messages
+            done += messages  # erased ones too: deleted from SQS, never loaded again
+            if origin_id in erased_ids:
+                erased += len(messages)
+                continue
             first_is_new = origin_id in result.inserted
             loaded += int(first_is_new)
             duplicates += len(messages) - int(first_is_new)
-        self.shared.count_committed(loaded, duplicates)
+        self.shared.count_committed(loaded, duplicates, erased)
         self.shared.in_hand = []  # committed: the settlers own these now
-        self.settlers.submit(batch, done, refused, loaded, duplicates, started)
+        # Metrics and the batch log count erased messages among the skipped duplicates.
+        self.settlers.submit(batch, done, refused, loaded, duplicates + erased, started)
 
     def _transform(self, batch: list[QueueMessage]):
         """(rows, messages by original id, refused with their reasons)."""

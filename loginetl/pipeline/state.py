@@ -51,6 +51,7 @@ class RunSummary(Outcome):
     received: int = 0
     loaded: int = 0
     duplicates: int = 0
+    erased: int = 0  # loaded once, erased since (`loginetl erase`): deleted, not loaded again
     dead_lettered: Counter = field(default_factory=Counter)  # reason -> messages
     left_on_queue: Counter = field(default_factory=Counter)  # reason -> messages
     delete_failures: int = 0  # committed but not deleted: SQS will redeliver, we will skip them
@@ -129,10 +130,11 @@ class Shared:
             self.summary.received += len(new)
         return new
 
-    def count_committed(self, loaded: int, duplicates: int) -> None:
+    def count_committed(self, loaded: int, duplicates: int, erased: int = 0) -> None:
         with self.lock:
             self.summary.loaded += loaded
             self.summary.duplicates += duplicates
+            self.summary.erased += erased
 
     def count_dead_lettered(self, reasons: list[str]) -> None:
         with self.lock:

@@ -1,0 +1,18 @@
+"""Privacy operations on the loaded rows, for the requests operators get: which logins came
+from this ip or device (lookup), delete everything about this person (erase), read back a row's
+raw values (unmask, siv mode only) and move rows off a retired key (rekey).
+
+people.py    lookup and erase, through the lookup indexes; erased ids kept for the loader
+recovery.py  unmask and rekey of recoverable (siv) rows
+
+The values asked about are never logged; erase and unmask are logged as events (counts, key
+ids, message ids), so both are audited.
+"""
+
+from .people import EraseResult, LookupResult, Person, erase, lookup
+from .recovery import RekeyReport, Unmasked, rekey, unmask
+
+__all__ = [
+    "EraseResult", "LookupResult", "Person", "RekeyReport", "Unmasked", "erase", "lookup",
+    "rekey", "unmask",
+]  # fmt: skip

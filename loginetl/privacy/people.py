@@ -1,0 +1,148 @@
+"""lookup and erase: one person's rows, found through indexes by ip, device_id or user_id.
+
+The value asked about is personal data: it is never logged nor put in an error. An ip or a
+device_id is found by its masks under every key of the ring, in both modes (so rows masked under
+a retired key, or in the other mode, are found too); the b-tree indexes of schema.LOOKUP_INDEXES
+on masked_ip, masked_device_id and user_id make each an index scan, never a scan of the table.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import psycopg2.extras
+
+from .. import database, schema, transform
+from ..config import Settings
+from ..errors import ConfigError
+from ..masking import KeyRing
+from ..results import plain
+
+log = logging.getLogger(__name__)
+ORDER = "create_date DESC, loaded_at DESC, sqs_message_id"  # newest first
+
+
+@dataclass(frozen=True)
+class Person:
+    """Exactly one of the three: what the request names the person by."""
+
+    ip: str | None = None
+    device_id: str | None = None
+    user_id: str | None = None
+
+    def condition(self, ring: KeyRing) -> tuple[str, tuple]:
+        """The WHERE clause and its parameters."""
+        given = [name for name in ("ip", "device_id", "user_id") if getattr(self, name)]
+        if len(given) != 1:
+            raise ConfigError("give exactly one of --ip, --device-id, --user-id")
+        if self.user_id:
+            return "user_id = %s", (self.user_id,)
+        if self.device_id:
+            return "masked_device_id = ANY(%s)", (ring.masks(self.device_id),)
+        try:
+            ip = transform.canonical_ip(self.ip or "")
+        except ValueError:
+            raise ConfigError("--ip is not an IPv4 or IPv6 address") from None
+        return "masked_ip = ANY(%s)", (ring.masks(ip),)
+
+
+@dataclass
+class LookupResult:
+    location: str
+    rows: list[dict]  # as stored, newest first; dates as ISO text
+    limit: int
+
+    def as_dict(self) -> dict:
+        return plain(self)
+
+
+@dataclass
+class EraseResult:
+    location: str
+    matched: int
+    deleted: int | None = None  # None: counted only (no --yes)
+    key_ids: dict[str, int] = field(default_factory=dict)  # of the deleted rows
+
+    def as_dict(self) -> dict:
+        data = {"matched": self.matched}
+        if self.deleted is not None:
+            data |= {"deleted": self.deleted, "key_ids": self.key_ids}
+        return data
+
+
+def lookup(settings: Settings, ring: KeyRing, person: Person, limit: int) -> LookupResult:
+    where, parameters = person.condition(ring)
+    connection = _ready(settings)
+    try:
+        connection.set_session(readonly=True)
+        with database.database_errors(connection, f"cannot look up rows of {schema.TABLE}"):
+            with connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+                cursor.execute(
+                    f"SELECT * FROM {schema.TABLE} WHERE {where} ORDER BY {ORDER} LIMIT %s",
+                    (*parameters, limit),
+                )
+                rows = [_plain_row(row) for row in cursor.fetchall()]
+            connection.rollback()
+    finally:
+        connection.close()
+    return LookupResult(settings.database_location, rows, limit)
+
+
+def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> EraseResult:
+    """Count the person's rows; with `confirm`, delete them and record their message ids in
+    schema.ERASED_IDS, in one transaction, so the loader never loads those messages again."""
+    where, parameters = person.condition(ring)
+    connection = _ready(settings, erasing=confirm)
+    try:
+        with database.database_errors(connection, f"cannot erase rows of {schema.TABLE}"):
+            with connection.cursor() as cursor:
+                if not confirm:
+                    cursor.execute(f"SELECT count(*) FROM {schema.TABLE} WHERE {where}", parameters)
+                    connection.rollback()
+                    return EraseResult(settings.database_location, cursor.fetchone()[0])
+                cursor.execute(
+                    f"DELETE FROM {schema.TABLE} WHERE {where} "
+                    "RETURNING sqs_message_id, mask_key_id",
+                    parameters,
+                )
+                deleted = cursor.fetchall()
+                cursor.execute(
+                    f"INSERT INTO {schema.ERASED_IDS} (sqs_message_id) "
+                    "SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+                    ([message_id for message_id, _ in deleted],),
+                )
+            connection.commit()
+    finally:
+        connection.close()
+    key_ids: dict[str, int] = {}
+    for _, key_id in deleted:
+        key_ids[key_id] = key_ids.get(key_id, 0) + 1
+    log.warning(
+        "erase: deleted %d rows (key ids %s)", len(deleted), ", ".join(key_ids) or "none",
+        extra={"event": "erase", "deleted": len(deleted), "key_ids": key_ids},
+    )  # fmt: skip
+    return EraseResult(settings.database_location, len(deleted), len(deleted), key_ids)
+
+
+def _ready(settings: Settings, erasing: bool = False):
+    """A connection to a database whose table has what these commands need."""
+    connection = database.connect(settings.database_url)
+    try:
+        info = schema.require_ready(connection)
+        if erasing and not info.has_erased_ids:
+            raise ConfigError(
+                f"table {schema.ERASED_IDS} does not exist on database "
+                f"{settings.database_location}: run `loginetl init-db` to upgrade"
+            )
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _plain_row(row: dict) -> dict:
+    return {
+        name: value.isoformat() if hasattr(value, "isoformat") else value
+        for name, value in row.items()
+    }

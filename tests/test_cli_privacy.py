@@ -1,0 +1,181 @@
+"""Privacy operations end to end: the key ring, lookup, erase (and replays after it), unmask and
+rekey, against the real SQS server (moto over HTTP) and real PostgreSQL, on plain and
+partitioned tables."""
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from loginetl import database, load, schema, transform
+from loginetl.masking import MaskKey
+
+from .conftest import MASK_KEY, rows, sample_messages
+
+OLD_SECRET = "an-old-mask-key-retired-at-rotation-000000"
+VALID = [m for m in sample_messages() if "user_id" in m]
+NOW = datetime.now(timezone.utc)
+SIV = {"LOGINETL_MASK_MODE": "siv"}
+ROTATED = {"LOGINETL_OLD_MASK_KEYS": OLD_SECRET}  # MASK_KEY primary, OLD_SECRET retired
+
+
+def seed(database_url, logins, key, prefix="id", partition_by=None) -> list[str]:
+    """Rows as the loader writes them (transform, then load.insert); their message ids."""
+    connection = database.connect(database_url)
+    try:
+        schema.init_db(connection, partition_by)
+        table = schema.describe(connection)
+        ids = [f"{prefix}-{i}" for i in range(len(logins))]
+        found = [transform.to_row(json.dumps(m), key, i, NOW) for i, m in zip(ids, logins)]
+        assert len(load.insert(connection, found, table).inserted) == len(found)
+    finally:
+        connection.close()
+    return ids
+
+
+def out(result):
+    assert "Traceback" not in result.output, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(params=[None, "month"], ids=["plain", "partitioned"])
+def partition_by(request):
+    return request.param
+
+
+def test_lookup_finds_a_persons_rows_under_every_key_and_mode_newest_first(cli, database_url):
+    person = VALID[0]
+    seed(database_url, [person], MaskKey(OLD_SECRET), "old")  # hmac, retired key
+    seed(database_url, [person | {"create_date": "2030-01-02"}], MaskKey(MASK_KEY, "siv"), "new")
+    seed(database_url, VALID[1:20], MaskKey(MASK_KEY), "others")
+
+    for flag, value in [
+        ("--ip", "::ffff:" + person["ip"]),  # canonicalised as when loading
+        ("--device-id", person["device_id"]),
+        ("--user-id", person["user_id"]),
+    ]:
+        result = cli("lookup", flag, value, "--json", env=ROTATED)
+        assert result.exit_code == 0, result.output
+        found = out(result)
+        assert [row["sqs_message_id"] for row in found] == ["new-0", "old-0"], flag
+        assert found[0]["mask_key_id"] == MaskKey(MASK_KEY).key_id
+        assert found[0]["masked_ip"].startswith("siv:") and found[0]["user_id"] == person["user_id"]
+        assert person["ip"] not in result.output + result.stderr
+
+    without_old_key = out(cli("lookup", "--ip", person["ip"], "--json"))
+    assert [row["sqs_message_id"] for row in without_old_key] == ["new-0"]
+    assert len(out(cli("lookup", "--user-id", person["user_id"], "--limit", "1", "--json"))) == 1
+
+
+def test_lookup_uses_the_indexes_named_in_init_db(cli, db, database_url, partition_by):
+    seed(database_url, VALID[:5], MaskKey(MASK_KEY), partition_by=partition_by)
+    with db.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # a tiny table: make the planner show its hand
+        for column, index in [("masked_ip", "user_logins_masked_ip_idx"),
+                              ("masked_device_id", "user_logins_masked_device_id_idx"),
+                              ("user_id", "user_logins_user_id_idx")]:  # fmt: skip
+            cursor.execute(
+                f"EXPLAIN SELECT * FROM user_logins WHERE {column} = ANY(%s)", (["x", "y"],)
+            )
+            plan = "\n".join(line for (line,) in cursor.fetchall())
+            assert "Index" in plan and "Seq Scan" not in plan, plan
+            assert index.removeprefix("user_logins_") in plan or index in plan, plan
+
+
+def test_lookup_and_erase_refuse_bad_input_in_one_line_without_echoing_it(cli, database_url):
+    seed(database_url, VALID[:1], MaskKey(MASK_KEY))
+    for args in [["lookup", "--ip", "not-an-ip-secret"], ["erase"], ["lookup", "--ip", "1.2.3.4",
+                 "--user-id", "u"]]:  # fmt: skip
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        assert "not-an-ip-secret" not in result.output and "Traceback" not in result.output
+
+
+def test_erase_counts_then_deletes_and_a_replay_does_not_bring_rows_back(
+    cli, queues, db, partition_by
+):
+    assert cli("init-db", *(["--partition-by", "month"] if partition_by else [])).exit_code == 0
+    person = VALID[3]
+    bodies = [json.dumps(m) for m in VALID[:10]] + [json.dumps(person | {"locale": "FR"})]
+    queues.send(bodies)
+    assert out(cli("run", "--json"))["loaded"] == 11
+
+    assert out(cli("erase", "--device-id", person["device_id"], "--json")) == {"matched": 2}
+    assert len(rows(db)) == 11
+    result = cli("erase", "--device-id", person["device_id"], "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    assert out(result) == {"matched": 2, "deleted": 2, "key_ids": {MaskKey(MASK_KEY).key_id: 2}}
+    assert "erase" in result.stderr and person["device_id"] not in result.output + result.stderr
+    erased = {row["sqs_message_id"] for row in rows(db, "sqs_message_id")}
+    assert len(erased) == 9
+
+    with db.cursor() as cursor:
+        cursor.execute("SELECT sqs_message_id FROM user_logins_erased")
+        erased_ids = [message_id for (message_id,) in cursor.fetchall()]
+    # The same messages again (as a DLQ replay sends them): erased ones stay erased, deleted.
+    attributes = [{"loginetl-original-message-id": {"DataType": "String", "StringValue": i}}
+                  for i in erased_ids]  # fmt: skip
+    for message_id, extra in zip(erased_ids, attributes):
+        queues.send([json.dumps(person)], attributes=extra)
+    queues.send([bodies[0]])  # and one that is merely a fresh message
+    summary = out(cli("run", "--json"))
+    assert summary["erased"] == 2 and summary["loaded"] == 1 and summary["duplicates"] == 0
+    assert queues.count() == 0
+    assert len(rows(db)) == 10
+    assert not any(row["sqs_message_id"] in erased_ids for row in rows(db))
+
+
+def test_unmask_recovers_siv_rows_and_refuses_one_way_and_unknown_keys(cli, database_url):
+    person = VALID[5]
+    seed(database_url, [person], MaskKey(MASK_KEY, "siv"), "siv")
+    seed(database_url, [person], MaskKey(MASK_KEY), "hmac")
+    seed(database_url, [person], MaskKey(OLD_SECRET, "siv"), "old")
+
+    result = cli("unmask", "--message-id", "siv-0", "--json")
+    assert result.exit_code == 0, result.output
+    assert out(result) == {"sqs_message_id": "siv-0", "ip": person["ip"],
+                           "device_id": person["device_id"]}  # fmt: skip
+    assert "unmask" in result.stderr and "siv-0" in result.stderr
+    assert person["ip"] not in result.stderr
+
+    assert out(cli("unmask", "--message-id", "old-0", "--json", env=ROTATED))["ip"] == person["ip"]
+    for message_id, why in [("hmac-0", "one-way"), ("old-0", "not in the key ring"),
+                            ("nope", "no row")]:  # fmt: skip
+        result = cli("unmask", "--message-id", message_id)
+        assert result.exit_code == 1 and why in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert person["ip"] not in result.output
+
+
+def test_rekey_moves_siv_rows_to_the_primary_and_a_second_run_does_nothing(
+    cli, db, database_url, partition_by
+):
+    old, new = MaskKey(OLD_SECRET, "siv"), MaskKey(MASK_KEY, "siv")
+    seed(database_url, VALID[:30], old, "siv", partition_by)
+    seed(database_url, VALID[30:35], MaskKey(OLD_SECRET), "hmac", partition_by)
+    seed(database_url, VALID[35:37], MaskKey("a-key-nobody-holds-any-more-000"), "lost", partition_by)
+
+    dry = out(cli("rekey", "--dry-run", "--json", env=ROTATED | SIV))
+    assert (dry["rekeyed"], dry["not_rekeyable"], dry["unknown_key"]) == (30, 5, 2)
+    assert {row["mask_key_id"] for row in rows(db) if row["sqs_message_id"].startswith("siv")} == {
+        old.key_id
+    }
+
+    report = out(cli("rekey", "--batch-size", "7", "--json", env=ROTATED | SIV))
+    assert (report["rekeyed"], report["batches"]) == (30, 5)
+    assert (report["not_rekeyable"], report["unknown_key"]) == (5, 2)
+    for row in rows(db):
+        if row["sqs_message_id"].startswith("siv"):
+            login = VALID[int(row["sqs_message_id"].split("-")[1])]
+            assert row["mask_key_id"] == new.key_id
+            assert new.unmask(row["masked_ip"]) == transform.canonical_ip(login["ip"])
+            assert row["masked_device_id"] == new.siv_mask(login["device_id"])
+
+    assert out(cli("rekey", "--json", env=ROTATED | SIV))["rekeyed"] == 0
+    # A row loaded after the rekey masks equal to the rekeyed rows of the same value.
+    seed(database_url, VALID[:1], new, "later", partition_by)
+    by_id = {row["sqs_message_id"]: row for row in rows(db)}
+    assert by_id["later-0"]["masked_ip"] == by_id["siv-0"]["masked_ip"]
+    # hmac rows under the retired key stay found while it stays in the ring.
+    found = out(cli("lookup", "--device-id", VALID[30]["device_id"], "--json", env=ROTATED))
+    assert [row["sqs_message_id"] for row in found] == ["hmac-0"]
