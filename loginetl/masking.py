@@ -97,7 +97,7 @@ class MaskKey:
             raise CannotUnmask("does not decrypt under this key") from None
 
     def __repr__(self) -> str:
-        return f"MaskKey(key_id={self.key_id!r}, mode={self.mode!r})"
+        return f"MaskKey(key_id={self.key_id!r})"
 
 
 def mode_of(mask: str | None) -> str:

@@ -278,8 +278,10 @@ def status_report(report: StatusReport) -> Group:
         else:
             shown.add_row("rows", str(table_status["rows"]))
             shown.add_row("last loaded at", str(table_status["last_loaded_at"] or "never"))
+            keys = table_status.get("mask_keys", {})
             for key_id, count in table_status["mask_key_ids"].items():
-                current = " (current)" if key_id == report.current_key_id else ""
+                kind = keys.get(key_id, {}).get("status")
+                current = f" ({kind})" if kind else ""
                 shown.add_row(f"rows under key id {key_id}{current}", str(count))
             for name, estimate in table_status["partitions"].items():
                 shown.add_row(f"partition {name}", f"about {estimate} rows")

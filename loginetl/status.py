@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from . import database, extract, replay, schema
 from .config import Settings
 from .errors import LoginetlError
-from .masking import MaskKey
+from .masking import UNKNOWN, KeyRing
 from .results import plain
 
 DEPTH = {
@@ -38,10 +38,10 @@ class StatusReport:
         return plain(self)
 
 
-def status(settings: Settings, key: MaskKey | None) -> StatusReport:
-    report = StatusReport(current_key_id=key.key_id if key else None)
+def status(settings: Settings, ring: KeyRing | None) -> StatusReport:
+    report = StatusReport(current_key_id=ring.primary.key_id if ring else None)
     _queues(settings, report)
-    _table(settings, key, report)
+    _table(settings, ring, report)
     return report
 
 
@@ -85,7 +85,7 @@ def _queues(settings: Settings, report: StatusReport) -> None:
         )
 
 
-def _table(settings: Settings, key: MaskKey | None, report: StatusReport) -> None:
+def _table(settings: Settings, ring: KeyRing | None, report: StatusReport) -> None:
     try:
         connection = database.connect(settings.database_url)
     except LoginetlError as error:
@@ -104,11 +104,20 @@ def _table(settings: Settings, key: MaskKey | None, report: StatusReport) -> Non
     if not table["exists"]:
         report.problems.append(f"table {schema.TABLE} does not exist: run `loginetl init-db`")
         return
-    others = {k: n for k, n in table["mask_key_ids"].items() if key and k != key.key_id}
+    if ring is None:
+        return
+    # Each key id: the primary, retired but in the ring (LOGINETL_OLD_MASK_KEYS), or unknown.
+    table["mask_keys"] = {
+        key_id: {"rows": count, "status": ring.status_of(key_id)}
+        for key_id, count in table["mask_key_ids"].items()
+    }
+    others = {k: n for k, n in table["mask_key_ids"].items() if k != ring.primary.key_id}
     if others:
+        unknown = [k for k in others if ring.status_of(k) == UNKNOWN]
         report.problems.append(
             f"{sum(others.values())} rows under a key id other than the current "
-            f"{key.key_id}: {', '.join(others)}"
+            f"{ring.primary.key_id}: {', '.join(others)}"
+            + (f" ({', '.join(unknown)} not in the key ring)" if unknown else "")
         )
 
 

@@ -153,7 +153,9 @@ def test_rekey_moves_siv_rows_to_the_primary_and_a_second_run_does_nothing(
     old, new = MaskKey(OLD_SECRET, "siv"), MaskKey(MASK_KEY, "siv")
     seed(database_url, VALID[:30], old, "siv", partition_by)
     seed(database_url, VALID[30:35], MaskKey(OLD_SECRET), "hmac", partition_by)
-    seed(database_url, VALID[35:37], MaskKey("a-key-nobody-holds-any-more-000"), "lost", partition_by)
+    seed(
+        database_url, VALID[35:37], MaskKey("a-key-nobody-holds-any-more-000"), "lost", partition_by
+    )
 
     dry = out(cli("rekey", "--dry-run", "--json", env=ROTATED | SIV))
     assert (dry["rekeyed"], dry["not_rekeyable"], dry["unknown_key"]) == (30, 5, 2)
@@ -179,3 +181,77 @@ def test_rekey_moves_siv_rows_to_the_primary_and_a_second_run_does_nothing(
     # hmac rows under the retired key stay found while it stays in the ring.
     found = out(cli("lookup", "--device-id", VALID[30]["device_id"], "--json", env=ROTATED))
     assert [row["sqs_message_id"] for row in found] == ["hmac-0"]
+
+
+def test_the_key_ring_reads_retired_keys_and_hides_every_one(monkeypatch):
+    from loginetl import config
+    from loginetl.errors import ConfigError
+    from loginetl.masking import KeyRing, key_ring_from_env
+
+    environ = {
+        "LOGINETL_MASK_KEY": MASK_KEY,
+        "LOGINETL_OLD_MASK_KEYS": f" {OLD_SECRET}, ,{MASK_KEY}",
+    }
+    ring = key_ring_from_env(environ)
+    assert isinstance(ring, KeyRing) and ring.primary.key_id == MaskKey(MASK_KEY).key_id
+    assert ring.retired_ids() == [MaskKey(OLD_SECRET).key_id]  # the primary is not retired too
+    assert [ring.status_of(k) for k in (*ring.retired_ids(), ring.primary.key_id, "x")] == [
+        "retired", "primary", "unknown"
+    ]  # fmt: skip
+    assert config.redact(f"a {OLD_SECRET} b") == "a *** b"
+    with pytest.raises(ConfigError, match="LOGINETL_OLD_MASK_KEYS is too short"):
+        key_ring_from_env(environ | {"LOGINETL_OLD_MASK_KEYS": "short"})
+    with pytest.raises(ConfigError, match="LOGINETL_MASK_MODE must be one of hmac, siv"):
+        key_ring_from_env(environ | {"LOGINETL_MASK_MODE": "rot13"})
+
+
+def test_siv_masks_are_deterministic_authenticated_and_recoverable_only_with_the_key():
+    from loginetl.masking import CannotUnmask
+
+    key, other = MaskKey(MASK_KEY, "siv"), MaskKey(OLD_SECRET, "siv")
+    mask = key.mask("203.0.113.7")
+    assert mask == key.mask("203.0.113.7") != other.mask("203.0.113.7")
+    assert mask.startswith("siv:") and key.unmask(mask) == "203.0.113.7"
+    assert key.key_id == MaskKey(MASK_KEY).key_id  # one key id, either mode
+    tampered = mask[:-2] + ("A" if mask[-2] != "A" else "B") + mask[-1]
+    for bad in (tampered, "siv:!!", MaskKey(MASK_KEY).mask("203.0.113.7")):
+        with pytest.raises(CannotUnmask):
+            key.unmask(bad)
+    with pytest.raises(CannotUnmask):
+        other.unmask(mask)
+
+
+def test_a_siv_load_is_verified_and_status_names_each_key(cli, queues, db, tmp_path):
+    cli("init-db")
+    seed(db.url, VALID[:5], MaskKey(OLD_SECRET, "siv"), "old")
+    queues.send_sample()
+    assert out(cli("run", "--json", env=SIV))["loaded"] == 99
+    raw = tmp_path / "raw.json"
+    raw.write_text(json.dumps(sample_messages()))
+
+    report = out(cli("verify-masking", "--from-file", str(raw), "--json", env=SIV | ROTATED))
+    by_name = {check["name"]: check for check in report["checks"]}
+    assert report["passed"], report
+    assert by_name["siv masks decrypt under a known key"]["checked"] == 104
+    assert by_name["masks match the current key"]["breakdown"]["match"] == 99
+    assert by_name["rows under the current key id"]["breakdown"]["retired"] == 5
+    # Without the retired key its rows cannot be read: reported, not hidden.
+    report = out(cli("verify-masking", "--json", env=SIV))
+    siv = {check["name"]: check for check in report["checks"]}[
+        "siv masks decrypt under a known key"
+    ]
+    assert (siv["status"], siv["breakdown"]["unknown_key"]) == ("warn", 5)
+    # A mask that does not decrypt fails.
+    with db.cursor() as cursor:
+        cursor.execute("UPDATE user_logins SET masked_ip = 'siv:' || repeat('A', 30) "
+                       "WHERE sqs_message_id = 'old-0'")  # fmt: skip
+    report = out(cli("verify-masking", "--json", env=SIV | ROTATED))
+    assert "siv masks decrypt under a known key" in report["failed_checks"]
+
+    status = out(cli("status", "--json", env=ROTATED))
+    keys = status["table"]["mask_keys"]
+    assert keys[MaskKey(MASK_KEY).key_id] == {"rows": 99, "status": "primary"}
+    assert keys[MaskKey(OLD_SECRET).key_id] == {"rows": 5, "status": "retired"}
+    status = out(cli("status", "--json"))
+    assert status["table"]["mask_keys"][MaskKey(OLD_SECRET).key_id]["status"] == "unknown"
+    assert "not in the key ring" in " ".join(status["problems"])

@@ -73,8 +73,10 @@ def test_rekey_while_run_loads(database_url, db, queues):
     by_id = {row["sqs_message_id"]: row for row in rows(db)}
     assert len(by_id) == 1300
     for message_id, row in by_id.items():
-        login = VALID[index_of[message_id] % len(VALID)] if message_id in index_of else login_of(
-            message_id
+        login = (
+            VALID[index_of[message_id] % len(VALID)]
+            if message_id in index_of
+            else login_of(message_id)
         )
         assert NEW.unmask(row["masked_ip"]) == transform.canonical_ip(login["ip"])
         assert row["mask_key_id"] == NEW.key_id  # rekeyed, or loaded under the primary

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 from .. import database, schema
 from ..config import Settings
-from ..masking import MaskKey
+from ..masking import KeyRing
 from ..results import plain
 from .checks import (
     FAIL, Check, key_id_check, key_match_check, mask_shape_check, pii_check, reversible_check,
+    siv_check,
 )  # fmt: skip
 from .raw import RawLogin, RawMessage, peek_raw, raw_login, read_raw_file, unkeyed_forms
-from .table import MASK_COLUMNS, audited_columns, rows_of, scan_table, scope
+from .table import MASK_COLUMNS, audited_columns, rows_of, scan_table, scope, siv_scan
 
 __all__ = [
     "AuditOptions", "AuditReport", "Check", "RawLogin", "RawMessage", "raw_login",
@@ -68,7 +69,7 @@ class AuditReport:
         )
 
 
-def verify_masking(settings: Settings, key: MaskKey, options: AuditOptions) -> AuditReport:
+def verify_masking(settings: Settings, ring: KeyRing, options: AuditOptions) -> AuditReport:
     raw: list[RawMessage] = []
     if options.from_file:
         raw += read_raw_file(options.from_file)
@@ -85,8 +86,9 @@ def verify_masking(settings: Settings, key: MaskKey, options: AuditOptions) -> A
             columns = audited_columns(connection, settings.database_location)
             with connection.cursor() as cursor:
                 where, sample = scope(cursor, options.sample)
-                scan = scan_table(cursor, columns, where, key.key_id)
+                scan = scan_table(cursor, columns, where, ring)
                 stored = rows_of(cursor, columns, logins) if logins else []
+            siv = siv_scan(connection, where, ring)
             connection.rollback()
     finally:
         connection.close()
@@ -94,13 +96,14 @@ def verify_masking(settings: Settings, key: MaskKey, options: AuditOptions) -> A
     checks = [
         *(mask_shape_check(column, scan) for column in MASK_COLUMNS),
         pii_check(scan),
-        key_id_check(scan, columns, key, options.strict_key),
-        key_match_check(logins, stored, key, bool(raw)),
+        key_id_check(scan, columns, ring, options.strict_key),
+        siv_check(siv),
+        key_match_check(logins, stored, ring, bool(raw)),
         reversible_check(logins, stored, bool(raw)),
     ]
     return AuditReport(
         location=settings.database_location,
-        key_id=key.key_id,
+        key_id=ring.primary.key_id,
         rows=scan["rows"],
         sample=sample,
         raw_messages={

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..masking import MaskKey
+from ..masking import KeyRing
 from ..results import plain
 from .raw import RawLogin, unkeyed_forms
 from .table import PII_PATTERNS, StoredRow
@@ -29,10 +29,11 @@ class Check:
 
 def mask_shape_check(column: str, scan: dict) -> Check:
     rows, bad = scan["rows"], scan[f"bad_shape {column}"]
+    shapes = "64 lowercase hex characters (hmac) or siv: and base64 (siv)"
     if bad:
-        detail = f"{bad} of {rows} rows are not 64 lowercase hex characters (HMAC-SHA256)"
+        detail = f"{bad} of {rows} rows are not {shapes}"
     else:
-        detail = f"all {rows} rows are 64 lowercase hex characters"
+        detail = f"all {rows} rows are {shapes}"
     return Check(f"{column} well-formed", FAIL if bad else PASS, rows, bad, detail)
 
 
@@ -56,31 +57,42 @@ def pii_check(scan: dict) -> Check:
     return Check("no raw PII in any column", FAIL if bad else PASS, rows, bad, detail, breakdown)
 
 
-def key_id_check(scan: dict, columns: dict[str, str], key: MaskKey, strict: bool) -> Check:
+def key_id_check(scan: dict, columns: dict[str, str], ring: KeyRing, strict: bool) -> Check:
     name = "rows under the current key id"
+    key_id = ring.primary.key_id
     if "mask_key_id" not in columns:
         return Check(name, SKIP, 0, 0, "the table has no mask_key_id column (run init-db)")
-    rows, other = scan["rows"], scan["other key rows"]
+    rows, other, unknown = scan["rows"], scan["other key rows"], scan["unknown key rows"]
     if not other:
-        return Check(name, PASS, rows, 0, f"all {rows} rows masked under key id {key.key_id}")
+        return Check(name, PASS, rows, 0, f"all {rows} rows masked under key id {key_id}")
     example, ids = scan["other key example"], scan["other key ids"]
     detail = (
         f"{other} of {rows} rows masked under {ids} other key id{'' if ids == 1 else 's'} "
-        f"(e.g. {example or 'none recorded'}), not the current {key.key_id}: "
-        "their masks do not match masks made now" + ("" if strict else " (fails with --strict-key)")
+        f"(e.g. {example or 'none recorded'}), not the current {key_id}: "
+        f"{other - unknown} under retired keys of the ring (rekey moves siv ones), {unknown} "
+        "under keys not in the ring, whose masks no key here can match"
+        + ("" if strict else " (fails with --strict-key)")
     )
-    return Check(
-        name,
-        FAIL if strict else WARN,
-        rows,
-        other,
-        detail,
-        {"other_key_ids": scan["other key ids"]},
+    breakdown = {"other_key_ids": ids, "retired": other - unknown, "unknown": unknown}
+    return Check(name, FAIL if strict else WARN, rows, other, detail, breakdown)
+
+
+def siv_check(siv: dict) -> Check:
+    """Recoverable masks: each decrypts, under the key its row names, to a well-formed value."""
+    name = "siv masks decrypt under a known key"
+    rows, unknown, bad = siv["rows"], siv["unknown_key"], siv["undecryptable"]
+    if not rows:
+        return Check(name, PASS, 0, 0, "no row holds an siv mask (hmac rows only): none to decrypt")
+    detail = (
+        f"{rows - unknown - bad} of {rows} siv rows decrypt under their key; {bad} do not "
+        f"decrypt to an ip and device_id; {unknown} under keys not in the ring"
     )
+    status = FAIL if bad else WARN if unknown else PASS
+    return Check(name, status, rows, bad + unknown, detail, dict(siv))
 
 
 def key_match_check(
-    logins: list[RawLogin], stored: list[StoredRow], key: MaskKey, given: bool
+    logins: list[RawLogin], stored: list[StoredRow], ring: KeyRing, given: bool
 ) -> Check:
     """Each raw message found in the table: are its stored masks the ones the current key gives?
 
@@ -98,14 +110,13 @@ def key_match_check(
         by_user.setdefault(row.user_id, []).append(row)
     counts = {"match": 0, "other_key": 0, "mismatch": 0, "unmatched_by_user": 0, "not_loaded": 0}
     for raw in logins:
-        masks = (key.mask(raw.login.ip), key.mask(raw.login.device_id))
         exact = raw.message_id is not None and raw.message_id in by_id
         candidates = [by_id[raw.message_id]] if exact else by_user.get(raw.login.user_id, [])
         if not candidates:
             counts["not_loaded"] += 1
-        elif any((row.masked_ip, row.masked_device_id) == masks for row in candidates):
+        elif any(_masked_from(ring, raw, row) for row in candidates):
             counts["match"] += 1
-        elif all(row.mask_key_id != key.key_id for row in candidates):
+        elif all(ring.get(row.mask_key_id) is None for row in candidates):
             counts["other_key"] += 1
         elif exact:
             counts["mismatch"] += 1
@@ -128,17 +139,28 @@ def key_match_check(
         )
     if counts["mismatch"]:
         detail = (
-            f"{counts['mismatch']} rows claim the current key id {key.key_id} but hold other masks "
-            f"than it gives (non-deterministic or mislabelled masking); {summary}"
+            f"{counts['mismatch']} rows claim the current key id {ring.primary.key_id} (or a "
+            "retired one of the ring) but hold other masks than it gives (non-deterministic or "
+            f"mislabelled masking); {summary}"
         )
         return Check(name, FAIL, found, counts["mismatch"], detail, counts)
     if counts["match"] == 0:
         detail = (
             f"wrong key: none of the {found} raw messages found in the table has the masks the "
-            f"current key (id {key.key_id}) gives; {summary}"
+            f"current key (id {ring.primary.key_id}) gives; {summary}"
         )
         return Check(name, FAIL, found, found, detail, counts)
     return Check(name, PASS, found, 0, summary, counts)
+
+
+def _masked_from(ring: KeyRing, raw: RawLogin, row: StoredRow) -> bool:
+    """Does the row hold the masks of `raw` under the key it names, in either mode?"""
+    key = ring.get(row.mask_key_id)
+    if key is None:
+        return False
+    ip, device_id = raw.login.ip, raw.login.device_id
+    pairs = {(mask(ip), mask(device_id)) for mask in (key.hmac_mask, key.siv_mask)}
+    return (row.masked_ip, row.masked_device_id) in pairs
 
 
 def reversible_check(logins: list[RawLogin], stored: list[StoredRow], given: bool) -> Check:

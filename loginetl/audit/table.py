@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from .. import schema
+from .. import schema, transform
 from ..errors import ConfigError
+from ..masking import SIV_PREFIX, CannotUnmask, KeyRing
 from .raw import RawLogin
 
 MASK_COLUMNS = ("masked_ip", "masked_device_id")
-MASK_SHAPE = "^[0-9a-f]{64}$"  # HMAC-SHA256 as lowercase hex
+# HMAC-SHA256 as lowercase hex, or "siv:" + unpadded URL-safe base64 of at least the 16-byte tag
+MASK_SHAPE = "^([0-9a-f]{64}|siv:[A-Za-z0-9_-]{22,})$"
 # What raw personal data looks like, as PostgreSQL regular expressions (matched with ~*).
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _HEX = "[0-9a-f]{1,4}"
@@ -78,8 +80,9 @@ def scope(cursor, sample: int | None) -> tuple[sql.Composable, str | None]:
     return scope, f"up to {sample} rows (TABLESAMPLE BERNOULLI ({percent:.4g}%) LIMIT {sample})"
 
 
-def scan_table(cursor, columns: dict[str, str], scope: sql.Composable, key_id: str) -> dict:
+def scan_table(cursor, columns: dict[str, str], scope: sql.Composable, ring: KeyRing) -> dict:
     """Every table check in one pass: named counts."""
+    key_id = ring.primary.key_id
     text_columns = [name for name, kind in columns.items() if kind in TEXT_TYPES]
     aggregates: dict[str, sql.Composable] = {"rows": sql.SQL("count(*)")}
     for column in MASK_COLUMNS:
@@ -105,6 +108,11 @@ def scan_table(cursor, columns: dict[str, str], scope: sql.Composable, key_id: s
         ).format(other)
         aggregates["other key example"] = sql.SQL("min(mask_key_id) FILTER (WHERE {})").format(
             other
+        )
+        aggregates["unknown key rows"] = _count_where(
+            sql.SQL("mask_key_id IS NULL OR mask_key_id <> ALL({})").format(
+                sql.Literal([key.key_id for key in ring.keys])
+            )
         )
     query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(aggregates.values()), scope)
     cursor.execute(query)
@@ -134,3 +142,32 @@ def rows_of(cursor, columns: dict[str, str], logins: list[RawLogin]) -> list[Sto
     )  # fmt: skip
     cursor.execute(query, (ids, users))
     return [StoredRow(*row) for row in cursor.fetchall()]
+
+
+def siv_scan(connection, scope: sql.Composable, ring: KeyRing) -> dict:
+    """Every siv mask in scope, decrypted under the key its row names (streamed, never kept):
+    how many rows hold one, how many are under a key not in the ring, how many do not decrypt
+    (or decrypt to something that is no IP address, for masked_ip)."""
+    counts = {"rows": 0, "unknown_key": 0, "undecryptable": 0}
+    like = sql.Literal(SIV_PREFIX + "%")
+    query = sql.SQL(
+        "SELECT masked_ip, masked_device_id, mask_key_id FROM {} "
+        "WHERE masked_ip LIKE {} OR masked_device_id LIKE {}"
+    ).format(scope, like, like)
+    with connection.cursor(name="loginetl_siv_scan") as cursor:
+        cursor.itersize = 5000
+        cursor.execute(query)
+        for masked_ip, masked_device_id, key_id in cursor:
+            counts["rows"] += 1
+            key = ring.get(key_id)
+            if key is None:
+                counts["unknown_key"] += 1
+                continue
+            try:
+                ip = key.unmask(masked_ip)
+                key.unmask(masked_device_id)
+                if transform.canonical_ip(ip) != ip:
+                    raise ValueError
+            except (CannotUnmask, ValueError):
+                counts["undecryptable"] += 1
+    return counts

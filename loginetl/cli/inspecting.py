@@ -9,7 +9,7 @@ from .. import config, render
 from .. import peek as peeking
 from .. import status as checking
 from ..config import Settings
-from ..masking import MASK_KEY_ENV, mask_key_from_env
+from ..masking import MASK_KEY_ENV, key_ring_from_env, mask_key_from_env
 from .app import command
 from .common import (
     DatabaseUrl,
@@ -83,7 +83,7 @@ def status(
     settings = Settings(
         queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url
     )
-    key = mask_key_from_env() if os.environ.get(MASK_KEY_ENV) else None
-    report = checking.status(settings, key)
+    ring = key_ring_from_env() if os.environ.get(MASK_KEY_ENV) else None
+    report = checking.status(settings, ring)
     show(json, report.as_dict(), render.status_report(report))
     finish("; ".join(report.errors) or None, report.exit_code)

@@ -56,9 +56,10 @@ def erase(
 ):
     """Delete one person's rows, for good.
 
-    Replaying their messages does not bring them back. Without --yes it only counts. With --yes the rows go in one transaction, their message
-    ids are kept in user_logins_erased (the loader skips them), and an `erase` event is
-    logged with the count and key ids, never the value.
+    Replaying their messages does not bring them back. Without --yes it only counts. With
+    --yes the rows go in one transaction, their message ids are kept in user_logins_erased
+    (the loader skips them), and an `erase` event is logged with the count and key ids,
+    never the value.
 
     Examples:
 

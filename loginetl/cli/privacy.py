@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 from .. import audit, config, render
 from ..config import Settings
-from ..masking import mask_key_from_env
+from ..masking import key_ring_from_env
 from .app import command
 from .common import (
     DatabaseUrl,
@@ -55,8 +55,9 @@ def verify_masking(
 ):
     """Audit user_logins for unmasked personal data.
 
-    Is every ip and device_id masked, and masked with the current key? Exit 0 when every
-    check passes, 1 when one fails. Needs LOGINETL_MASK_KEY.
+    Is every ip and device_id masked, and masked with the current key? Siv masks must
+    decrypt under a key of the ring (LOGINETL_OLD_MASK_KEYS holds the retired ones). Exit 0
+    when every check passes, 1 when one fails. Needs LOGINETL_MASK_KEY.
 
     Examples:
 
@@ -66,12 +67,12 @@ def verify_masking(
         loginetl verify-masking --from-queue 50 --strict-key --json
     """
     settings = Settings(queue_url=queue_url, endpoint_url=endpoint_url, database_url=database_url)
-    key = mask_key_from_env()
+    ring = key_ring_from_env()
     options = audit.AuditOptions(
         sample=sample, from_queue=from_queue, from_file=from_file, strict_key=strict_key,
         wait_time=wait_time,
     )  # fmt: skip
-    report = audit.verify_masking(settings, key, options)
+    report = audit.verify_masking(settings, ring, options)
     note_receive_count(report.max_receive_count)
     show(json, report.as_dict(), render.audit_table(report))
     failed = [check.name for check in report.failed]
