@@ -8,17 +8,21 @@ import re
 import signal
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from typer.main import get_command
 
+from loginetl import database, load, schema, transform
 from loginetl.cli import app
+from loginetl.masking import MaskKey
 
 from .conftest import MASK_KEY, rows, sample_messages
 from .faults import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
+UNMASK_EXAMPLE_ID = "0e5b7d4e-8a53-4e1f-9f1c-2f6c9d41a7b2"  # in unmask's --help example
 BIN = Path(sys.executable).parent
 README = (ROOT / "README.md").read_text()
 
@@ -130,9 +134,22 @@ def test_every_help_example_runs_as_written(queues, db, example_env, tmp_path):
     queues.send_sample()
     subprocess.run(["loginetl", "init-db"], env=example_env, cwd=tmp_path, check=True,
                    capture_output=True)  # fmt: skip
+    unmask_example_row(db)
     for _, line in sorted(help_examples(), key=order):
         assert_ran(run_example(line, example_env, tmp_path), line)
     assert len(rows(db)) == 99  # run loaded the sample; the rest only looked
+
+
+def unmask_example_row(db) -> None:
+    """The siv row unmask's example reads (its message id, ip 203.0.113.7), which erase's
+    example then deletes (`erase --ip 203.0.113.7 --yes`): unmask is listed before erase."""
+    body = json.dumps(sample_messages()[0] | {"ip": "203.0.113.7"})
+    row = transform.to_row(body, MaskKey(MASK_KEY, "siv"), UNMASK_EXAMPLE_ID, datetime.now())
+    connection = database.connect(db.url)
+    try:
+        load.insert(connection, [row], schema.describe(connection))
+    finally:
+        connection.close()
 
 
 def order(example: tuple[str, str]) -> int:

@@ -5,12 +5,12 @@ without overriding the environment), then the defaults. Every service error beco
 stderr and an exit code: 0 done, 1 stopped on an error, 2 bad usage or configuration.
 
 One module per command group: table (init-db), loading (run), inspecting (peek), dlq
-(replay-dlq), privacy (verify-masking), people (lookup, erase), keys (unmask, rekey); common
+(replay-dlq), privacy (verify-masking), keys (unmask, rekey), people (lookup, erase); common
 holds the shared options and the one way to end.
 """
 
 # Each module registers its commands on `app`; imported in the order --help lists them.
-from . import table, loading, inspecting, dlq, privacy, people, keys  # noqa: F401, I001
+from . import table, loading, inspecting, dlq, privacy, keys, people  # noqa: F401, I001
 from .app import app
 
 

@@ -27,7 +27,7 @@ def unmask(
     Example:
 
     \b
-        loginetl unmask --message-id 9f1c2a0e-5b7d-4e0b-8a53-7e1f2f6c9d41 --json
+        loginetl unmask --message-id 0e5b7d4e-8a53-4e1f-9f1c-2f6c9d41a7b2 --json
     """
     settings = Settings(database_url=database_url)
     result = privacy.unmask(settings, key_ring_from_env(), message_id)

@@ -36,8 +36,8 @@ def lookup(
     Examples:
 
     \b
-        loginetl lookup --ip 203.0.113.7
-        loginetl lookup --user-id 424cdd21 --limit 10 --json
+        loginetl lookup --ip 199.172.111.135
+        loginetl lookup --user-id 424cdd21-063a-43a7-b91b-7ca1a833afae --json
     """
     settings = Settings(database_url=database_url)
     person = privacy.Person(ip=ip, device_id=device_id, user_id=user_id)
@@ -64,7 +64,7 @@ def erase(
     Examples:
 
     \b
-        loginetl erase --user-id 424cdd21
+        loginetl erase --user-id 424cdd21-063a-43a7-b91b-7ca1a833afae
         loginetl erase --ip 203.0.113.7 --yes --json
     """
     settings = Settings(database_url=database_url)
