@@ -24,8 +24,15 @@ Example:
 Without --endpoint-url it starts LocalStack itself (scripts/localstack.py, no Docker) and stops
 it afterwards. It creates a fresh database (dropped afterwards) and fresh queues (deleted).
 
+Then the costs of the privacy operations (issue 12): masking CPU per message in siv vs hmac mode
+(target: siv within 2x), and rekey throughput on --rekey-rows siv rows. `--privacy-only`
+measures just those (PostgreSQL only, no SQS server):
+
+    .venv/bin/python scripts/bench.py --privacy-only --rekey-rows 100000
+
 This file is the command line; the set-up is in bench_setup.py, the measurements in
-bench_measure.py and the report (results, targets, tables, JSON) in bench_report.py.
+bench_measure.py and bench_privacy.py, and the report (results, targets, tables, JSON) in
+bench_report.py.
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings: scripts/ is no package
 
+import bench_privacy  # noqa: E402
 from bench_measure import measure_naive, measure_size  # noqa: E402
-from bench_report import print_json, print_tables, results  # noqa: E402
+from bench_report import print_json, print_privacy, print_tables, results  # noqa: E402
 from bench_setup import (  # noqa: E402
     child_environment,
     fresh_database,
@@ -63,10 +71,22 @@ INTEGER_OPTIONS = {
     "--naive-messages": (2_000, "messages for the naive loop, which is slow"),
     "--repeat": (1, "rounds per queue size; medians are reported"),
     "--seed-threads": (8, "threads sending the messages"),
+    "--rekey-rows": (100_000, "siv rows to rekey"),
+    "--mask-messages": (20_000, "messages masked per mode for the masking CPU figure"),
 }
 
 
+def privacy_costs(args: argparse.Namespace) -> dict:
+    """Issue 12's costs, on a fresh database of their own."""
+    with fresh_database(args.database_url) as database:
+        return bench_privacy.measure(
+            database, args.mask_messages, args.rekey_rows, bench_privacy.REKEY_BATCH
+        )
+
+
 def bench(args: argparse.Namespace) -> dict:
+    if args.privacy_only:
+        return {"privacy": privacy_costs(args)}
     mask_key = secrets.token_hex(32)
     environment = child_environment(mask_key)
     args.revision = loginetl_revision()  # before the run: the code may change meanwhile
@@ -81,7 +101,7 @@ def bench(args: argparse.Namespace) -> dict:
             measure_size(sqs, endpoint, database, environment, n, args)
             for n in args.messages
         ]
-    return results(args, endpoint.url, naive, sizes)
+    return results(args, endpoint.url, naive, sizes) | {"privacy": privacy_costs(args)}
 
 
 def add_integer_options(parser: argparse.ArgumentParser, *flags: str) -> None:
@@ -108,7 +128,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=ADMIN_URL,
         help=f"PostgreSQL admin URL; a fresh database is made there (default {ADMIN_URL})",
     )
-    add_integer_options(parser, "--repeat", "--seed-threads")
+    add_integer_options(parser, "--repeat", "--seed-threads", "--rekey-rows", "--mask-messages")
+    parser.add_argument(
+        "--privacy-only", action="store_true",
+        help="measure only the privacy costs (masking CPU per mode, rekey throughput)",
+    )  # fmt: skip
     parser.add_argument(
         "--py-spy",
         type=Path,
@@ -139,9 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     result = bench(args)
     if args.json:
         print_json(result)
-    else:
+    elif not args.privacy_only:
         print_tables(result)
-    return 0 if result["checks_passed"] else 1
+    if not args.json:
+        print_privacy(result["privacy"])
+    passed = result["privacy"]["checks_passed"] and result.get("checks_passed", True)
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

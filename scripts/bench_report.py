@@ -166,3 +166,27 @@ def print_tables(result: dict) -> None:
 
 def print_json(result: dict) -> None:
     print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def print_privacy(privacy: dict) -> None:
+    """Issue 12's costs: masking CPU per message by mode, and rekey throughput."""
+    out = Console() if Console().is_terminal else Console(width=140)
+    masking, rekey = privacy["masking"], privacy["rekey"]
+    table = Table(title="privacy costs (issue 12)", title_justify="left")
+    for name in ("figure", "measured"):
+        table.add_column(name, justify="left" if name == "figure" else "right")
+    table.add_row(f"hmac: CPU per message (validate + mask, {masking['messages']:,})",
+                  f"{masking['hmac_us_per_message']:.2f} µs")  # fmt: skip
+    table.add_row("siv: CPU per message", f"{masking['siv_us_per_message']:.2f} µs")
+    table.add_row("hmac: the two masks alone", f"{masking['hmac_mask_us_per_message']:.2f} µs")
+    table.add_row("siv: the two masks alone", f"{masking['siv_mask_us_per_message']:.2f} µs")
+    table.add_row(
+        f"rekey {rekey['rows']:,} siv rows, batch {rekey['batch_size']}",
+        f"{rekey['seconds']:.1f} s, {rekey['rows_per_second']:,.0f} rows/s",
+    )
+    table.add_row("rekey checks (all moved, none left, second run 0)",
+                  "ok" if rekey["checks_passed"] else "[red]failed[/]")  # fmt: skip
+    for item in privacy["targets"]:
+        verdict = "[green]met[/]" if item["met"] else "[red]not met[/]"
+        table.add_row(item["target"], f"{item['value']:g} {verdict}")
+    out.print(table)
