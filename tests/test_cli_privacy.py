@@ -235,6 +235,10 @@ def test_a_siv_load_is_verified_and_status_names_each_key(cli, queues, db, tmp_p
     assert by_name["siv masks decrypt under a known key"]["checked"] == 104
     assert by_name["masks match the current key"]["breakdown"]["match"] == 99
     assert by_name["rows under the current key id"]["breakdown"]["retired"] == 5
+    assert by_name["rows under the current key id"]["breakdown"]["key_ids"] == {
+        MaskKey(MASK_KEY).key_id: {"rows": 99, "status": "primary"},
+        MaskKey(OLD_SECRET).key_id: {"rows": 5, "status": "retired"},
+    }
     # Without the retired key its rows cannot be read: reported, not hidden.
     report = out(cli("verify-masking", "--json", env=SIV))
     siv = {check["name"]: check for check in report["checks"]}[

@@ -64,7 +64,8 @@ def key_id_check(scan: dict, columns: dict[str, str], ring: KeyRing, strict: boo
         return Check(name, SKIP, 0, 0, "the table has no mask_key_id column (run init-db)")
     rows, other, unknown = scan["rows"], scan["other key rows"], scan["unknown key rows"]
     if not other:
-        return Check(name, PASS, rows, 0, f"all {rows} rows masked under key id {key_id}")
+        detail = f"all {rows} rows masked under key id {key_id}"
+        return Check(name, PASS, rows, 0, detail, {"key_ids": scan["key ids"]})
     example, ids = scan["other key example"], scan["other key ids"]
     detail = (
         f"{other} of {rows} rows masked under {ids} other key id{'' if ids == 1 else 's'} "
@@ -73,7 +74,10 @@ def key_id_check(scan: dict, columns: dict[str, str], ring: KeyRing, strict: boo
         "under keys not in the ring, whose masks no key here can match"
         + ("" if strict else " (fails with --strict-key)")
     )
-    breakdown = {"other_key_ids": ids, "retired": other - unknown, "unknown": unknown}
+    breakdown = {
+        "other_key_ids": ids, "retired": other - unknown, "unknown": unknown,
+        "key_ids": scan["key ids"],
+    }  # fmt: skip
     return Check(name, FAIL if strict else WARN, rows, other, detail, breakdown)
 
 

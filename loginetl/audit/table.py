@@ -118,6 +118,12 @@ def scan_table(cursor, columns: dict[str, str], scope: sql.Composable, ring: Key
     cursor.execute(query)
     scan = dict(zip(aggregates, cursor.fetchone()))
     scan["text columns"] = text_columns
+    if "mask_key_id" in columns:  # rows per key id, each the primary, retired or unknown
+        cursor.execute(sql.SQL("SELECT mask_key_id, count(*) FROM {} GROUP BY 1").format(scope))
+        scan["key ids"] = {
+            str(key_id): {"rows": count, "status": ring.status_of(key_id)}
+            for key_id, count in cursor.fetchall()
+        }
     return scan
 
 
