@@ -224,6 +224,7 @@ def test_siv_masks_are_deterministic_authenticated_and_recoverable_only_with_the
 def test_a_siv_load_is_verified_and_status_names_each_key(cli, queues, db, tmp_path):
     cli("init-db")
     seed(db.url, VALID[:5], MaskKey(OLD_SECRET, "siv"), "old")
+    seed(db.url, VALID[5:8], MaskKey(MASK_KEY), "hmac")  # one table, both modes
     queues.send_sample()
     assert out(cli("run", "--json", env=SIV))["loaded"] == 99
     raw = tmp_path / "raw.json"
@@ -236,7 +237,7 @@ def test_a_siv_load_is_verified_and_status_names_each_key(cli, queues, db, tmp_p
     assert by_name["masks match the current key"]["breakdown"]["match"] == 99
     assert by_name["rows under the current key id"]["breakdown"]["retired"] == 5
     assert by_name["rows under the current key id"]["breakdown"]["key_ids"] == {
-        MaskKey(MASK_KEY).key_id: {"rows": 99, "status": "primary"},
+        MaskKey(MASK_KEY).key_id: {"rows": 102, "status": "primary"},
         MaskKey(OLD_SECRET).key_id: {"rows": 5, "status": "retired"},
     }
     # Without the retired key its rows cannot be read: reported, not hidden.
@@ -254,7 +255,7 @@ def test_a_siv_load_is_verified_and_status_names_each_key(cli, queues, db, tmp_p
 
     status = out(cli("status", "--json", env=ROTATED))
     keys = status["table"]["mask_keys"]
-    assert keys[MaskKey(MASK_KEY).key_id] == {"rows": 99, "status": "primary"}
+    assert keys[MaskKey(MASK_KEY).key_id] == {"rows": 102, "status": "primary"}
     assert keys[MaskKey(OLD_SECRET).key_id] == {"rows": 5, "status": "retired"}
     status = out(cli("status", "--json"))
     assert status["table"]["mask_keys"][MaskKey(OLD_SECRET).key_id]["status"] == "unknown"
