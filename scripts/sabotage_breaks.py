@@ -51,7 +51,20 @@ SECRETS = (
     "The mask key, database passwords and raw ip/device_id never appear in output, logs or errors."
 )
 
+ERASED = "An erased row stays erased when its message is delivered or replayed again."
+REKEY = (
+    "`rekey` leaves every row under exactly one valid key, even killed with `kill -9`, and runs "
+    "safely beside `run`."
+)
 FAULTS = "tests/test_faults.py::"
+ERASE_TEST = (
+    "tests/test_cli_privacy.py::"
+    "test_erase_counts_then_deletes_and_a_replay_does_not_bring_rows_back"
+)
+REKEY_KILL_TEST = (
+    "tests/test_rekey_faults.py::"
+    "test_rekey_killed_mid_way_leaves_every_row_valid_and_the_next_one_finishes"
+)
 RUN = "tests/test_cli_run.py::"
 OUTAGE_TEST = FAULTS + "test_a_database_outage_mid_batch_is_retried_and_nothing_is_lost"
 GIVE_UP_TEST = FAULTS + "test_the_run_gives_up_after_retry_for_and_leaves_the_messages"
@@ -171,9 +184,9 @@ BREAKS: tuple[Break, ...] = (
         SQS_OUTAGE,
         "the next run does not delete messages already committed (duplicates stay)",
         "pipeline/loading.py",
-        "            done += messages\n            first_is_new = origin_id in result.inserted\n",
-        "            first_is_new = origin_id in result.inserted\n"
-        "            done += messages if first_is_new else []  # SABOTAGE: duplicates stay\n",
+        "            done += messages  # erased ones too: deleted from SQS, never loaded again\n",
+        "            done += messages if origin_id in result.inserted else []"
+        "  # SABOTAGE: duplicates stay\n",
         SQS_TESTS,
     ),
     Break(
@@ -284,5 +297,22 @@ BREAKS: tuple[Break, ...] = (
         '            text = key.mask(text) if key else "***"\n',
         "            pass  # SABOTAGE: not masked\n",
         SECRET_TESTS,
+    ),
+    Break(
+        ERASED,
+        "the loader ignores user_logins_erased: a replayed erased message is loaded again",
+        "load.py",
+        "            cursor.execute(_INSERT_STAGED_UNERASED_SQL if erasable else "
+        "_INSERT_STAGED_SQL)\n",
+        "            cursor.execute(_INSERT_STAGED_SQL)  # SABOTAGE: erased ids not skipped\n",
+        (ERASE_TEST,),
+    ),
+    Break(
+        REKEY,
+        "rekey rewrites the masks but leaves the old key id on the row",
+        "privacy/recovery.py",
+        '    "mask_key_id = v.new_key FROM',
+        '    "mask_key_id = v.old_key FROM',
+        (REKEY_KILL_TEST,),
     ),
 )
