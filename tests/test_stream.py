@@ -1,0 +1,225 @@
+"""`loginetl run --stream`: Kinesis on kinesis-mock, the dead-letter queue on moto, PostgreSQL.
+
+Each record loads once under its identity (stream/shard/sequence); the checkpoint moves in the
+transaction of the rows; bad records go to the dead-letter queue before the checkpoint passes
+them; several processes share the shards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+
+import psycopg2
+import pytest
+from typer.testing import CliRunner
+
+from loginetl import load, schema
+from loginetl.cli import app
+from loginetl.stream.checkpoints import LeaseLost, checkpoint
+from loginetl.stream.client import record_id
+from loginetl.stream.leases import SHARDS, Leases
+from tests.conftest import rows, sample_messages
+from tests.faults import Watched, wait_until
+
+SAMPLE = len(sample_messages())
+VALID = SAMPLE - 1  # the sample has one invalid login
+
+
+def invoke(env: dict, *args: str):
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def run_stream(env: dict, stream, *args: str) -> dict:
+    assert invoke(env, "init-db").exit_code == 0
+    result = invoke(env, "run", "--stream", stream.name, "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def shard_table(db, stream) -> dict[str, dict]:
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"SELECT shard_id, state, checkpoint::text, owner FROM {SHARDS} WHERE stream = %s",
+            (stream.name,),
+        )
+        return {
+            shard: {"state": state, "checkpoint": point, "owner": owner}
+            for shard, state, point, owner in cursor.fetchall()
+        }
+
+
+def test_loads_each_record_once_under_its_stream_shard_and_sequence(stream_env, stream, db):
+    sequences = stream.put_sample()
+    summary = run_stream(stream_env, stream)
+    assert (summary["received"], summary["loaded"], summary["duplicates"]) == (SAMPLE, VALID, 0)
+    assert summary["dead_lettered"] == 1
+    assert summary["stream"] == stream.name and summary["stopped_because"] == "stream read to its tip"
+    ids = {row["sqs_message_id"] for row in rows(db)}
+    shards = [shard["ShardId"] for shard in stream.shards()]
+    assert len(ids) == VALID and ids <= {
+        record_id(stream.name, shard, sequence) for shard in shards for sequence in sequences
+    }
+    table = shard_table(db, stream)
+    read = {shard["id"]: shard["checkpoint"] for shard in summary["shards"]}
+    assert {shard: row["checkpoint"] for shard, row in table.items() if row["checkpoint"]} == {
+        shard: point for shard, point in read.items() if point
+    }
+    assert all(row["owner"] is None for row in table.values())  # given back at the end
+
+    again = run_stream(stream_env, stream)  # from the checkpoints: nothing new, nothing doubled
+    assert (again["received"], again["loaded"], again["duplicates"]) == (0, 0, 0)
+    stream.put_sample()
+    third = run_stream(stream_env, stream)
+    assert (third["received"], third["loaded"]) == (SAMPLE, VALID)
+    assert len(rows(db)) == 2 * VALID
+
+
+def test_poison_and_binary_records_go_to_the_dead_letter_queue(stream_env, stream, queues, db):
+    good = json.dumps(sample_messages()[0])
+    binary = b"\xff\xfe\x00not utf-8"
+    sequences = stream.put(["{not json", binary, good], key="one-shard")
+    summary = run_stream(stream_env, stream)
+    assert (summary["loaded"], summary["dead_lettered"]) == (1, 2)
+    dead = {
+        message["MessageAttributes"]["loginetl-sequence"]["StringValue"]: message
+        for message in queues.drain(queues.dlq_url)
+    }
+    assert set(dead) == set(sequences[:2])
+    poison, raw = dead[sequences[0]], dead[sequences[1]]
+    assert poison["Body"] == "{not json"
+    assert poison["MessageAttributes"]["loginetl-reason"]["StringValue"].startswith("json")
+    assert base64.b64decode(raw["Body"]) == binary
+    assert raw["MessageAttributes"]["loginetl-encoding"]["StringValue"] == "base64"
+    assert raw["MessageAttributes"]["loginetl-reason"]["StringValue"].startswith("encoding")
+    attributes = raw["MessageAttributes"]
+    assert attributes["loginetl-source-stream"]["StringValue"] == stream.name
+    assert attributes["loginetl-shard"]["StringValue"].startswith("shardId-")
+    # The checkpoint passed them: a second run sends nothing more.
+    assert run_stream(stream_env, stream)["received"] == 0
+    assert queues.count(queues.dlq_url) == 0
+
+
+def test_a_dead_letter_queue_that_refuses_keeps_the_checkpoint(stream_env, stream, queues, db):
+    stream.put(["{not json", json.dumps(sample_messages()[0])], key="k")
+    gone = queues.dlq_url + "-missing"
+    assert invoke(stream_env, "init-db").exit_code == 0
+    result = invoke(stream_env | {"LOGINETL_DLQ_URL": gone}, "run", "--stream", stream.name)
+    assert result.exit_code != 0
+    assert rows(db) == [] and all(r["checkpoint"] is None for r in shard_table(db, stream).values())
+    summary = run_stream(stream_env, stream)  # the same records, once the DLQ is there
+    assert (summary["loaded"], summary["dead_lettered"]) == (1, 1)
+
+
+def test_usage_errors(stream_env, stream, queues):
+    both = invoke(stream_env, "run", "--stream", stream.name, "--queue-url", queues.url)
+    assert both.exit_code == 2 and "--queue-url and --stream" in both.stderr
+    no_dlq = stream_env | {"LOGINETL_DLQ_URL": ""}
+    refused = invoke(no_dlq, "run", "--stream", stream.name)
+    assert refused.exit_code == 2 and "dead-letter queue" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    missing = invoke(stream_env, "init-db")
+    assert missing.exit_code == 0
+    absent = invoke(stream_env, "run", "--stream", "no-such-stream")
+    assert absent.exit_code == 2 and "does not exist" in absent.stderr
+
+
+def test_max_messages_and_from_latest(stream_env, stream, db):
+    stream.put_sample()
+    first = run_stream(stream_env, stream, "--max-messages", "5")
+    assert first["received"] == 5
+    rest = run_stream(stream_env, stream)
+    assert rest["received"] == SAMPLE - 5 and len(rows(db)) == VALID
+
+    fresh = make_fresh_stream(stream)
+    fresh.put_sample()
+    latest = run_stream(stream_env, fresh, "--from", "latest")
+    assert latest["received"] == 0
+
+
+def make_fresh_stream(stream):
+    from tests.conftest import make_stream
+
+    return make_stream(stream.client, 1)
+
+
+def test_follow_stops_on_sigterm_with_what_it_has_committed(stream_env, stream, db):
+    assert invoke(stream_env, "init-db").exit_code == 0
+    watched = Watched("--log-format", "json", "run", "--stream", stream.name, "--follow",
+                      "--json", env=stream_env)  # fmt: skip
+    watched.wait_for('"lease_taken"', times=2)
+    stream.put_sample()
+    wait_until(lambda: len(rows(db)) == VALID, timeout=60)
+    watched.process.send_signal(signal.SIGTERM)
+    code, out, err = watched.finish()
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["loaded"] == VALID and summary["stopped_because"] == "stopped by signal"
+
+
+def test_a_stalled_holders_late_commit_fails(stream_env, stream, database_url, db):
+    """The lease is checked inside the commit's transaction: once another process took the
+    shard, the old holder's rows and checkpoint roll back together."""
+    assert invoke(stream_env, "init-db").exit_code == 0
+    shard = stream.shards()[0]["ShardId"]
+    stale = Leases(database_url, stream.name, 1.0, "stalled")
+    taker = Leases(database_url, stream.name, 30.0, "taker")
+    stale._execute(f"INSERT INTO {SHARDS} (stream, shard_id) VALUES (%s, %s)", (stream.name, shard))
+    assert [lease.shard_id for lease in stale.round().taken] == [shard]
+    wait_until(lambda: taker.round().taken, timeout=10)  # after the stale lease expired
+    connection = psycopg2.connect(database_url)
+    table = schema.require_ready(connection)
+    row = load_row("late-row")
+    with pytest.raises(LeaseLost, match="taken by another process"):
+        load.insert(connection, [row], table,
+                    lambda c, r: checkpoint(c, stream.name, shard, "stalled", (1, -1)))  # fmt: skip
+    assert rows(db) == []
+    load.insert(connection, [row], table,
+                lambda c, r: checkpoint(c, stream.name, shard, "taker", (1, -1)))  # fmt: skip
+    assert [r["sqs_message_id"] for r in rows(db)] == ["late-row"]
+    with pytest.raises(LeaseLost, match="already past"):  # never backwards
+        load.insert(connection, [load_row("older")], table,
+                    lambda c, r: checkpoint(c, stream.name, shard, "taker", (0, -1)))  # fmt: skip
+    connection.close()
+    stale.close(), taker.close()
+
+
+def load_row(message_id: str):
+    from datetime import datetime, timezone
+
+    from loginetl import transform
+    from loginetl.masking import MaskKey
+
+    body = json.dumps(sample_messages()[0])
+    return transform.to_row(body, MaskKey("k" * 32), message_id, datetime.now(timezone.utc))
+
+
+def test_two_processes_share_the_shards(kinesis, stream_env, db):
+    from tests.conftest import make_stream
+
+    stream = make_stream(kinesis, 4)
+    assert invoke(stream_env, "init-db").exit_code == 0
+    args = ("--log-format", "json", "run", "--stream", stream.name, "--follow", "--json")
+    first = Watched(*args, env=stream_env)
+    first.wait_for('"lease_taken"', times=4)
+    second = Watched(*args, env=stream_env)
+    second.wait_for('"lease_taken"', times=2, timeout=15)  # stolen from the busy one
+    first.wait_for('"lease_lost"', times=2)
+    owners = [row["owner"] for row in shard_table(db, stream).values()]
+    assert sorted(owners.count(owner) for owner in set(owners)) == [2, 2]
+    bodies = [json.dumps(message) for message in sample_messages()] * 3
+    stream.put(bodies)  # the same logins under new records: each its own row
+    wait_until(lambda: len(rows(db)) == 3 * VALID, timeout=60)
+    for watched in (first, second):
+        watched.process.send_signal(signal.SIGTERM)
+    summaries = []
+    for watched in (first, second):
+        code, out, err = watched.finish()
+        assert code == 0, err
+        summaries.append(json.loads(out.strip().splitlines()[-1]))
+    assert all(summary["loaded"] > 0 for summary in summaries)
+    assert sum(summary["loaded"] for summary in summaries) == 3 * VALID
+    assert sum(summary["duplicates"] for summary in summaries) == 0
+    assert os.environ.get("AWS_ENDPOINT_URL_KINESIS") is None  # only the processes had it
