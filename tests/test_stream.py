@@ -223,3 +223,111 @@ def test_two_processes_share_the_shards(kinesis, stream_env, db):
     assert sum(summary["loaded"] for summary in summaries) == 3 * VALID
     assert sum(summary["duplicates"] for summary in summaries) == 0
     assert os.environ.get("AWS_ENDPOINT_URL_KINESIS") is None  # only the processes had it
+
+
+def logins(count: int, tag: str) -> list[str]:
+    """`count` valid logins, each its own user (to find them in the table)."""
+    valid = [m for m in sample_messages() if "user_id" in m]
+    return [
+        json.dumps(dict(valid[i % len(valid)], user_id=f"{tag}-{i:04d}")) for i in range(count)
+    ]
+
+
+def leases_expired(db, stream) -> None:
+    def expired() -> bool:
+        with db.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {SHARDS} WHERE stream = %s "
+                           "AND lease_expires > clock_timestamp()", (stream.name,))  # fmt: skip
+            return cursor.fetchone()[0] == 0
+
+    wait_until(expired, timeout=30)
+
+
+def test_kill_9_at_random_points_loses_nothing_and_doubles_nothing(kinesis, stream_env, db):
+    """The checkpoint is in the transaction of the rows: a restart after kill -9 at any moment
+    starts exactly after what was committed, so it finds nothing already loaded."""
+    import random
+
+    from tests.conftest import make_stream
+    from tests.faults import start_loginetl
+
+    stream = make_stream(kinesis, 2)
+    bodies = logins(300, "kill") + ["{poison", b"\xff\xfe"]
+    random.Random(17).shuffle(bodies)
+    stream.put(bodies)
+    assert invoke(stream_env, "init-db").exit_code == 0
+    rng = random.Random(20261202)
+    for round_number in range(3):
+        leases_expired(db, stream)  # the killed process's (a run without --follow skips held ones)
+        before = len(rows(db))
+        process = start_loginetl("run", "--stream", stream.name, "--batch-size", "7",
+                                 env=stream_env)  # fmt: skip
+        target = before + rng.randint(8, 40)
+        wait_until(lambda: len(rows(db)) >= target or process.poll() is not None, timeout=60)
+        process.kill()
+        process.wait()
+        assert process.returncode == -signal.SIGKILL, process.stderr.read()  # killed mid-run
+        process.stdout.close(), process.stderr.close()
+    leases_expired(db, stream)
+    summary = run_stream(stream_env, stream, "--batch-size", "7")
+    assert summary["duplicates"] == 0  # nothing committed before was read again
+    assert len(rows(db)) == 300 and summary["received"] < len(bodies)
+    assert {r["user_id"] for r in rows(db)} == {f"kill-{i:04d}" for i in range(300)}
+
+
+def test_children_are_read_after_their_parents_through_a_split_and_a_merge(
+    kinesis, stream_env, db
+):
+    from tests.conftest import make_stream
+
+    stream = make_stream(kinesis, 1)
+    assert invoke(stream_env, "init-db").exit_code == 0
+    [parent] = stream.shards()
+    stream.put(logins(30, "a"), key="one-user")
+    low, high = (int(parent["HashKeyRange"][end]) for end in ("StartingHashKey", "EndingHashKey"))
+    kinesis.split_shard(StreamName=stream.name, ShardToSplit=parent["ShardId"],
+                        NewStartingHashKey=str((low + high) // 2))  # fmt: skip
+    stream.wait_active()
+    stream.put(logins(30, "b"), key="one-user")  # to a child: the parent is closed
+    watched = Watched("--log-format", "json", "run", "--stream", stream.name, "--follow",
+                      "--json", "--batch-size", "4", env=stream_env)  # fmt: skip
+    wait_until(lambda: len(rows(db)) == 60)
+    children = [s["ShardId"] for s in stream.shards() if s.get("ParentShardId") == parent["ShardId"]]
+    kinesis.merge_shards(StreamName=stream.name, ShardToMerge=children[0],
+                         AdjacentShardToMerge=children[1])  # fmt: skip
+    stream.wait_active()
+    stream.put(logins(30, "c"), key="one-user")  # during the run, to the merged shard
+    wait_until(lambda: len(rows(db)) == 90)
+    watched.process.send_signal(signal.SIGTERM)
+    code, out, err = watched.finish()
+    assert code == 0, err
+    table = shard_table(db, stream)
+    [merged] = [s for s in stream.shards() if s.get("AdjacentParentShardId")]
+    assert table[parent["ShardId"]]["state"] == "finished"
+    assert all(table[child]["state"] == "finished" for child in children)
+    assert table[merged["ShardId"]]["state"] == "open"
+    with db.cursor() as cursor:  # each batch is one transaction: its xmin orders the commits
+        cursor.execute("SELECT left(user_id, 1), min(xmin::text::bigint), max(xmin::text::bigint) "
+                       "FROM user_logins GROUP BY 1 ORDER BY 1")  # fmt: skip
+        (_, _, a_last), (_, b_first, b_last), (_, c_first, _) = cursor.fetchall()
+    assert a_last < b_first and b_last < c_first  # in order, for the one partition key
+    finished_at = [json.loads(line).get("shard") for line in err.splitlines()
+                   if '"shard_finished"' in line]  # fmt: skip
+    assert finished_at[:1] == [parent["ShardId"]]
+
+
+def test_an_aggregated_record_loads_as_its_user_records(stream_env, stream, db):
+    from aws_kinesis_agg.aggregator import RecordAggregator
+
+    aggregator = RecordAggregator()
+    for body in logins(3, "agg"):
+        aggregator.add_user_record("agg", body.encode())
+    key, _, data = aggregator.clear_and_get().get_contents()
+    [sequence] = stream.put([data], key=key)
+    first = run_stream(stream_env, stream, "--max-messages", "2")
+    assert first["loaded"] == 2
+    rest = run_stream(stream_env, stream)  # from the sub-sequence checkpoint: the third only
+    assert (rest["received"], rest["loaded"], rest["duplicates"]) == (1, 1, 0)
+    ids = sorted(r["sqs_message_id"] for r in rows(db))
+    assert [i.rsplit("/", 2)[1:] for i in ids] == [[sequence, str(n)] for n in range(3)]
+    assert sorted(r["user_id"] for r in rows(db)) == ["agg-0000", "agg-0001", "agg-0002"]

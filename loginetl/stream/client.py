@@ -141,19 +141,17 @@ def user_records(stream: str, shard_id: str, raw: dict) -> list[StreamRecord]:
     data, key, sequence = raw["Data"], raw.get("PartitionKey", ""), raw["SequenceNumber"]
     if not data.startswith(KPL_MAGIC):
         return [StreamRecord(stream, shard_id, sequence, None, data, arrived, key)]
-    from aws_kinesis_agg.deaggregator import deaggregate_record
+    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 
-    entry = {"kinesis": {"data": base64.b64encode(data).decode(), "partitionKey": key,
-             "sequenceNumber": sequence, "approximateArrivalTimestamp": 0}}  # fmt: skip
-    parts = deaggregate_record(entry)
-    if len(parts) == 1 and "subSequenceNumber" not in parts[0]["kinesis"]:
+    parts = [part["kinesis"] for part in iter_deaggregate_records(raw, data_format="Boto3")]
+    if not all(part.get("aggregated") for part in parts):  # the magic, but not a KPL record
         return [StreamRecord(stream, shard_id, sequence, None, data, arrived, key)]
     return [
         StreamRecord(
-            stream, shard_id, sequence, index, base64.b64decode(part["kinesis"]["data"]),
-            arrived, part["kinesis"].get("partitionKey", key),
+            stream, shard_id, sequence, part["subSequenceNumber"], base64.b64decode(part["data"]),
+            arrived, part.get("partitionKey") or key,
         )  # fmt: skip
-        for index, part in enumerate(parts)
+        for part in parts
     ]
 
 
