@@ -331,3 +331,51 @@ def test_an_aggregated_record_loads_as_its_user_records(stream_env, stream, db):
     ids = sorted(r["sqs_message_id"] for r in rows(db))
     assert [i.rsplit("/", 2)[1:] for i in ids] == [[sequence, str(n)] for n in range(3)]
     assert sorted(r["user_id"] for r in rows(db)) == ["agg-0000", "agg-0001", "agg-0002"]
+
+
+def test_status_and_peek_show_the_stream_changing_nothing(stream_env, stream, queues, db):
+    stream.put(logins(3, "seen") + ["{poison"], key="k")
+    assert invoke(stream_env, "init-db").exit_code == 0
+    peeked = invoke(stream_env, "peek", "--stream", stream.name, "--json")
+    assert peeked.exit_code == 0, peeked.output
+    verdicts = [m["verdict"] for m in json.loads(peeked.stdout)["messages"]]
+    assert verdicts[:3] == ["load"] * 3 and verdicts[3].startswith("json")
+    summary = run_stream(stream_env, stream, "--max-messages", "2")
+    assert summary["loaded"] == 2
+    after = json.loads(invoke(stream_env, "peek", "--stream", stream.name, "--json").stdout)
+    assert len(after["messages"]) == 2  # from the checkpoint on, which did not move
+    assert shard_table(db, stream) == shard_table(db, stream)  # peek wrote nothing
+    status = invoke(stream_env, "status", "--stream", stream.name, "--json")
+    assert status.exit_code == 0, status.output
+    report = json.loads(status.stdout)
+    assert report["queue"] is None and report["dlq"]["url"] == queues.dlq_url
+    shards = {shard["id"]: shard for shard in report["stream"]["shards"]}
+    assert report["stream"]["name"] == stream.name and len(shards) == 2
+    assert {shard["state"] for shard in shards.values()} == {"open"}
+    [read] = [s for s in summary["shards"] if s["checkpoint"]]
+    assert shards[read["id"]]["checkpoint"] == read["checkpoint"]
+    assert set(shards[read["id"]]) == {"id", "parent", "state", "owner", "checkpoint",
+                                       "lease_expires"}  # fmt: skip
+    table = invoke(stream_env | {"COLUMNS": "80"}, "status", "--stream", stream.name)
+    assert table.exit_code == 0 and read["checkpoint"] in table.stdout.replace("\n", "")
+    assert "…" not in table.stdout
+
+
+def test_metrics_show_the_shards_held_and_how_far_behind(stream_env, stream, db):
+    from tests.faults import _free_port
+    from tests.test_service import scrape
+
+    port = _free_port()
+    assert invoke(stream_env, "init-db").exit_code == 0
+    watched = Watched("run", "--stream", stream.name, "--follow", "--metrics-port", str(port),
+                      env=stream_env)  # fmt: skip
+    watched.wait_for("lease on shard", times=2)
+    stream.put(logins(5, "m"))
+    wait_until(lambda: len(rows(db)) == 5)
+    _, text = scrape(port, "/metrics")
+    assert "loginetl_stream_shards_held 2.0" in text
+    assert "loginetl_stream_leases_taken_total 2.0" in text
+    assert 'loginetl_stream_millis_behind_latest{shard="shardId-000000000000"}' in text
+    assert "loginetl_messages_loaded_total 5.0" in text  # the run's own metrics, as for SQS
+    watched.process.send_signal(signal.SIGTERM)
+    assert watched.finish()[0] == 0

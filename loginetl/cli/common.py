@@ -55,6 +55,15 @@ EndpointUrl = Annotated[
         envvar="AWS_ENDPOINT_URL",
     ),
 ]
+StreamName = Annotated[
+    Optional[str],
+    option(
+        "--stream",
+        "A Kinesis data stream as the source instead of the queue (its endpoint: "
+        "AWS_ENDPOINT_URL_KINESIS, else --endpoint-url).",
+        metavar="NAME",
+    ),
+]
 DatabaseUrl = Annotated[
     str,
     option(

@@ -21,10 +21,19 @@ from .common import (
     EndpointUrl,
     JsonOutput,
     QueueUrl,
+    StreamName,
     conclude,
     option,
 )
 from .running import in_worker_thread, run_progress, stop_on_signals
+
+
+def _both_sources(ctx: typer.Context) -> bool:
+    """--queue-url and --stream both given at one level (command line, or environment and
+    .env); a --stream typed on the command line overrides a queue from the environment."""
+    queue, stream = (ctx.get_parameter_source(name) for name in ("queue_url", "stream"))
+    command_line = ParameterSource.COMMANDLINE
+    return queue == command_line or (queue != ParameterSource.DEFAULT and stream != command_line)
 
 
 class StartAt(str, Enum):
@@ -36,15 +45,7 @@ class StartAt(str, Enum):
 def run(
     ctx: typer.Context,
     queue_url: QueueUrl = config.DEFAULT_QUEUE_URL,
-    stream: Annotated[
-        Optional[str],
-        option(
-            "--stream",
-            "Read this Kinesis data stream instead of the queue (needs --dlq-url; not with "
-            "--queue-url).",
-            metavar="NAME",
-        ),
-    ] = None,
+    stream: StreamName = None,
     start_at: Annotated[
         StartAt,
         option("--from", "With --stream: where a shard with no checkpoint starts.",
@@ -135,7 +136,7 @@ def run(
         loginetl run --follow --metrics-port 9100 --log-format json
         loginetl run --stream logins --dlq-url "$DLQ_URL" --follow
     """
-    if stream and ctx.get_parameter_source("queue_url") != ParameterSource.DEFAULT:
+    if stream and _both_sources(ctx):
         raise ConfigError("--queue-url and --stream name two sources: give one of them")
     if stream and lease_seconds <= renew_seconds:
         raise ConfigError("--lease-seconds must be longer than --renew-seconds")

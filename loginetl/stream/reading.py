@@ -60,6 +60,7 @@ class Reading:
         self.changed = threading.Event()  # a reader ended or a shard closed: act now
         self.done = threading.Event()
         self.last_committed: dict[str, tuple[int, int] | None] = {}  # every shard read
+        self.reserved = 0  # of the budget, taken by readers whose GetRecords is under way
         self.coordinator = threading.Thread(target=self._coordinate, name="leases", daemon=True)
 
     def start(self) -> None:
@@ -76,6 +77,19 @@ class Reading:
         for state in list(self.shards.values()):
             if state.thread is not None:
                 state.thread.join()
+
+    def reserve(self, most: int) -> int | None:
+        """Up to `most` of the budget for one GetRecords; None when it is spent for good (0
+        while other readers hold what is left, which they may give back)."""
+        with self.lock:
+            wanted = self.shared.reserve(most)
+            self.reserved += wanted
+            return None if wanted == 0 and self.reserved == 0 else wanted
+
+    def used(self, wanted: int, kept: int) -> None:
+        with self.lock:
+            self.shared.unreserve(wanted - kept)
+            self.reserved -= wanted
 
     def committed(self, positions: dict[str, tuple[int, int]]) -> None:
         with self.lock:
@@ -190,18 +204,24 @@ class ShardReader:
                 iterator = kinesis.shard_iterator(
                     self.client, self.stream, shard_id, after, self.reading.start_at
                 )
-            wanted = shared.reserve(MAX_RECORDS)
-            if wanted == 0:
+            wanted = self.reading.reserve(MAX_RECORDS)
+            if wanted is None:
                 return
+            if wanted == 0:  # others hold the rest of the budget for now
+                shared.stop.wait(0.05)
+                continue
             try:
                 read = kinesis.get_records(self.client, self.stream, shard_id, iterator, wanted)
             except kinesis.IteratorExpired:  # 5 minutes unused: a new one from where we are
-                shared.unreserve(wanted)
+                self.reading.used(wanted, 0)
                 iterator = None
                 continue
+            except LoginetlError:
+                self.reading.used(wanted, 0)
+                raise
             fresh = [r for r in read.records if state.read_to is None or r.position > state.read_to]
             kept = fresh[:wanted]
-            shared.unreserve(wanted - len(kept))
+            self.reading.used(wanted, len(kept))
             state.millis_behind = read.millis_behind
             self.metrics.behind(shard_id, read.millis_behind)
             if kept:
