@@ -196,6 +196,7 @@ def load_row(message_id: str):
     return transform.to_row(body, MaskKey("k" * 32), message_id, datetime.now(timezone.utc))
 
 
+@pytest.mark.slow  # two processes and a lease stolen twice: about 20 s
 def test_two_processes_share_the_shards(kinesis, stream_env, db):
     from tests.conftest import make_stream
 
@@ -243,6 +244,7 @@ def leases_expired(db, stream) -> None:
     wait_until(expired, timeout=30)
 
 
+@pytest.mark.slow  # three kills and lease expiries: about 30 s
 def test_kill_9_at_random_points_loses_nothing_and_doubles_nothing(kinesis, stream_env, db):
     """The checkpoint is in the transaction of the rows: a restart after kill -9 at any moment
     starts exactly after what was committed, so it finds nothing already loaded."""
