@@ -155,7 +155,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
 
     sqs_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     sqs_server.start()

@@ -381,3 +381,35 @@ def test_metrics_show_the_shards_held_and_how_far_behind(stream_env, stream, db)
     assert "loginetl_messages_loaded_total 5.0" in text  # the run's own metrics, as for SQS
     watched.process.send_signal(signal.SIGTERM)
     assert watched.finish()[0] == 0
+
+
+def test_replay_to_the_stream_loads_a_record_loaded_before_once(stream_env, stream, queues, db):
+    """A dead-lettered record put back on the stream keeps its identity (in its partition
+    key): one loaded before is a duplicate, one never loaded loads under its first identity."""
+    from datetime import datetime, timezone
+
+    from loginetl.stream.checkpoints import dead_letter_entry
+    from loginetl.stream.client import StreamRecord
+
+    [loaded_body, new_body] = logins(2, "replayed")
+    [sequence] = stream.put([loaded_body], key="k")
+    assert run_stream(stream_env, stream)["loaded"] == 1
+    [loaded_id] = [r["sqs_message_id"] for r in rows(db)]
+    shard = loaded_id.split("/")[1]
+    now = datetime.now(timezone.utc)
+    dead = [  # as `run --stream` dead-letters them (a cause since fixed)
+        StreamRecord(stream.name, shard, sequence, None, loaded_body.encode(), now),
+        StreamRecord(stream.name, shard, "7", None, new_body.encode(), now),
+    ]
+    for record in dead:
+        entry = dead_letter_entry(record, "database: an outage, since over")
+        queues.client.send_message(QueueUrl=queues.dlq_url, **entry)
+    moved = invoke(stream_env, "replay-dlq", "--dlq-url", queues.dlq_url, "--to-stream",
+                   stream.name, "--json")  # fmt: skip
+    assert moved.exit_code == 0, moved.output
+    assert json.loads(moved.stdout)["moved"] == 2 and queues.count(queues.dlq_url) == 0
+    summary = run_stream(stream_env, stream)
+    assert (summary["received"], summary["loaded"], summary["duplicates"]) == (2, 1, 1)
+    assert sorted(r["sqs_message_id"] for r in rows(db)) == sorted(
+        [loaded_id, record_id(stream.name, shard, "7")]
+    )

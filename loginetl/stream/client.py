@@ -28,6 +28,8 @@ MAX_ID_LENGTH = 128  # user_logins.sqs_message_id is varchar(128)
 THROTTLED = ("ProvisionedThroughputExceededException", "LimitExceededException")
 EXPIRED = "ExpiredIteratorException"
 NOT_UTF8 = "encoding: the record's data is not UTF-8 text"
+# The partition key of a record replay-dlq put back: the original identity follows.
+REPLAY_PREFIX = "loginetl-replay:"
 
 
 class StreamError(QueueError):
@@ -111,7 +113,13 @@ class StreamRecord:
     def message_id(self) -> str:
         return record_id(self.stream, self.shard_id, self.sequence, self.sub)
 
-    origin_id = message_id
+    @property
+    def origin_id(self) -> str:
+        """The identity the row is loaded under: the record's own, or for a record replay-dlq
+        put back, the original record's (carried in the partition key)."""
+        if self.partition_key.startswith(REPLAY_PREFIX):
+            return self.partition_key.removeprefix(REPLAY_PREFIX)
+        return self.message_id
 
     @property
     def position(self) -> tuple[int, int]:
