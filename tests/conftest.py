@@ -369,6 +369,6 @@ def stream_env(kinesis_endpoint, queues, database_url) -> dict:
         "LOGINETL_DLQ_URL": queues.dlq_url,
         "LOGINETL_DATABASE_URL": database_url,
         "LOGINETL_MASK_KEY": MASK_KEY,
-        "LOGINETL_RENEW_SECONDS": "0.5",
-        "LOGINETL_LEASE_SECONDS": "3",
+        "LOGINETL_RENEWAL": "0.5",
+        "LOGINETL_LEASE_FOR": "3",
     }

@@ -59,8 +59,8 @@ StreamName = Annotated[
     Optional[str],
     option(
         "--stream",
-        "A Kinesis data stream as the source instead of the queue (its endpoint: "
-        "AWS_ENDPOINT_URL_KINESIS, else --endpoint-url).",
+        "A Kinesis data stream to read instead of the queue (endpoint: "
+        "AWS_ENDPOINT_URL_KINESIS or the endpoint URL).",
         metavar="NAME",
     ),
 ]

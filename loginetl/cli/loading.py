@@ -48,17 +48,17 @@ def run(
     stream: StreamName = None,
     start_at: Annotated[
         StartAt,
-        option("--from", "With --stream: where a shard with no checkpoint starts.",
-               envvar="LOGINETL_FROM"),
+        option("--from", "With --stream: where a shard with no checkpoint starts "
+               "(trim-horizon or latest).", envvar="LOGINETL_FROM", metavar="START"),
     ] = StartAt.trim_horizon,
     lease_seconds: Annotated[
         float,
-        option("--lease-seconds", "With --stream: a shard lease not renewed for this long may "
+        option("--lease-for", "With --stream: a shard lease not renewed for this long may "
                "be taken by another process.", min=1, metavar="SECONDS"),
     ] = stream_run.StreamOptions.lease_seconds,
     renew_seconds: Annotated[
         float,
-        option("--renew-seconds", "With --stream: how often leases are renewed and taken.",
+        option("--renewal", "With --stream: how often leases are renewed and taken.",
                min=0.1, metavar="SECONDS"),
     ] = stream_run.StreamOptions.renew_seconds,
     dlq_url: DlqUrl = None,
@@ -139,7 +139,7 @@ def run(
     if stream and _both_sources(ctx):
         raise ConfigError("--queue-url and --stream name two sources: give one of them")
     if stream and lease_seconds <= renew_seconds:
-        raise ConfigError("--lease-seconds must be longer than --renew-seconds")
+        raise ConfigError("--lease-for must be longer than --renewal")
     settings = Settings(
         queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url,
         stream=stream,
