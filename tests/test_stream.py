@@ -413,3 +413,78 @@ def test_replay_to_the_stream_loads_a_record_loaded_before_once(stream_env, stre
     assert sorted(r["sqs_message_id"] for r in rows(db)) == sorted(
         [loaded_id, record_id(stream.name, shard, "7")]
     )
+
+
+class KinesisFaults:
+    """An HTTP front for kinesis-mock that answers the listed requests of an action with an
+    error (in order, one per request), and forwards everything else."""
+
+    def __init__(self, target: str, faults: dict[str, list[str]]) -> None:
+        import threading
+        import urllib.request
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.faults = {action: list(codes) for action, codes in faults.items()}
+        self.served: list[str] = []
+        lock = threading.Lock()
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                action = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+                with lock:
+                    codes = front.faults.get(action) or []
+                    code = codes.pop(0) if codes else None
+                    if code:
+                        front.served.append(code)
+                if code:
+                    error = json.dumps({"__type": code, "message": "injected"}).encode()
+                    return self._reply(400, error, "application/x-amz-json-1.1")
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "content-length")}  # fmt: skip
+                request = urllib.request.Request(target + self.path, data=body, headers=headers,
+                                                 method="POST")  # fmt: skip
+                try:
+                    with urllib.request.urlopen(request, timeout=60) as response:
+                        status, answer = response.status, response.read()
+                        kind = response.headers.get("Content-Type", "")
+                except urllib.error.HTTPError as error:
+                    status, answer, kind = error.code, error.read(), error.headers["Content-Type"]
+                self._reply(status, answer, kind)
+
+            def _reply(self, status: int, body: bytes, kind: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_throttling_backs_off_and_an_expired_iterator_is_renewed(stream_env, stream, db):
+    import urllib.error  # noqa: F401  (the front's)
+
+    stream.put(logins(12, "slow"), key="k")
+    throttled = ["ProvisionedThroughputExceededException"] * 3
+    front = KinesisFaults(stream_env["AWS_ENDPOINT_URL_KINESIS"],
+                          {"GetRecords": throttled + ["ExpiredIteratorException"]})  # fmt: skip
+    try:
+        # One attempt per call: the backing off is loginetl's own, not botocore's retries.
+        env = stream_env | {"AWS_ENDPOINT_URL_KINESIS": front.url, "AWS_MAX_ATTEMPTS": "1"}
+        summary = run_stream(env, stream, "--batch-size", "5")
+    finally:
+        front.close()
+    assert summary["loaded"] == 12 and summary["duplicates"] == 0
+    assert front.served == throttled + ["ExpiredIteratorException"]  # every fault was met
