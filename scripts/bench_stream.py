@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import boto3
-import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings: scripts/ is no package
 
@@ -176,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
             }  # fmt: skip
             init_table(database, environment)
             sizes = [measure(args, client, environment, database, n) for n in args.shards]
-            rows = psycopg2.connect(database)
-            rows.close()
     finally:
         kinesis_mock.stop(server)
         sqs_server.stop()
