@@ -7,6 +7,7 @@ reads each option's env var). This module only holds and checks them.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -78,10 +79,21 @@ def is_aws_host(url: str) -> bool:
     return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
 
 
+def service_endpoint(service: str, explicit: str | None) -> str | None:
+    """AWS_ENDPOINT_URL_<SERVICE> when set, unless --endpoint-url was typed on the command line
+    (an --endpoint-url equal to AWS_ENDPOINT_URL came from that variable, and yields to the
+    service's own, as in every AWS SDK); else the explicit one."""
+    specific = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}")
+    if specific and (not explicit or explicit == os.environ.get("AWS_ENDPOINT_URL")):
+        return specific
+    return explicit or None
+
+
 def endpoint_for(queue_url: str, endpoint_url: str | None) -> str | None:
-    """The SQS endpoint: the explicit one, else the queue URL's own host when it is not AWS."""
-    if endpoint_url:
-        return endpoint_url
+    """The SQS endpoint: AWS_ENDPOINT_URL_SQS or the explicit one (see service_endpoint), else
+    the queue URL's own host when it is not AWS."""
+    if endpoint := service_endpoint("sqs", endpoint_url):
+        return endpoint
     if is_aws_host(queue_url):
         return None
     parts = urlsplit(queue_url)
@@ -109,6 +121,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     dlq_url: str | None = None  # None: discovered from the queue's RedrivePolicy
     endpoint_url: str | None = None
+    stream: str | None = None  # a Kinesis data stream to read instead of the queue
 
     def __post_init__(self) -> None:
         check_queue_url(self.queue_url, "--queue-url")
@@ -123,7 +136,9 @@ class Settings:
 
     @property
     def sqs_endpoint(self) -> str | None:
-        return endpoint_for(self.queue_url, self.endpoint_url)
+        # Reading a stream, SQS is only the dead-letter queue's home.
+        url = self.dlq_url if self.stream and self.dlq_url else self.queue_url
+        return endpoint_for(url, self.endpoint_url)
 
     @property
     def database_location(self) -> str:
@@ -131,6 +146,6 @@ class Settings:
 
     def __repr__(self) -> str:
         return (
-            f"Settings(queue_url={self.queue_url!r}, dlq_url={self.dlq_url!r}, "
+            f"Settings(queue_url={self.queue_url!r}, stream={self.stream!r}, dlq_url={self.dlq_url!r}, "
             f"endpoint_url={self.endpoint_url!r}, database_url={redact_dsn(self.database_url)!r})"
         )

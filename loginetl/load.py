@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -29,10 +29,16 @@ class LoadResult:
     rejected: dict[str, str] = field(default_factory=dict)  # message id -> database's reason
 
 
-def insert(connection, rows: Sequence[LoginRow], table: TableInfo) -> LoadResult:
+def insert(
+    connection,
+    rows: Sequence[LoginRow],
+    table: TableInfo,
+    before_commit: Callable[[object, LoadResult], None] | None = None,
+) -> LoadResult:
     """Insert rows in one transaction and commit. A row PostgreSQL refuses (a constraint, a
     value the validator let through) is set aside with the database's reason and the rest
-    still load."""
+    still load. `before_commit(connection, result)` runs in the same transaction just before
+    COMMIT (a stream writes its checkpoint there); whatever it raises rolls everything back."""
     result = LoadResult()
     values = []
     for row in rows:
@@ -54,10 +60,16 @@ def insert(connection, rows: Sequence[LoginRow], table: TableInfo) -> LoadResult
             if row_values[_MESSAGE_ID] not in new and row_values[_MESSAGE_ID] not in result.rejected
         ]  # fmt: skip
         erased = _erased_among(connection, skipped) if table.has_erased_ids else set()
+        result.inserted = inserted
+        result.erased = [message_id for message_id in skipped if message_id in erased]
+        result.duplicates = [message_id for message_id in skipped if message_id not in erased]
+        if before_commit is not None:
+            try:
+                before_commit(connection, result)
+            except BaseException:
+                connection.rollback()
+                raise
         connection.commit()
-    result.inserted = inserted
-    result.erased = [message_id for message_id in skipped if message_id in erased]
-    result.duplicates = [message_id for message_id in skipped if message_id not in erased]
     return result
 
 

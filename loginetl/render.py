@@ -258,8 +258,19 @@ def audit_table(report: AuditReport) -> Table:
     return made
 
 
+def stream_shards(stream: dict) -> Group:
+    """One record per shard: ids and sequence numbers are too long for columns at 80."""
+    records: list = [Text(f"stream {stream['name']}: {len(stream['shards'])} shards", style="bold")]
+    for shard in stream["shards"]:
+        shown = facts(f"shard {shard['id']}")
+        for name in ("state", "parent", "owner", "checkpoint", "lease_expires"):
+            shown.add_row(name.replace("_", " "), safe(shard[name] or "-"))
+        records.append(shown)
+    return Group(*records)
+
+
 def status_report(report: StatusReport) -> Group:
-    parts = []
+    parts = [] if report.stream is None else [stream_shards(report.stream)]
     for title, queue in (("source queue", report.queue), ("dead-letter queue", report.dlq)):
         if queue is None:
             continue

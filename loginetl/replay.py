@@ -39,6 +39,7 @@ class ReplayOptions:
     queue_url: str | None = None  # the source queue when one was given (flag or environment)
     dlq_url: str | None = None  # None: the target of the source queue's RedrivePolicy
     to_queue: str | None = None  # overrides the destination of every message
+    to_stream: str | None = None  # a Kinesis stream as the destination of every message
     endpoint_url: str | None = None
     max_messages: int | None = None  # None: the whole dead-letter queue
     rate: float = MAX_RATE  # messages per second
@@ -54,6 +55,8 @@ class ReplayOptions:
         ):
             if url:
                 check_queue_url(url, flag)
+        if self.to_stream and self.to_queue:
+            raise ConfigError("--to-queue and --to-stream name two destinations: give one")
         if not 0 < self.rate <= MAX_RATE:
             raise ConfigError(f"--rate must be between 1 and {MAX_RATE} messages per second")
 
@@ -222,7 +225,10 @@ def replay_dlq(
     destination = options.to_queue or source
     if destination == dlq_url:
         raise ConfigError(f"the destination {destination} is the dead-letter queue itself")
-    if destination:
+    send = None
+    if options.to_stream:
+        destination, send = f"stream {options.to_stream}", _to_stream(options)
+    elif destination:
         extract.queue_attributes(client, destination, ["QueueArn"])
 
     summary = ReplaySummary(
@@ -232,7 +238,19 @@ def replay_dlq(
         reason_filter=options.reason,
     )
     routes = _Routes(client, dlq_url, destination)
-    return _Replay(client, routes, options, key, pacer or Pacer(options.rate), summary).run()
+    replaying = _Replay(client, routes, options, key, pacer or Pacer(options.rate), summary)
+    replaying.send = send or replaying.send
+    return replaying.run()
+
+
+def _to_stream(options: ReplayOptions) -> Callable:
+    """The sender of `--to-stream`: PutRecords, the identity in the partition key."""
+    from .stream import client as kinesis
+    from .stream.replaying import put_back
+
+    stream = kinesis.kinesis_client(options.endpoint_url)
+    kinesis.list_shards(stream, options.to_stream)  # a missing stream is a ConfigError
+    return lambda destination, batch: put_back(stream, options.to_stream, batch)
 
 
 class _Replay:
@@ -329,8 +347,7 @@ class _Replay:
                 by_destination.setdefault(destination, []).append(message)
         for destination, batch in by_destination.items():
             self.pacer.wait_for(len(batch))
-            entries = [replay_entry(message, destination) for message in batch]
-            not_sent = extract.send_entries(self.client, destination, entries)
+            not_sent = self.send(destination, batch)
             sent = [message for index, message in enumerate(batch) if index not in not_sent]
             for index, why in not_sent.items():
                 self._failed(batch[index], destination, why)
@@ -342,6 +359,11 @@ class _Replay:
             for message in sent:
                 if id(message) not in undeleted:
                     del self.held[message.message_id]
+
+    def send(self, destination: str, batch: list[QueueMessage]) -> dict[int, str]:
+        """Send to a queue; returns {index: why} for what it did not take."""
+        entries = [replay_entry(message, destination) for message in batch]
+        return extract.send_entries(self.client, destination, entries)
 
     def _failed(self, message: QueueMessage, destination: str | None, why: str) -> None:
         self.summary.failed[why] += 1

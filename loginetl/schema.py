@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 from .database import database_errors, location_of
 from .errors import ConfigError
+from .stream.leases import CREATE_SQL as CREATE_SHARDS_SQL
 
 TABLE = "user_logins"
 MESSAGE_ID_INDEX = "user_logins_sqs_message_id_key"
@@ -169,6 +170,7 @@ def init_db(connection, partition_by: str | None = None) -> InitReport:
                     f"ON {TABLE} (sqs_message_id)"
                 )
             created_indexes = _privacy_tables(cursor, partitioned)
+            cursor.execute(CREATE_SHARDS_SQL)  # leases and checkpoints of `run --stream`
             cursor.execute(f"SELECT count(*) FROM {TABLE}")
             row_count = cursor.fetchone()[0]
             columns = _columns(cursor)

@@ -27,6 +27,7 @@ DLQ_REASONS = 3  # dead-lettered messages whose reasons are shown
 @dataclass
 class StatusReport:
     queue: dict | None = None  # {"url", "visible", "in_flight", "delayed"}, None: unreachable
+    stream: dict | None = None  # {"name", "shards": [...]} when a stream is the source
     dlq: dict | None = None  # the same, plus "reasons"; None: no dead-letter queue
     table: dict | None = None  # {"name", "exists", "rows", "last_loaded_at", ...}
     current_key_id: str | None = None  # None: no LOGINETL_MASK_KEY here
@@ -40,6 +41,8 @@ class StatusReport:
 
 def status(settings: Settings, ring: KeyRing | None) -> StatusReport:
     report = StatusReport(current_key_id=ring.primary.key_id if ring else None)
+    if settings.stream:
+        _stream(settings, report)
     _queues(settings, report)
     _table(settings, ring, report)
     return report
@@ -56,12 +59,23 @@ def _depth(sqs, url: str) -> dict:
     return {"url": url, **depth, "redrive_policy": "RedrivePolicy" in attributes}
 
 
+def _stream(settings: Settings, report: StatusReport) -> None:
+    from .stream import inspect  # the stream's own module, loaded only for a stream
+
+    try:
+        report.stream = inspect.shards(settings)
+    except LoginetlError as error:
+        _failed(report, error)
+
+
 def _queues(settings: Settings, report: StatusReport) -> None:
     sqs = extract.sqs_client(settings)
+    dlq_url = settings.dlq_url
     try:
-        queue = _depth(sqs, settings.queue_url)
-        report.queue = {name: queue[name] for name in ("url", *DEPTH)}
-        dlq_url = settings.dlq_url or extract.dead_letter_url(sqs, settings.queue_url)
+        if not settings.stream:  # a stream is the source: no source queue to look at
+            queue = _depth(sqs, settings.queue_url)
+            report.queue = {name: queue[name] for name in ("url", *DEPTH)}
+            dlq_url = settings.dlq_url or extract.dead_letter_url(sqs, settings.queue_url)
     except LoginetlError as error:
         return _failed(report, error)
     if not dlq_url:

@@ -20,6 +20,7 @@ Example:
     .venv/bin/python scripts/bench.py --messages 2000 --json
     .venv/bin/python scripts/bench.py --endpoint-url http://127.0.0.1:4566   # an SQS already up
     .venv/bin/python scripts/bench.py --messages 20000 --py-spy /tmp/profiles  # where time goes
+    .venv/bin/python scripts/bench.py --stream --messages 20000 --shards 4 16  # run --stream
 
 Without --endpoint-url it starts LocalStack itself (scripts/localstack.py, no Docker) and stops
 it afterwards. It creates a fresh database (dropped afterwards) and fresh queues (deleted).
@@ -158,6 +159,11 @@ def interrupt(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--stream" in argv:  # `run --stream` against bare GetRecords: bench_stream.py
+        from bench_stream import main as bench_stream
+
+        return bench_stream([arg for arg in argv if arg != "--stream"])
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, interrupt)
     result = bench(args)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from contextlib import contextmanager
@@ -273,3 +274,101 @@ def rows(db, order_by: str = "sqs_message_id") -> list[dict]:
     with db.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
         cursor.execute(f"SELECT * FROM user_logins ORDER BY {order_by}")
         return [dict(row) for row in cursor.fetchall()]
+
+
+# --- Kinesis: kinesis-mock (npm's kinesis-local) under Node, installed by scripts/kinesis.py ---
+
+
+def _kinesis_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "kinesis.py"
+    spec = importlib.util.spec_from_file_location("kinesis_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def kinesis_endpoint():
+    """kinesis-mock for the session; skips, saying why, where Node.js is missing (.ci/run
+    installs it, so CI always runs these tests)."""
+    script = _kinesis_script()
+    reason = script.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    try:
+        server = script.start()
+    except script.KinesisMockError as error:
+        pytest.skip(f"kinesis-mock could not start: {error}")
+    yield server.endpoint
+    script.stop(server)
+
+
+@dataclass
+class Stream:
+    client: object
+    name: str
+
+    def put(self, bodies: list[bytes | str], key: str | None = None) -> list[str]:
+        """PutRecords, in order; returns the sequence numbers."""
+        sequences = []
+        for start in range(0, len(bodies), 100):
+            entries = [
+                {"Data": body.encode() if isinstance(body, str) else body,
+                 "PartitionKey": key or f"key-{start + index}"}
+                for index, body in enumerate(bodies[start : start + 100])
+            ]  # fmt: skip
+            response = self.client.put_records(StreamName=self.name, Records=entries)
+            assert not response.get("FailedRecordCount"), response
+            sequences += [entry["SequenceNumber"] for entry in response["Records"]]
+        return sequences
+
+    def put_sample(self) -> list[str]:
+        return self.put([json.dumps(message) for message in sample_messages()])
+
+    def wait_active(self) -> None:
+        import time
+
+        while (
+            self.client.describe_stream_summary(StreamName=self.name)[
+                "StreamDescriptionSummary"
+            ]["StreamStatus"]
+            != "ACTIVE"
+        ):
+            time.sleep(0.05)
+
+    def shards(self) -> list[dict]:
+        return self.client.list_shards(StreamName=self.name)["Shards"]
+
+
+def make_stream(client, shards: int = 2) -> Stream:
+    stream = Stream(client, f"logins-{uuid.uuid4().hex[:10]}")
+    client.create_stream(StreamName=stream.name, ShardCount=shards)
+    stream.wait_active()
+    return stream
+
+
+@pytest.fixture(scope="session")
+def kinesis(kinesis_endpoint):
+    return boto3.client("kinesis", endpoint_url=kinesis_endpoint, **_aws_client_args())
+
+
+@pytest.fixture
+def stream(kinesis) -> Stream:
+    return make_stream(kinesis)
+
+
+@pytest.fixture
+def stream_env(kinesis_endpoint, queues, database_url) -> dict:
+    """The environment of `loginetl run --stream`: Kinesis on kinesis-mock, the dead-letter
+    queue on moto (two servers, as SQS and Kinesis may be), the test's database."""
+    return {
+        "AWS_ENDPOINT_URL_KINESIS": kinesis_endpoint,
+        "LOGINETL_DLQ_URL": queues.dlq_url,
+        "LOGINETL_DATABASE_URL": database_url,
+        "LOGINETL_MASK_KEY": MASK_KEY,
+        "LOGINETL_RENEWAL": "0.5",
+        "LOGINETL_LEASE_FOR": "3",
+    }

@@ -165,3 +165,26 @@ def test_https_queue_and_dead_letter_urls_are_accepted():
     )
     assert settings.dlq_url.endswith("/logins-dlq")
     assert settings.sqs_endpoint is None
+
+
+def test_a_services_own_endpoint_variable_wins_over_the_general_one(monkeypatch):
+    """AWS_ENDPOINT_URL_SQS / _KINESIS beside AWS_ENDPOINT_URL, as boto3 reads them: SQS and
+    Kinesis may be on different servers. An --endpoint-url typed on the command line wins."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://general:1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", "http://sqs:2")
+    queue = "https://sqs.eu-west-1.amazonaws.com/1/q"
+    assert config.endpoint_for(queue, "http://general:1") == "http://sqs:2"  # from the env var
+    assert config.endpoint_for(queue, None) == "http://sqs:2"
+    assert config.endpoint_for(queue, "http://typed:3") == "http://typed:3"
+    assert config.service_endpoint("kinesis", "http://general:1") == "http://general:1"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KINESIS", "http://kinesis:4")
+    assert config.service_endpoint("kinesis", "http://general:1") == "http://kinesis:4"
+    assert config.service_endpoint("kinesis", None) == "http://kinesis:4"
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SQS")
+    assert config.endpoint_for("http://localhost:4566/0/q", None) == "http://localhost:4566"
+
+
+def test_reading_a_stream_the_dead_letter_queue_names_the_sqs_endpoint():
+    settings = Settings(stream="logins", dlq_url="http://moto:5000/123456789012/dlq")
+    assert settings.sqs_endpoint == "http://moto:5000"
+    assert "stream='logins'" in repr(settings)

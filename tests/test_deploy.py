@@ -420,3 +420,70 @@ def find_key(node, key: str):
     elif isinstance(node, list):
         for item in node:
             yield from find_key(item, key)
+
+
+# --- deploy/kubernetes/stream: `run --stream` scaled on the stream's shards ----------------------
+
+
+@pytest.fixture(scope="module")
+def stream_manifests() -> dict[tuple[str, str], dict]:
+    objects = {}
+    for path in sorted((K8S / "stream").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document is not None:
+                objects[document["kind"], document["metadata"]["name"]] = document
+    return objects
+
+
+def test_the_stream_scaled_object_gives_about_one_replica_per_shard(stream_manifests, manifests):
+    from tests.test_linters import keda_validator
+
+    deployment = stream_manifests["Deployment", "loginetl-stream"]
+    scaled = stream_manifests["ScaledObject", "loginetl-stream"]
+    assert list(keda_validator(scaled["apiVersion"], "ScaledObject").iter_errors(scaled)) == []
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "aws-kinesis-stream"
+    metadata = trigger["metadata"]
+    assert all(isinstance(value, str) for value in metadata.values()), metadata
+    assert metadata["shardCount"] == "1"  # target shards per replica
+    env = env_entries(deployment)
+    assert metadata["streamName"] == env["LOGINETL_STREAM"]["value"]
+    assert metadata["awsRegion"] == env["AWS_REGION"]["value"]
+    assert "LOGINETL_QUEUE_URL" not in env  # --queue-url with --stream is a usage error
+    assert check_queue_url(env["LOGINETL_DLQ_URL"]["value"], "LOGINETL_DLQ_URL")
+    assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"] <= 4  # the stream's 4 shards
+    auth = manifests["TriggerAuthentication", trigger["authenticationRef"]["name"]]
+    assert auth["spec"]["podIdentity"]["identityOwner"] == "workload"
+    assert "identityOwner" not in metadata
+
+
+def test_the_stream_deployment_differs_from_the_queue_one_only_in_its_source(
+    stream_manifests, deployment
+):
+    stream = stream_manifests["Deployment", "loginetl-stream"]
+    assert container(stream)["args"] == container(deployment)["args"]
+    assert container(stream)["image"] == container(deployment)["image"]
+    secrets = lambda workload: {  # noqa: E731
+        name: entry for name, entry in env_entries(workload).items() if "valueFrom" in entry
+    }
+    assert secrets(stream) == secrets(deployment)
+    same = lambda workload: {  # noqa: E731
+        key: value for key, value in container(workload).items() if key not in ("env",)
+    }
+    assert same(stream) == same(deployment)
+    pod = lambda workload: {  # noqa: E731
+        key: value for key, value in workload["spec"]["template"]["spec"].items()
+        if key != "containers"
+    }  # fmt: skip
+    assert pod(stream) == pod(deployment)
+
+
+def test_the_stream_deployment_is_valid_kubernetes():
+    from tests.test_linters import KUBERNETES_VERSION, run, tool
+
+    result = run(tool("kubernetes-validate"), "--kubernetes-version", KUBERNETES_VERSION,
+                 "--strict", "deploy/kubernetes/stream/deployment.yaml")  # fmt: skip
+    assert result.returncode == 0 and "ERROR" not in result.stdout, result.stdout + result.stderr
+    assert result.stdout.count(" passed for resource ") == 1

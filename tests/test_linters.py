@@ -26,7 +26,7 @@ KUBERNETES_VERSION = "1.29.0"
 # Not the project's: virtualenvs, scratch copies, caches, local state (see .gitignore).
 SKIPPED_DIRS = {
     ".git", ".venv", "venv", "mutants", "build", "dist", "node_modules", "__pycache__",
-    ".hypothesis", ".localstack", ".loginetl-stack", ".pytest_cache", ".ruff_cache",
+    ".hypothesis", ".localstack", ".kinesis-mock", ".loginetl-stack", ".pytest_cache", ".ruff_cache",
 }  # fmt: skip
 KEDA_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.v1alpha1.json",

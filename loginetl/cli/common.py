@@ -56,6 +56,15 @@ EndpointUrl = Annotated[
         envvar="AWS_ENDPOINT_URL",
     ),
 ]
+StreamName = Annotated[
+    Optional[str],
+    option(
+        "--stream",
+        "A Kinesis data stream to read instead of the queue (endpoint: "
+        "AWS_ENDPOINT_URL_KINESIS or the endpoint URL).",
+        metavar="NAME",
+    ),
+]
 DatabaseUrl = Annotated[
     str,
     option(

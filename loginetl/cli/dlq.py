@@ -23,6 +23,14 @@ def replay_dlq(
             "message was dead-lettered from, or the one queue whose RedrivePolicy names the DLQ).",
         ),
     ] = None,
+    to_stream: Annotated[
+        Optional[str],
+        option(
+            "--to-stream",
+            "Put every message back on this Kinesis stream instead (for `run --stream`).",
+            metavar="NAME",
+        ),
+    ] = None,
     endpoint_url: EndpointUrl = None,
     max_messages: Annotated[
         Optional[int],
@@ -56,9 +64,11 @@ def replay_dlq(
     \b
         loginetl replay-dlq --dry-run --reason schema
         loginetl replay-dlq --reason schema --max-messages 100 --rate 50
+        loginetl replay-dlq --dlq-url "$DLQ_URL" --to-stream logins --dry-run
     """
     options = replay.ReplayOptions(
-        queue_url=queue_url, dlq_url=dlq_url, to_queue=to_queue, endpoint_url=endpoint_url,
+        queue_url=queue_url, dlq_url=dlq_url, to_queue=to_queue, to_stream=to_stream,
+        endpoint_url=endpoint_url,
         max_messages=max_messages, rate=rate, reason=reason, dry_run=dry_run, wait_time=wait_time,
     )  # fmt: skip
     # A dry run shows ip and device_id masked with the key when there is one, else as ***.

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Optional
+
+import typer
+from typer._click.core import ParameterSource  # typer vendors click (typer==0.29.2)
 
 from .. import config, logs, pipeline, render
 from ..config import Settings
+from ..errors import ConfigError
 from ..masking import mask_key_from_env
+from ..stream import run as stream_run
 from .app import command
 from .common import (
     MAX_MESSAGES,
@@ -15,15 +21,46 @@ from .common import (
     EndpointUrl,
     JsonOutput,
     QueueUrl,
+    StreamName,
     conclude,
     option,
 )
 from .running import in_worker_thread, run_progress, stop_on_signals
 
 
+def _both_sources(ctx: typer.Context) -> bool:
+    """--queue-url and --stream both given at one level (command line, or environment and
+    .env); a --stream typed on the command line overrides a queue from the environment."""
+    queue, stream = (ctx.get_parameter_source(name) for name in ("queue_url", "stream"))
+    command_line = ParameterSource.COMMANDLINE
+    return queue == command_line or (queue != ParameterSource.DEFAULT and stream != command_line)
+
+
+class StartAt(str, Enum):
+    trim_horizon = "trim-horizon"
+    latest = "latest"
+
+
 @command("run")
 def run(
+    ctx: typer.Context,
     queue_url: QueueUrl = config.DEFAULT_QUEUE_URL,
+    stream: StreamName = None,
+    start_at: Annotated[
+        StartAt,
+        option("--from", "With --stream: where a shard with no checkpoint starts "
+               "(trim-horizon or latest).", envvar="LOGINETL_FROM", metavar="START"),
+    ] = StartAt.trim_horizon,
+    lease_seconds: Annotated[
+        float,
+        option("--lease-for", "With --stream: a shard lease not renewed for this long may "
+               "be taken by another process.", min=1, metavar="SECONDS"),
+    ] = stream_run.StreamOptions.lease_seconds,
+    renew_seconds: Annotated[
+        float,
+        option("--renewal", "With --stream: how often leases are renewed and taken.",
+               min=0.1, metavar="SECONDS"),
+    ] = stream_run.StreamOptions.renew_seconds,
     dlq_url: DlqUrl = None,
     endpoint_url: EndpointUrl = None,
     database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
@@ -89,15 +126,24 @@ def run(
     its messages are deleted, and a message already loaded is skipped, so a run can be stopped
     and started again at any time. The second example runs it as a service.
 
+    With --stream NAME it reads a Kinesis data stream: each shard's checkpoint is committed
+    in the transaction of its rows, and processes running on one stream share its shards.
+
     Examples:
 
     \b
         loginetl run --max-messages 1000
         loginetl run --follow --metrics-port 9100 --log-format json
+        loginetl run --stream logins --dlq-url "$DLQ_URL" --follow
     """
+    if stream and _both_sources(ctx):
+        raise ConfigError("--queue-url and --stream name two sources: give one of them")
+    if stream and lease_seconds <= renew_seconds:
+        raise ConfigError("--lease-for must be longer than --renewal")
     settings = Settings(
-        queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url
-    )
+        queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url,
+        stream=stream,
+    )  # fmt: skip
     key = mask_key_from_env()
     if follow:
         logs.as_service()
@@ -112,7 +158,12 @@ def run(
         metrics_host=metrics_host,
     )
     with stop_on_signals() as stop, run_progress(max_messages) as on_batch:
-        summary = in_worker_thread(lambda: pipeline.run(settings, key, options, on_batch, stop))
+        if stream:
+            more = stream_run.StreamOptions(start_at.value, lease_seconds, renew_seconds)
+            work = lambda: stream_run.run(settings, key, options, more, on_batch, stop)
+        else:
+            work = lambda: pipeline.run(settings, key, options, on_batch, stop)
+        summary = in_worker_thread(work)
     left = sum(summary.left_on_queue.values())
     warning = f"{left} invalid messages were left on the queue (see the summary)" if left else None
     conclude(json, summary, render.run_summary(summary), warning)

@@ -164,7 +164,8 @@ def log_start(settings: Settings, key: MaskKey, options: RunOptions) -> None:
         extra={
             "event": "start",
             "version": __version__,
-            "queue_url": settings.queue_url,
+            "queue_url": None if settings.stream else settings.queue_url,
+            "stream": settings.stream,
             "dlq_url": settings.dlq_url,
             "database": settings.database_location,
             "mask_key_id": key.key_id,

@@ -52,8 +52,18 @@ class Loader:
         """Transform and commit the batch, then hand it to the settlers."""
         started = time.monotonic()
         rows, by_origin, refused = self._transform(batch)
+
+        def in_commit(connection, result: load.LoadResult) -> None:  # a stream's checkpoint
+            rejected = [
+                (message, result.rejected[origin_id])
+                for origin_id, messages in by_origin.items() if origin_id in result.rejected
+                for message in messages
+            ]  # fmt: skip
+            self.settlers.in_commit(connection, batch, refused + rejected)
+
         result = self.db.call(  # committed on return
-            lambda connection: load.insert(connection, rows, self.table), "inserting a batch"
+            lambda connection: load.insert(connection, rows, self.table, in_commit),
+            "inserting a batch",
         )
         done: list[QueueMessage] = []
         loaded = duplicates = erased = 0

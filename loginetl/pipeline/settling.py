@@ -31,6 +31,10 @@ class Settlers:
         self.shared.settling.acquire()  # waits while too many batches await deletion
         self.pool.submit(self._settle, batch, done, refused, loaded, duplicates, started)
 
+    def in_commit(self, connection, batch, refused) -> None:
+        """Inside the batch's transaction: nothing for SQS, which settles after COMMIT (a
+        stream writes its checkpoint here: loginetl/stream/checkpoints.py)."""
+
     def wait(self) -> None:
         """Until every committed batch is settled."""
         self.pool.shutdown(wait=True)

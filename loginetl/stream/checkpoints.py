@@ -1,0 +1,137 @@
+"""Settling a stream's batch, inside its COMMIT: dead-letter the refused records, then move
+each shard's checkpoint to the batch's last record of that shard, in the transaction of the
+rows. The checkpoint moves only if this process still holds the shard's lease (checked in that
+transaction, so a process that lost it cannot commit for the shard) and only forward.
+
+After COMMIT there is nothing left to settle: the batch is counted, reported, and the readers
+learn how far each shard is committed (a closed shard is finished once all of it is).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from .. import extract
+from ..errors import LoginetlError
+from ..metrics import Metrics
+from ..pipeline.settling import Settlers
+from ..pipeline.state import Shared
+from .client import StreamRecord
+from .leases import SHARDS
+
+log = logging.getLogger(__name__)
+
+STREAM_ATTRIBUTE = "loginetl-source-stream"
+SHARD_ATTRIBUTE = "loginetl-shard"
+SEQUENCE_ATTRIBUTE = "loginetl-sequence"
+ENCODING_ATTRIBUTE = "loginetl-encoding"
+
+
+class LeaseLost(LoginetlError):
+    """This process no longer holds the shard's lease: its records of the batch are not ours
+    to commit."""
+
+    def __init__(self, shard_id: str, why: str) -> None:
+        super().__init__(f"lease on shard {shard_id} lost ({why}): its records were rolled back")
+        self.shard_id = shard_id
+
+
+_CHECKPOINT_SQL = (
+    f"UPDATE {SHARDS} SET checkpoint = %s, checkpoint_sub = %s, updated_at = clock_timestamp() "
+    "WHERE stream = %s AND shard_id = %s AND owner = %s AND lease_expires > clock_timestamp() "
+    "AND (checkpoint IS NULL OR (checkpoint, checkpoint_sub) < (%s::numeric, %s)) RETURNING 1"
+)
+
+
+def checkpoint(connection, stream: str, shard_id: str, owner: str, position: tuple[int, int]):
+    """Move the shard's checkpoint forward to `position`, in the caller's transaction; raise
+    LeaseLost when the lease is not this owner's (or expired), or the checkpoint is already
+    there or beyond (another holder committed these records)."""
+    sequence, sub = position
+    with connection.cursor() as cursor:
+        cursor.execute(_CHECKPOINT_SQL, (sequence, sub, stream, shard_id, owner, sequence, sub))
+        if cursor.fetchone() is not None:
+            return
+        cursor.execute(
+            f"SELECT owner, lease_expires > clock_timestamp() FROM {SHARDS} "
+            "WHERE stream = %s AND shard_id = %s",
+            (stream, shard_id),
+        )
+        found = cursor.fetchone()
+    if found is None or found[0] != owner:
+        raise LeaseLost(shard_id, "taken by another process")
+    if not found[1]:
+        raise LeaseLost(shard_id, "expired")
+    raise LeaseLost(shard_id, "its checkpoint is already past these records")
+
+
+def last_positions(batch: list[StreamRecord]) -> dict[str, tuple[int, int]]:
+    last: dict[str, tuple[int, int]] = {}
+    for record in batch:
+        last[record.shard_id] = max(last.get(record.shard_id, record.position), record.position)
+    return last
+
+
+def dead_letter_entry(record: StreamRecord, reason: str) -> dict:
+    body, binary = record.text_or_base64
+    attributes = {
+        extract.REASON_ATTRIBUTE: reason[:1000],
+        extract.ORIGINAL_ID_ATTRIBUTE: record.message_id,
+        STREAM_ATTRIBUTE: record.stream,
+        SHARD_ATTRIBUTE: record.shard_id,
+        SEQUENCE_ATTRIBUTE: record.sequence + ("" if record.sub is None else f"/{record.sub}"),
+    }
+    if binary:
+        attributes[ENCODING_ATTRIBUTE] = "base64"
+    return {
+        "MessageBody": body,
+        "MessageAttributes": {
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+        },
+    }
+
+
+class StreamSettlers(Settlers):
+    """The settlers of a stream run: the same counting, metrics and batch log as for SQS, but
+    the settling itself happens in `in_commit`."""
+
+    def __init__(
+        self,
+        shared: Shared,
+        sqs,
+        dlq_url: str,
+        stream: str,
+        owner: str,
+        metrics: Metrics,
+        on_committed: Callable[[dict[str, tuple[int, int]]], None],
+    ) -> None:
+        self.shared = shared
+        self.sqs = sqs
+        self.dlq_url = dlq_url
+        self.stream = stream
+        self.owner = owner
+        self.metrics = metrics
+        self.on_committed = on_committed
+
+    def in_commit(self, connection, batch: list[StreamRecord], refused) -> None:
+        if refused:
+            entries = [dead_letter_entry(record, reason) for record, reason in refused]
+            not_sent = extract.send_entries(self.sqs, self.dlq_url, entries)
+            if not_sent:
+                why = next(iter(not_sent.values()))
+                raise LoginetlError(
+                    f"the dead-letter queue {self.dlq_url} refused {len(not_sent)} records "
+                    f"({why}): the batch was rolled back, its checkpoint not moved"
+                )
+        for shard_id, position in sorted(last_positions(batch).items()):
+            checkpoint(connection, self.stream, shard_id, self.owner, position)
+
+    def submit(self, batch, done, refused, loaded: int, duplicates: int, started: float) -> None:
+        self.shared.count_dead_lettered([reason for _, reason in refused])
+        self.on_committed(last_positions(batch))
+        self._report(batch, refused, loaded, duplicates, time.monotonic() - started)
+
+    def wait(self) -> None:
+        pass

@@ -1,0 +1,86 @@
+"""Looking at a stream, changing nothing: each shard's lease and checkpoint for `status`, and
+for `peek --stream` the records after each shard's checkpoint (the checkpoint does not move)."""
+
+from __future__ import annotations
+
+from .. import database, peek
+from ..config import Settings
+from ..errors import LoginetlError
+from ..masking import MaskKey
+from ..peek import PeekedMessage, PeekResult
+from . import client as kinesis
+from .leases import shard_rows
+
+PEEK_READS = 3  # GetRecords per shard at most: a peek is a glance, not a scan
+
+
+def shards(settings: Settings) -> dict:
+    """{"name", "shards": [{"id", "parent", "state", "owner", "checkpoint", "lease_expires"}]}:
+    the stream's shards as Kinesis lists them, with what the table knows of each (a shard
+    the table does not know yet has no owner and no checkpoint)."""
+    client = kinesis.kinesis_client(settings.endpoint_url)
+    listed = kinesis.list_shards(client, settings.stream)
+    known = {row["id"]: row for row in _rows(settings)}
+    result = []
+    for shard in listed:
+        blank = {"id": shard.id, "parent": ",".join(shard.parents) or None, "owner": None,
+                 "state": "closed" if shard.closed else "open", "checkpoint": None,
+                 "lease_expires": None}  # fmt: skip
+        result.append(known.pop(shard.id, blank))
+    result += known.values()  # past the stream's retention, still in the table
+    return {"name": settings.stream, "shards": sorted(result, key=lambda shard: shard["id"])}
+
+
+def _rows(settings: Settings) -> list[dict]:
+    connection = database.connect(settings.database_url)
+    try:
+        return shard_rows(connection, settings.stream)
+    except LoginetlError:
+        return []  # no table yet (init-db not run): nothing known of any shard
+    finally:
+        connection.close()
+
+
+def peek_stream(
+    settings: Settings, key: MaskKey | None, max_messages: int, show_pii: bool
+) -> PeekResult:
+    client = kinesis.kinesis_client(settings.endpoint_url)
+    found: list[PeekedMessage] = []
+    for shard in shards(settings)["shards"]:
+        if shard["state"] == "finished" or len(found) >= max_messages:
+            continue
+        for record in _after_checkpoint(client, settings.stream, shard, max_messages - len(found)):
+            found.append(_peeked(record, key, show_pii))
+    return PeekResult(f"stream {settings.stream}", found, None)
+
+
+def _after_checkpoint(client, stream: str, shard: dict, most: int) -> list:
+    point = shard["checkpoint"]
+    after = None
+    if point is not None:
+        sequence, _, sub = point.partition("/")
+        after = (int(sequence), int(sub) if sub else -1)
+    iterator = kinesis.shard_iterator(
+        client, stream, shard["id"], None if after is None else str(after[0]), "trim-horizon"
+    )
+    records: list = []
+    for _ in range(PEEK_READS):
+        read = kinesis.get_records(client, stream, shard["id"], iterator, most)
+        records += [r for r in read.records if after is None or r.position > after]
+        iterator = read.next_iterator
+        if len(records) >= most or iterator is None or read.millis_behind == 0:
+            break
+    return records[:most]
+
+
+def _peeked(record: kinesis.StreamRecord, key: MaskKey | None, show_pii: bool) -> PeekedMessage:
+    text, binary = record.text_or_base64
+    if not binary:
+        return peek._peeked(record, key, show_pii)
+    return PeekedMessage(
+        message_id=record.message_id,
+        sent_at=record.sent_at.isoformat(timespec="seconds"),
+        receive_count=0,
+        fields={"data": f"({len(record.data)} bytes, not UTF-8 text)"},
+        verdict=kinesis.NOT_UTF8,
+    )

@@ -1,0 +1,189 @@
+"""`loginetl run --stream`: the run of pipeline/ with a Kinesis stream as its source.
+
+The same Shared state, Loader (validate, mask, insert), metrics, logs and summary as for SQS;
+what differs is where records come from (reading.py) and how a batch settles: inside its COMMIT
+(checkpoints.py), so a crash anywhere loses nothing and loads nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import database, extract, schema
+from ..config import Settings
+from ..errors import ConfigError, LoginetlError
+from ..masking import MaskKey
+from ..metrics import Metrics, MetricsServer
+from ..pipeline import log_start, log_stop
+from ..pipeline.loading import Loader
+from ..pipeline.state import RunOptions, RunSummary, Shared
+from .checkpoints import LeaseLost, StreamSettlers
+from .client import kinesis_client
+from .leases import Leases, new_owner
+from .metrics import StreamMetrics
+from .reading import Reading
+
+log = logging.getLogger(__name__)
+
+NO_DLQ = (
+    "run --stream needs a dead-letter queue (--dlq-url, an SQS queue): a record that cannot be "
+    "loaded goes there before the checkpoint passes it"
+)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    start_at: str = "trim-horizon"  # where a shard without a checkpoint starts: or "latest"
+    lease_seconds: float = 10.0  # a lease not renewed for this long may be taken
+    renew_seconds: float = 3.0  # how often leases are renewed and taken
+
+
+@dataclass
+class StreamSummary(RunSummary):
+    stream: str = ""
+    shards: list = field(default_factory=list)  # [{"id", "checkpoint"}] of each shard read
+
+
+class StreamRun:
+    """One `loginetl run --stream`, shaped as pipeline.Run: start, drain, close."""
+
+    def __init__(
+        self, settings: Settings, key: MaskKey, options: RunOptions, stream_options: StreamOptions,
+        on_batch: Callable[[RunSummary], None], stop: threading.Event | None,
+        metrics: Metrics | None,
+    ) -> None:  # fmt: skip
+        if not settings.dlq_url:
+            raise ConfigError(NO_DLQ)
+        self.settings, self.key, self.options = settings, key, options
+        self.stream_options = stream_options
+        self.on_batch = on_batch
+        self.metrics = metrics or Metrics()
+        self.shared = Shared("", options, stop or threading.Event())
+        self.shared.summary = StreamSummary(
+            queue_url=None, dlq_url=settings.dlq_url, stream=settings.stream
+        )
+        self.owner = new_owner()
+        self.db: database.Database | None = None
+        self.leases: Leases | None = None
+        self.reading: Reading | None = None
+        self.metrics_server: MetricsServer | None = None
+
+    def start(self) -> None:
+        settings, options = self.settings, self.options
+        self.sqs = extract.sqs_client(settings, pool_size=4)
+        self.kinesis = kinesis_client(settings.endpoint_url, pool_size=64)
+        self.db = database.Database(
+            settings.database_url, options.retry_for, self.shared.stop,
+            on_outage=lambda: self.metrics.error("database"),
+        )  # fmt: skip
+        table = self.db.call(schema.require_ready, "checking the table")
+        extract.queue_attributes(self.sqs, settings.dlq_url, ["QueueArn"])  # it exists
+        self.leases = Leases(
+            settings.database_url, settings.stream, self.stream_options.lease_seconds, self.owner
+        )
+        stream_metrics = StreamMetrics(self.metrics)
+        self.reading = Reading(
+            self.shared, self.kinesis, settings.stream, self.leases,
+            self.stream_options.start_at, self.stream_options.renew_seconds, stream_metrics,
+        )  # fmt: skip
+        self.settlers = StreamSettlers(
+            self.shared, self.sqs, settings.dlq_url, settings.stream, self.owner, self.metrics,
+            self.reading.committed,
+        )  # fmt: skip
+        self.loader = Loader(self.shared, self.key, self.db, table, self.settlers)
+        if options.metrics_port is not None:
+            self.metrics_server = self._serve_metrics()
+        self.reading.start()
+
+    def _serve_metrics(self) -> MetricsServer:
+        host, port = self.options.metrics_host, self.options.metrics_port
+        try:
+            return StreamMetricsServer(
+                self.metrics, host, port, None, "", self.settings.database_url,
+                stale_after=60.0,
+            )  # fmt: skip
+        except OSError as error:
+            raise ConfigError(f"cannot serve metrics on {host}:{port}: {error.strerror}") from None
+
+    def drain(self) -> RunSummary:
+        started = time.monotonic()
+        try:
+            while batch := self.loader.next_batch(self.reading.alive):
+                self._load(batch)
+                self.shared.summary.elapsed = time.monotonic() - started
+                self.on_batch(self.shared.summary)
+        except LoginetlError as error:
+            self.shared.fail(error)
+        self.reading.join()
+        summary = self.shared.finish(time.monotonic() - started)
+        if summary.stopped_because == "queue drained":
+            summary.stopped_because = "stream read to its tip"
+        summary.shards = self.reading.checkpoints()
+        if self.shared.failure is not None:
+            self.metrics.error(type(self.shared.failure).__name__.removesuffix("Error").lower())
+        return summary
+
+    def _load(self, batch: list) -> None:
+        """Load the batch; the records of a shard whose lease was lost are dropped (their new
+        holder reads them from the checkpoint) and the rest loaded again."""
+        while batch:
+            try:
+                self.loader.load(batch)
+                return
+            except LeaseLost as lost:
+                log.warning(str(lost), extra={"event": "lease_lost", "shard": lost.shard_id})
+                self.reading.drop(lost.shard_id)
+                self.leases.give_back([lost.shard_id])
+                batch = [record for record in batch if record.shard_id != lost.shard_id]
+                self.shared.in_hand = []
+
+    def close(self) -> None:
+        if self.leases is not None:
+            try:
+                self.leases.give_back()
+            except LoginetlError:
+                pass  # they expire on their own
+            self.leases.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        if self.db is not None:
+            self.db.close()
+
+
+class StreamMetricsServer(MetricsServer):
+    """/metrics and /healthz as for SQS, without a source queue depth to poll."""
+
+    def _poll_depth(self, every: float = 15.0) -> None:
+        return
+
+
+def run(
+    settings: Settings,
+    key: MaskKey,
+    options: RunOptions = RunOptions(),
+    stream_options: StreamOptions = StreamOptions(),
+    on_batch: Callable[[RunSummary], None] = lambda summary: None,
+    stop: threading.Event | None = None,
+    metrics: Metrics | None = None,
+) -> RunSummary:
+    """As pipeline.run, reading the stream `settings.stream`."""
+    log_start(settings, key, options)
+    pipeline = StreamRun(settings, key, options, stream_options, on_batch, stop, metrics)
+    summary = None
+    try:
+        pipeline.start()
+        summary = pipeline.drain()
+        return summary
+    except LoginetlError as error:
+        summary = pipeline.shared.finish(0.0)
+        summary.error, summary.exit_code, summary.stopped_because = (
+            str(error), error.exit_code, "error",
+        )  # fmt: skip
+        raise
+    finally:
+        pipeline.close()
+        log_stop(summary)

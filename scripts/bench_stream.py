@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""How fast `loginetl run --stream` reads a Kinesis stream, against a bare GetRecords consumer.
+
+For each shard count S, on kinesis-mock (scripts/kinesis.py, started here) and the same
+PostgreSQL, a fresh stream of S shards holding N records (1% invalid):
+
+  bare GetRecords  one thread per shard, GetShardIterator + GetRecords (Limit 1000) to the tip,
+                   no database: the most any consumer gets out of this endpoint;
+  loginetl run     `run --stream` as a subprocess: records/s from wall time, its peak RSS;
+                   rows and the dead-letter queue (moto, in this process) checked afterwards.
+
+Example:
+
+    .venv/bin/python scripts/bench.py --stream --messages 20000 --shards 4 16
+    .venv/bin/python scripts/bench_stream.py --messages 5000 --shards 4 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import boto3
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings: scripts/ is no package
+
+import kinesis as kinesis_mock  # noqa: E402
+from bench_setup import (  # noqa: E402
+    LOGINETL,
+    child_environment,
+    fresh_database,
+    init_table,
+    loginetl_revision,
+)
+
+ADMIN_URL = os.environ.get(
+    "LOGINETL_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TARGET_RATIO = 0.8
+CREDENTIALS = {"region_name": "us-east-1", "aws_access_key_id": "test",
+               "aws_secret_access_key": "test"}  # fmt: skip
+
+
+def records(count: int) -> list[bytes]:
+    """`count` logins, each its own user; one in a hundred invalid."""
+    data = []
+    for number in range(count):
+        if number % 100 == 99:
+            data.append(b"{not json")
+            continue
+        login = {"user_id": f"bench-{number}", "device_type": "android", "ip": "10.1.2.3",
+                 "device_id": f"device-{number % 977}", "locale": "RU", "app_version": "2.3.0"}  # fmt: skip
+        data.append(json.dumps(login).encode())
+    return data
+
+
+def fill(client, stream: str, shards: int, count: int) -> None:
+    client.create_stream(StreamName=stream, ShardCount=shards)
+    while client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+        "StreamStatus"
+    ] != "ACTIVE":
+        time.sleep(0.05)
+    data = records(count)
+    for start in range(0, count, 500):
+        entries = [{"Data": item, "PartitionKey": f"k{start + index}"}
+                   for index, item in enumerate(data[start : start + 500])]  # fmt: skip
+        response = client.put_records(StreamName=stream, Records=entries)
+        assert not response.get("FailedRecordCount"), response
+
+
+def bare(client, stream: str) -> float:
+    """Records per second of one GetRecords loop per shard, to the tip, no database."""
+    shards = [s["ShardId"] for s in client.list_shards(StreamName=stream)["Shards"]]
+    counts = [0] * len(shards)
+
+    def read(index: int) -> None:
+        iterator = client.get_shard_iterator(StreamName=stream, ShardId=shards[index],
+                                             ShardIteratorType="TRIM_HORIZON")["ShardIterator"]  # fmt: skip
+        while iterator:
+            response = client.get_records(ShardIterator=iterator, Limit=1000)
+            counts[index] += len(response["Records"])
+            if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
+                return
+            iterator = response.get("NextShardIterator")
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(shards))]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.monotonic() - started)
+
+
+def loginetl_run(stream: str, environment: dict, batch_size: int) -> tuple[float, float, dict]:
+    """(records/s from wall time, peak RSS in MB, its --json summary)."""
+    command = [str(LOGINETL), "run", "--json", "--stream", stream, "--batch-size", str(batch_size)]
+    with tempfile.TemporaryDirectory(prefix="loginetl-bench-") as folder:
+        out = Path(folder, "stdout")
+        with out.open("wb") as stdout:
+            started = time.monotonic()
+            process = subprocess.Popen(command, env=environment, cwd=folder, stdout=stdout,
+                                       stderr=subprocess.DEVNULL)  # fmt: skip
+            _, status, usage = os.wait4(process.pid, 0)
+            seconds = time.monotonic() - started
+        text = out.read_text()
+    summary = json.loads(text[text.index("{") :]) if "{" in text else {"error": text[-300:]}
+    return summary.get("received", 0) / seconds, usage.ru_maxrss / 1024, summary
+
+
+def measure(args, client, environment, database: str, shards: int) -> dict:
+    rounds = []
+    for _ in range(args.repeat):
+        stream = f"bench-{shards}-{secrets.token_hex(3)}"
+        fill(client, stream, shards, args.messages)
+        bare_rate = bare(client, stream)
+        rate, rss, summary = loginetl_run(stream, environment, args.batch_size)
+        rounds.append((bare_rate, rate, rss, summary))
+    invalid = args.messages // 100
+    problems = [
+        f"loaded {s.get('loaded')} of {args.messages - invalid}, dead-lettered "
+        f"{s.get('dead_lettered')} of {invalid}"
+        for *_, s in rounds
+        if (s.get("loaded"), s.get("dead_lettered")) != (args.messages - invalid, invalid)
+    ]
+    bare_rate = statistics.median(r[0] for r in rounds)
+    run_rate = statistics.median(r[1] for r in rounds)
+    return {
+        "shards": shards, "messages": args.messages, "bare_per_second": round(bare_rate),
+        "run_per_second": round(run_rate), "ratio": round(run_rate / bare_rate, 2),
+        "peak_rss_mb": round(max(r[2] for r in rounds)), "problems": problems,
+    }  # fmt: skip
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000, help="records per stream")
+    parser.add_argument("--shards", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--database-url", default=ADMIN_URL)
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+
+    sqs_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    sqs_server.start()
+    host, port = sqs_server.get_host_and_port()
+    server = kinesis_mock.start()
+    try:
+        client = boto3.client("kinesis", endpoint_url=server.endpoint, **CREDENTIALS)
+        sqs = boto3.client("sqs", endpoint_url=f"http://{host}:{port}", **CREDENTIALS)
+        dlq = sqs.create_queue(QueueName=f"bench-dlq-{secrets.token_hex(3)}")["QueueUrl"]
+        with fresh_database(args.database_url) as database:
+            environment = child_environment(secrets.token_hex(32)) | {
+                "AWS_ENDPOINT_URL_KINESIS": server.endpoint, "LOGINETL_DLQ_URL": dlq,
+                "LOGINETL_DATABASE_URL": database,
+            }  # fmt: skip
+            init_table(database, environment)
+            sizes = [measure(args, client, environment, database, n) for n in args.shards]
+    finally:
+        kinesis_mock.stop(server)
+        sqs_server.stop()
+    result = {"revision": loginetl_revision(), "kinesis": "kinesis-mock " + kinesis_mock.PACKAGE,
+              "target_ratio": TARGET_RATIO, "sizes": sizes}  # fmt: skip
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"loginetl {result['revision']} on {result['kinesis']}, {args.messages} records")
+        print("shards  bare rec/s  run rec/s  run/bare  peak RSS  checks")
+        for size in sizes:
+            verdict = "met" if size["ratio"] >= TARGET_RATIO else "NOT met"
+            print(f"{size['shards']:>6}  {size['bare_per_second']:>10}  "
+                  f"{size['run_per_second']:>9}  {size['ratio']:>8} ({verdict})  "
+                  f"{size['peak_rss_mb']:>5} MB  {'; '.join(size['problems']) or 'ok'}")  # fmt: skip
+    return 0 if all(not size["problems"] for size in sizes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""kinesis-mock (npm's `kinesis-local`) on loopback: a Kinesis server for the tests, the
+benchmark, or by hand. It reshards as AWS does (a split parent closes and names its children),
+which moto's Kinesis does not.
+
+    python scripts/kinesis.py install                # into .kinesis-mock/ (needs Node and npm)
+    python scripts/kinesis.py up [--port 4568]       # install if needed, start, print the endpoint
+    python scripts/kinesis.py status
+    python scripts/kinesis.py down [--purge]         # --purge also deletes .kinesis-mock/
+
+Stdlib only, like scripts/localstack.py. The tests import `start` and `stop` from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = "kinesis-local@0.6.2"
+DEFAULT_ROOT = REPO / ".kinesis-mock"
+DEFAULT_PORT = 4568
+HOST = "127.0.0.1"
+START_TIMEOUT = 60.0
+# Resharding and stream creation take 500 ms each by default; the tests wait on them.
+FAST = {
+    name: "0ms"
+    for name in (
+        "CREATE_STREAM_DURATION", "DELETE_STREAM_DURATION", "MERGE_SHARDS_DURATION",
+        "SPLIT_SHARD_DURATION", "UPDATE_SHARD_COUNT_DURATION",
+    )
+}  # fmt: skip
+
+
+class KinesisMockError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Server:
+    pid: int
+    endpoint: str
+    process: subprocess.Popen | None = None
+
+
+def main_js(root: Path = DEFAULT_ROOT) -> Path:
+    return root / "node_modules" / "kinesis-local" / "main.js"
+
+
+def missing_reason() -> str | None:
+    """Why kinesis-mock cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "kinesis-mock needs Node.js (`node` on PATH): apt-get install nodejs npm"
+    if not main_js().exists() and shutil.which("npm") is None:
+        return "kinesis-mock is not installed and npm is missing to install it"
+    return None
+
+
+def install(root: Path = DEFAULT_ROOT) -> Path:
+    """npm install kinesis-local into `root` (a project-local, git-ignored folder), once."""
+    script = main_js(root)
+    if script.exists():
+        return script
+    npm = shutil.which("npm")
+    if npm is None:
+        raise KinesisMockError("npm is missing: apt-get install npm (or nodejs)")
+    root.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(root), PACKAGE],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if result.returncode != 0 or not script.exists():
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise KinesisMockError(f"npm install {PACKAGE} failed: {last[0]}")
+    return script
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def start(port: int | None = None, root: Path = DEFAULT_ROOT, log: Path | None = None) -> Server:
+    """Start kinesis-mock on plain HTTP at `port` (free one if None); wait until it answers."""
+    script = install(root)
+    node = shutil.which("node")
+    if node is None:
+        raise KinesisMockError("kinesis-mock needs Node.js: `node` is not on PATH")
+    port = port or free_port()
+    env = os.environ | FAST | {
+        "KINESIS_MOCK_PLAIN_PORT": str(port),
+        "KINESIS_MOCK_TLS_PORT": str(free_port()),  # it always serves TLS too
+        "KINESIS_MOCK_CERT_PATH": str(script.parent / "server.json"),
+        "LOG_LEVEL": "WARN",
+        "SHOULD_PERSIST_DATA": "false",
+    }
+    output = open(log or os.devnull, "ab")
+    process = subprocess.Popen(
+        [node, str(script)], env=env, stdin=subprocess.DEVNULL, stdout=output,
+        stderr=subprocess.STDOUT, cwd=root, start_new_session=True,
+    )  # fmt: skip
+    output.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _answers(port):
+        if process.poll() is not None:
+            raise KinesisMockError(f"kinesis-mock exited with {process.returncode} on start")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise KinesisMockError(f"kinesis-mock did not answer within {START_TIMEOUT:g} s")
+        time.sleep(0.2)
+    return Server(process.pid, f"http://{HOST}:{port}", process)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def stop(server: Server) -> None:
+    """It keeps nothing worth a clean shutdown (no persistence): SIGKILL, and reap it."""
+    try:
+        os.kill(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if server.process is not None:
+        server.process.wait()
+
+
+def _state(root: Path) -> Path:
+    return root / "server.json"
+
+
+def _running(root: Path) -> Server | None:
+    try:
+        state = json.loads(_state(root).read_text())
+        os.kill(state["pid"], 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return Server(state["pid"], state["endpoint"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("install")
+    up = commands.add_parser("up")
+    up.add_argument("--port", type=int, default=DEFAULT_PORT)
+    commands.add_parser("status")
+    down = commands.add_parser("down")
+    down.add_argument("--purge", action="store_true")
+    args = parser.parse_args(argv)
+    root = DEFAULT_ROOT
+    try:
+        if args.command == "install":
+            print(install(root))
+        elif args.command == "up":
+            server = _running(root)
+            if server is None:
+                server = start(args.port, root, root / "kinesis-mock.log")
+                _state(root).write_text(json.dumps({"pid": server.pid, "endpoint": server.endpoint}))
+            print(server.endpoint)
+        elif args.command == "status":
+            server = _running(root)
+            print(f"running at {server.endpoint} (pid {server.pid})" if server else "not running")
+            return 0 if server else 1
+        else:
+            server = _running(root)
+            if server is not None:
+                stop(server)
+            _state(root).unlink(missing_ok=True)
+            if args.purge:
+                shutil.rmtree(root, ignore_errors=True)
+    except KinesisMockError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
