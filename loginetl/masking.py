@@ -12,7 +12,7 @@ import hmac
 import os
 from collections.abc import Mapping
 
-from .config import remember_secret
+from .config import remember_secret, secret_from_env
 from .errors import ConfigError
 
 MASK_KEY_ENV = "LOGINETL_MASK_KEY"
@@ -44,10 +44,10 @@ class MaskKey:
 
 
 def mask_key_from_env(environ: Mapping[str, str] = os.environ) -> MaskKey:
-    secret = environ.get(MASK_KEY_ENV)
+    secret = secret_from_env(environ, MASK_KEY_ENV)
     if not secret:
         raise ConfigError(
             f"{MASK_KEY_ENV} is not set: the mask key is required to mask ip and device_id "
-            "(set it in the environment or in .env)"
+            f"(set it, or {MASK_KEY_ENV}_FILE, in the environment or in .env)"
         )
     return MaskKey(secret)
