@@ -3,8 +3,11 @@ it, check it is ready for `run`, and make the monthly partitions of a partitione
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, field
+from collections.abc import Sequence
+from datetime import date
+
+from psycopg2 import sql
 
 from .database import database_errors, location_of
 from .errors import ConfigError
@@ -17,6 +20,20 @@ MESSAGE_ID_INDEX = "user_logins_sqs_message_id_key"
 # are kept unique in a table of their own, written in the same transaction as the rows.
 LOADED_IDS = "user_logins_message_ids"
 INIT_LOCK = 0x6C6F67696E65746C  # advisory lock id ("loginetl") so concurrent init-db runs queue
+# Creates a month's partition for the loader. SECURITY DEFINER: it runs with its owner's (the
+# tables' owner's) rights, since only the owner of a partitioned table may add partitions, so
+# a writer role that may only SELECT and INSERT can still load a row of a new month.
+CREATE_PARTITION = "loginetl_create_partition"
+
+# What `init-db --grant-to ROLE` grants on each table, and nothing else: what `run`, `peek`,
+# `status` and `verify-masking` need (INSERT ... ON CONFLICT DO NOTHING RETURNING needs
+# SELECT). No UPDATE, DELETE, TRUNCATE, REFERENCES or TRIGGER; DROP and ALTER stay the owner's.
+# One line per table; a table that does not exist (LOADED_IDS of an unpartitioned table) is
+# skipped.
+GRANTS: tuple[tuple[str, str], ...] = (
+    (TABLE, "SELECT, INSERT"),
+    (LOADED_IDS, "SELECT, INSERT"),
+)
 
 # The table as loginetl creates it. The first seven columns are the take-home DDL's.
 COLUMNS = {
@@ -67,6 +84,7 @@ class InitReport:
     columns: dict[str, str]
     row_count: int
     legacy_app_version: bool
+    granted_to: list[str] = field(default_factory=list)
 
 
 def describe(connection) -> TableInfo:
@@ -87,14 +105,14 @@ def describe(connection) -> TableInfo:
             )
             has_index = cursor.fetchone() is not None
             cursor.execute(
-                "SELECT c.relkind = 'p', to_regclass(%s) IS NOT NULL FROM pg_class c "
-                "WHERE c.oid = to_regclass(%s)",
-                (LOADED_IDS, TABLE),
+                "SELECT c.relkind = 'p', to_regclass(%s) IS NOT NULL "
+                "AND to_regprocedure(%s) IS NOT NULL FROM pg_class c WHERE c.oid = to_regclass(%s)",
+                (LOADED_IDS, f"{CREATE_PARTITION}(date)", TABLE),
             )
             partitioned, has_loaded_ids = cursor.fetchone() or (False, False)
         connection.rollback()
     if partitioned:  # the separate id table plays the unique index's part
-        has_index = has_loaded_ids
+        has_index = has_loaded_ids  # (and the partition maker is there)
     return TableInfo(columns, has_index, partitioned)
 
 
@@ -108,7 +126,10 @@ def require_ready(connection) -> TableInfo:
         )
     missing = [name for name in COLUMNS if name not in info.columns]
     if missing or not info.has_message_id_index:
-        unique = f"table {LOADED_IDS}" if info.partitioned else "the unique index on sqs_message_id"
+        unique = (
+            f"table {LOADED_IDS} or function {CREATE_PARTITION}" if info.partitioned
+            else "the unique index on sqs_message_id"
+        )  # fmt: skip
         what = f"columns {', '.join(missing)}" if missing else unique
         raise ConfigError(
             f"table {TABLE} on database {location_of(connection)} lacks {what}: "
@@ -117,11 +138,15 @@ def require_ready(connection) -> TableInfo:
     return info
 
 
-def init_db(connection, partition_by: str | None = None) -> InitReport:
+def init_db(
+    connection, partition_by: str | None = None, grant_to: Sequence[str] = ()
+) -> InitReport:
     """Create user_logins, or add to an existing one what it lacks; never drops anything.
     `partition_by="month"` creates it partitioned on create_date (partitions are then made by
-    the loader as months come); an existing table is never converted."""
+    the loader as months come); an existing table is never converted. Each role of `grant_to`
+    (which must exist) gets exactly GRANTS, and the right to have the loader's partitions made."""
     existing = describe(connection)
+    _require_roles(connection, grant_to)
     if partition_by and existing.exists and not existing.partitioned:
         raise ConfigError(
             f"table {TABLE} on database {location_of(connection)} exists and is not "
@@ -153,6 +178,11 @@ def init_db(connection, partition_by: str | None = None) -> InitReport:
                     f"CREATE UNIQUE INDEX IF NOT EXISTS {MESSAGE_ID_INDEX} "
                     f"ON {TABLE} (sqs_message_id)"
                 )
+            if partitioned:
+                cursor.execute(CREATE_PARTITION_SQL)
+                cursor.execute(f"REVOKE ALL ON FUNCTION {CREATE_PARTITION}(date) FROM PUBLIC")
+            for role in grant_to:
+                grant(cursor, role, partitioned)
             cursor.execute(f"SELECT count(*) FROM {TABLE}")
             row_count = cursor.fetchone()[0]
             columns = _columns(cursor)
@@ -166,7 +196,78 @@ def init_db(connection, partition_by: str | None = None) -> InitReport:
         columns=columns,
         row_count=row_count,
         legacy_app_version=TableInfo(columns, True).legacy_app_version,
+        granted_to=list(grant_to),
     )
+
+
+def _require_roles(connection, roles: Sequence[str]) -> None:
+    with database_errors(connection, "cannot read the roles"):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name FROM unnest(%s::text[]) AS name "
+                "WHERE name NOT IN (SELECT rolname FROM pg_roles)",
+                (list(roles),),
+            )
+            missing = [name for (name,) in cursor.fetchall()]
+        connection.rollback()
+    if missing:
+        raise ConfigError(
+            f"--grant-to: role {', '.join(missing)} does not exist on database "
+            f"{location_of(connection)} (create it first: CREATE ROLE ... LOGIN)"
+        )
+
+
+def grant(cursor, role: str, partitioned: bool) -> None:
+    """Exactly GRANTS on each existing table (REVOKE ALL first, so a wider earlier grant goes),
+    what connecting needs (CONNECT, TEMPORARY for the load's staging table, USAGE on the
+    schema), and EXECUTE on the partition maker of a partitioned table."""
+    who = sql.Identifier(role)
+    cursor.execute(
+        sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+            sql.Identifier(connection_database(cursor)), who
+        )
+    )
+    cursor.execute("SELECT current_schema()")
+    cursor.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(cursor.fetchone()[0]), who)
+    )
+    for table, privileges in GRANTS:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+        if cursor.fetchone()[0]:
+            name = sql.Identifier(table)
+            cursor.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(name, who))
+            cursor.execute(
+                sql.SQL("GRANT " + privileges + " ON TABLE {} TO {}").format(name, who)
+            )
+    if partitioned:
+        cursor.execute(
+            sql.SQL(f"GRANT EXECUTE ON FUNCTION {CREATE_PARTITION}(date) TO {{}}").format(who)
+        )
+
+
+def connection_database(cursor) -> str:
+    cursor.execute("SELECT current_database()")
+    return cursor.fetchone()[0]
+
+
+# The partition maker (see CREATE_PARTITION). Its search_path is fixed to the table's schema
+# then pg_temp, so no role can make it run objects of its own (PostgreSQL's advice for
+# SECURITY DEFINER functions); the month is a date, so the name it builds is always well-formed.
+CREATE_PARTITION_SQL = f"""
+CREATE OR REPLACE FUNCTION {CREATE_PARTITION}(month date) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+DECLARE
+    first date := date_trunc('month', month)::date;
+BEGIN
+    PERFORM pg_advisory_xact_lock({INIT_LOCK});
+    EXECUTE format(
+        'CREATE TABLE IF NOT EXISTS %I PARTITION OF {TABLE} FOR VALUES FROM (%L) TO (%L)',
+        '{TABLE}_' || to_char(first, 'YYYY_MM'), first, (first + interval '1 month')::date
+    );
+END
+$$
+"""
 
 
 def create_table_sql(partitioned: bool = False) -> str:
@@ -184,7 +285,8 @@ def partition_name(day: date) -> str:
 
 def ensure_partitions(connection, days: set[date]) -> None:
     """Create the monthly partitions this batch needs, in a short transaction of their own
-    (concurrent loaders queue on the advisory lock; IF NOT EXISTS makes the loser a no-op)."""
+    (concurrent loaders queue on the advisory lock; IF NOT EXISTS makes the loser a no-op),
+    through the partition maker init-db installs, so a writer role that owns nothing can too."""
     months = {day.replace(day=1) for day in days}
     with connection.cursor() as cursor:
         cursor.execute(
@@ -194,15 +296,9 @@ def ensure_partitions(connection, days: set[date]) -> None:
         missing = {name for (name,) in cursor.fetchall()}
         if not missing:
             return
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INIT_LOCK,))
         for month in sorted(months):
             if partition_name(month) in missing:
-                following = (month + timedelta(days=32)).replace(day=1)
-                cursor.execute(
-                    f"CREATE TABLE IF NOT EXISTS {partition_name(month)} PARTITION OF {TABLE} "
-                    "FOR VALUES FROM (%s) TO (%s)",
-                    (month, following),
-                )
+                cursor.execute(f"SELECT {CREATE_PARTITION}(%s)", (month,))
     connection.commit()
 
 

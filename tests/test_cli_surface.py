@@ -19,7 +19,7 @@ from .conftest import MASK_KEY, rows, sample_messages
 from .faults import start_loginetl, wait_until
 from .test_faults import env_for, init
 
-COMMANDS = ["init-db", "run", "peek", "replay-dlq", "verify-masking", "status"]
+COMMANDS = ["init-db", "run", "peek", "replay-dlq", "verify-masking", "status", "prune"]
 GLOBAL = {"--log-format": True, "--log-level": True}
 
 

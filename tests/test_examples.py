@@ -72,6 +72,7 @@ def not_run_reason(line: str) -> str | None:
 def example_env(queues, database_url, postgres_admin_url, tmp_path) -> dict:
     """The environment an operator would have set: the test's queue, DLQ, database and key."""
     (tmp_path / "raw_messages.json").write_text(json.dumps(sample_messages()))
+    ensure_role(postgres_admin_url, "loginetl_writer")  # the role the init-db examples grant to
     return os.environ | {
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "LOGINETL_QUEUE_URL": queues.url,
@@ -83,6 +84,20 @@ def example_env(queues, database_url, postgres_admin_url, tmp_path) -> dict:
         "LOGINETL_CONCURRENCY": "1",
         "COLUMNS": "80",
     }
+
+
+def ensure_role(admin_url: str, role: str) -> None:
+    """A role that may already be there (roles are the server's, shared by every database)."""
+    import psycopg2
+
+    connection = psycopg2.connect(admin_url)
+    connection.autocommit = True
+    with connection, connection.cursor() as cursor:
+        cursor.execute(
+            f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        )
+    connection.close()
 
 
 def run_example(line: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
