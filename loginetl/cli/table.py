@@ -72,9 +72,10 @@ def prune(
 ):
     """Delete the rows older than a cutoff.
 
-    GDPR's storage limitation: personal data kept no longer than needed. Without --yes it only counts them. With it, rows go in short transactions of at most 5,000,
-    and monthly partitions wholly before the cutoff are dropped at once; safe while run loads.
-    Run it as the tables' owner.
+    GDPR's storage limitation: personal data kept no longer than needed. Without --yes it
+    only counts them. With it, rows go in short transactions of at most 5,000, and monthly
+    partitions wholly before the cutoff are dropped at once; safe while run loads. Run it as
+    the tables' owner.
 
     Examples:
 
