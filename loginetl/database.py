@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import psycopg2
 
 from .config import database_location, redact
-from .errors import ConfigError, DatabaseError
+from .errors import CertificateError, ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,10 +39,30 @@ def connect(database_url: str, timeout: int = 10):
             keepalives_count=3,
         )
     except psycopg2.OperationalError as error:
+        tls = [line for line in str(error).splitlines() if _is_tls_problem(line)]
+        if tls:  # of each address libpq tried, the one whose certificate did not verify
+            raise CertificateError(
+                f"cannot connect to database {location}: TLS: {_tls_reason(redact(tls[0]))}"
+            ) from None
         raise DatabaseError(f"cannot connect to database {location}: {first_line(error)}") from None
     except psycopg2.ProgrammingError as error:
         raise ConfigError(f"invalid database URL for {location}: {first_line(error)}") from None
     return connection
+
+
+# libpq's words for a certificate that does not verify (wrong CA, wrong host name, expired),
+# a root certificate file it cannot read, or a server without TLS when sslmode requires it.
+_TLS_PROBLEMS = ("certificate", "does not support SSL", "SSL error: tlsv1 alert", "sslrootcert")
+
+
+def _is_tls_problem(reason: str) -> bool:
+    return any(words.lower() in reason.lower() for words in _TLS_PROBLEMS)
+
+
+def _tls_reason(reason: str) -> str:
+    """libpq's reason without its `connection to server at "h" (a), port p failed:` prefix (the
+    line names the database already)."""
+    return reason.strip().rpartition(" failed: ")[2] or reason.strip()
 
 
 @contextmanager
@@ -104,7 +124,7 @@ class Database:
                     self.connection = connect(self.database_url)
                 return work(self.connection)
             except DatabaseError as error:
-                if not _is_outage(self.connection):
+                if isinstance(error, CertificateError) or not _is_outage(self.connection):
                     raise
                 self.close()
                 self.on_outage()
