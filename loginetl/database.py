@@ -115,6 +115,7 @@ class Database:
         self.retry_for = retry_for
         self.stop = stop or threading.Event()
         self.connection = None
+        self.outage_since: float | None = None  # monotonic time the current outage began
 
     def call(self, work: Callable[[Any], T], action: str = "database work") -> T:
         deadline = time.monotonic() + self.retry_for
@@ -122,7 +123,7 @@ class Database:
             try:
                 if self.connection is None or self.connection.closed:
                     self.connection = connect(self.database_url)
-                return work(self.connection)
+                result = work(self.connection)
             except DatabaseError as error:
                 if isinstance(error, CertificateError) or not _is_outage(self.connection):
                     raise
@@ -134,14 +135,39 @@ class Database:
                         f"database {self.location} unavailable for {self.retry_for:g} s "
                         f"(--retry-for), gave up on {action}: {error}"
                     ) from None
-                log.warning(
-                    "database %s unavailable (%s); retrying in %.1f s", self.location, error, delay
-                )
+                self._outage(error, delay)
                 if self.stop.wait(delay):
                     raise DatabaseError(
                         f"stopped while waiting for database {self.location}: {error}"
                     ) from None
+            else:
+                self._outage_over()
+                return result
         raise AssertionError("unreachable")
+
+    def _outage(self, error: DatabaseError, delay: float) -> None:
+        """One warning when an outage starts; each retry after it only at debug level."""
+        if self.outage_since is None:
+            self.outage_since = time.monotonic()
+            log.warning(
+                "database %s unavailable (%s); retrying for up to %g s (--retry-for)",
+                self.location, error, self.retry_for,
+                extra={"event": "database_unavailable", "database": self.location},
+            )  # fmt: skip
+        log.debug(
+            "database %s still unavailable (%s); retrying in %.1f s", self.location, error, delay
+        )
+
+    def _outage_over(self) -> None:
+        """One warning when the outage ends, with how long it lasted."""
+        if self.outage_since is None:
+            return
+        seconds, self.outage_since = time.monotonic() - self.outage_since, None
+        log.warning(
+            "database %s available again after %.1f s", self.location, seconds,
+            extra={"event": "database_available", "database": self.location,
+                   "seconds": round(seconds, 3)},
+        )  # fmt: skip
 
     def close(self) -> None:
         if self.connection is not None:
