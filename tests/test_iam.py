@@ -98,7 +98,8 @@ def test_policies_are_well_formed_with_no_wildcards(role):
         for value in [*statement["Action"], *statement["Resource"]]:
             assert "*" not in value and "?" not in value, value
         assert all(action.startswith("sqs:") for action in statement["Action"])
-        assert all(r.startswith("arn:aws:sqs:eu-west-1:123456789012:") for r in statement["Resource"])
+        for resource in statement["Resource"]:
+            assert resource.startswith("arn:aws:sqs:eu-west-1:123456789012:"), resource
 
 
 def test_the_service_policy_names_the_deployments_queue():
