@@ -179,7 +179,9 @@ def init_db(
                     f"ON {TABLE} (sqs_message_id)"
                 )
             if partitioned:
-                cursor.execute(CREATE_PARTITION_SQL)
+                cursor.execute("SELECT current_schema()")
+                here = sql.Identifier(cursor.fetchone()[0])
+                cursor.execute(sql.SQL(CREATE_PARTITION_SQL).format(schema=here))
                 cursor.execute(f"REVOKE ALL ON FUNCTION {CREATE_PARTITION}(date) FROM PUBLIC")
             for role in grant_to:
                 grant(cursor, role, partitioned)
@@ -255,7 +257,7 @@ def connection_database(cursor) -> str:
 # SECURITY DEFINER functions); the month is a date, so the name it builds is always well-formed.
 CREATE_PARTITION_SQL = f"""
 CREATE OR REPLACE FUNCTION {CREATE_PARTITION}(month date) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = {{schema}}, pg_temp
 AS $$
 DECLARE
     first date := date_trunc('month', month)::date;

@@ -75,6 +75,12 @@ def test_run_status_and_verify_masking_work_as_the_writer(cli, queues, db, write
             partitions = cursor.fetchall()
         assert "user_logins_2019_03" in [name for name, _ in partitions]
         assert role not in [owner for _, owner in partitions]
+        with db.cursor() as cursor:  # no role can slip its own objects into the function
+            cursor.execute(
+                "SELECT prosecdef, proconfig FROM pg_proc WHERE proname = %s",
+                (schema.CREATE_PARTITION,),
+            )
+            assert cursor.fetchone() == (True, ["search_path=public, pg_temp"])
     again = cli("run", "--json", env=as_writer(writer))  # nothing left: a second run is a no-op
     assert again.exit_code == 0 and json.loads(again.stdout)["loaded"] == 0
     for command in (["status", "--json"], ["verify-masking", "--json"]):
