@@ -32,7 +32,7 @@ def secret_from_env(environ: Mapping[str, str], name: str) -> str | None:
     `name`_FILE names (the convention of the official postgres image and of Kubernetes secrets
     mounted as files), with one trailing newline stripped; None when neither is set. Both set,
     or a file that cannot be read, is a configuration error naming the variable (and the file,
-    never its content). Whatever is read is remembered as a secret, so it is never shown."""
+    never its content). What a file holds is remembered as a secret, so it is never shown."""
     value, path = environ.get(name), environ.get(f"{name}_FILE")
     if value and path:
         raise ConfigError(f"both {name} and {name}_FILE are set: set only one of them")
@@ -44,7 +44,7 @@ def secret_from_env(environ: Mapping[str, str], name: str) -> str | None:
             reason = getattr(error, "strerror", None) or "not UTF-8 text"
             raise ConfigError(f"{name}_FILE: cannot read {path}: {reason}") from None
         value = value.removesuffix("\n").removesuffix("\r")
-    remember_secret(value)
+        remember_secret(value)  # (a value from the environment is remembered by its user)
     return value or None
 
 
