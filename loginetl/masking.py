@@ -48,6 +48,6 @@ def mask_key_from_env(environ: Mapping[str, str] = os.environ) -> MaskKey:
     if not secret:
         raise ConfigError(
             f"{MASK_KEY_ENV} is not set: the mask key is required to mask ip and device_id "
-            f"(set it, or {MASK_KEY_ENV}_FILE, in the environment or in .env)"
+            "(set it in the environment or in .env)"
         )
     return MaskKey(secret)
