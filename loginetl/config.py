@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,6 +26,32 @@ _secrets: set[str] = set()
 def remember_secret(value: str | None) -> None:
     if value:
         _secrets.add(value)
+
+
+def secret_from_env(environ: Mapping[str, str], name: str) -> str | None:
+    """The secret `name` from the environment: its value, or the content of the file that
+    `name`_FILE names (the convention of the official postgres image and of Kubernetes secrets
+    mounted as files), with one trailing newline stripped; None when neither is set. Both set,
+    or a file that cannot be read, is a configuration error naming the variable (and the file,
+    never its content). What a file holds is remembered as a secret, so it is never shown."""
+    value, path = environ.get(name), environ.get(f"{name}_FILE")
+    if value and path:
+        raise ConfigError(f"both {name} and {name}_FILE are set: set only one of them")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as file:
+                value = file.read()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {reason}") from None
+        value = value.removesuffix("\n").removesuffix("\r")
+        remember_secret(value)  # (a value from the environment is remembered by its user)
+    return value or None
+
+
+def secret_configured(environ: Mapping[str, str], name: str) -> bool:
+    """Whether `name` or `name`_FILE is set (without reading the file)."""
+    return bool(environ.get(name) or environ.get(f"{name}_FILE"))
 
 
 def redact(text: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import psycopg2
 
 from .config import database_location, redact
-from .errors import ConfigError, DatabaseError
+from .errors import CertificateError, ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,10 +39,30 @@ def connect(database_url: str, timeout: int = 10):
             keepalives_count=3,
         )
     except psycopg2.OperationalError as error:
+        tls = [line for line in str(error).splitlines() if _is_tls_problem(line)]
+        if tls:  # of each address libpq tried, the one whose certificate did not verify
+            raise CertificateError(
+                f"cannot connect to database {location}: TLS: {_tls_reason(redact(tls[0]))}"
+            ) from None
         raise DatabaseError(f"cannot connect to database {location}: {first_line(error)}") from None
     except psycopg2.ProgrammingError as error:
         raise ConfigError(f"invalid database URL for {location}: {first_line(error)}") from None
     return connection
+
+
+# libpq's words for a certificate that does not verify (wrong CA, wrong host name, expired),
+# a root certificate file it cannot read, or a server without TLS when sslmode requires it.
+_TLS_PROBLEMS = ("certificate", "does not support SSL", "SSL error: tlsv1 alert", "sslrootcert")
+
+
+def _is_tls_problem(reason: str) -> bool:
+    return any(words.lower() in reason.lower() for words in _TLS_PROBLEMS)
+
+
+def _tls_reason(reason: str) -> str:
+    """libpq's reason without its `connection to server at "h" (a), port p failed:` prefix (the
+    line names the database already)."""
+    return reason.strip().rpartition(" failed: ")[2] or reason.strip()
 
 
 @contextmanager
@@ -95,6 +115,7 @@ class Database:
         self.retry_for = retry_for
         self.stop = stop or threading.Event()
         self.connection = None
+        self.outage_since: float | None = None  # monotonic time the current outage began
 
     def call(self, work: Callable[[Any], T], action: str = "database work") -> T:
         deadline = time.monotonic() + self.retry_for
@@ -102,9 +123,9 @@ class Database:
             try:
                 if self.connection is None or self.connection.closed:
                     self.connection = connect(self.database_url)
-                return work(self.connection)
+                result = work(self.connection)
             except DatabaseError as error:
-                if not _is_outage(self.connection):
+                if isinstance(error, CertificateError) or not _is_outage(self.connection):
                     raise
                 self.close()
                 self.on_outage()
@@ -114,14 +135,39 @@ class Database:
                         f"database {self.location} unavailable for {self.retry_for:g} s "
                         f"(--retry-for), gave up on {action}: {error}"
                     ) from None
-                log.warning(
-                    "database %s unavailable (%s); retrying in %.1f s", self.location, error, delay
-                )
+                self._outage(error, delay)
                 if self.stop.wait(delay):
                     raise DatabaseError(
                         f"stopped while waiting for database {self.location}: {error}"
                     ) from None
+            else:
+                self._outage_over()
+                return result
         raise AssertionError("unreachable")
+
+    def _outage(self, error: DatabaseError, delay: float) -> None:
+        """One warning when an outage starts; each retry after it only at debug level."""
+        if self.outage_since is None:
+            self.outage_since = time.monotonic()
+            log.warning(
+                "database %s unavailable (%s); retrying for up to %g s (--retry-for)",
+                self.location, error, self.retry_for,
+                extra={"event": "database_unavailable", "database": self.location},
+            )  # fmt: skip
+        log.debug(
+            "database %s still unavailable (%s); retrying in %.1f s", self.location, error, delay
+        )
+
+    def _outage_over(self) -> None:
+        """One warning when the outage ends, with how long it lasted."""
+        if self.outage_since is None:
+            return
+        seconds, self.outage_since = time.monotonic() - self.outage_since, None
+        log.warning(
+            "database %s available again after %.1f s", self.location, seconds,
+            extra={"event": "database_available", "database": self.location,
+                   "seconds": round(seconds, 3)},
+        )  # fmt: skip
 
     def close(self) -> None:
         if self.connection is not None:

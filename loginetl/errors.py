@@ -25,3 +25,8 @@ class QueueError(LoginetlError):
 
 class DatabaseError(LoginetlError):
     """PostgreSQL refused or could not be reached."""
+
+
+class CertificateError(DatabaseError):
+    """The database server's TLS certificate does not verify (or TLS cannot be set up): not an
+    outage, so never retried."""

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .config import remember_secret
+from .config import remember_secret, secret_from_env
 from .errors import ConfigError
 
 MASK_KEY_ENV = "LOGINETL_MASK_KEY"
@@ -139,7 +139,7 @@ def mask_mode_from_env(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def mask_key_from_env(environ: Mapping[str, str] = os.environ) -> MaskKey:
-    secret = environ.get(MASK_KEY_ENV)
+    secret = secret_from_env(environ, MASK_KEY_ENV)
     if not secret:
         raise ConfigError(
             f"{MASK_KEY_ENV} is not set: the mask key is required to mask ip and device_id "
@@ -149,8 +149,11 @@ def mask_key_from_env(environ: Mapping[str, str] = os.environ) -> MaskKey:
 
 
 def old_mask_keys_from_env(environ: Mapping[str, str] = os.environ) -> list[MaskKey]:
-    """The retired keys, comma-separated; blanks around them are ignored."""
-    secrets = [part.strip() for part in (environ.get(OLD_MASK_KEYS_ENV) or "").split(",")]
+    """The retired keys, comma-separated (LOGINETL_OLD_MASK_KEYS, or the file that
+    LOGINETL_OLD_MASK_KEYS_FILE names, where one per line also works); blanks around them are
+    ignored."""
+    listed = (secret_from_env(environ, OLD_MASK_KEYS_ENV) or "").replace("\n", ",")
+    secrets = [part.strip() for part in listed.split(",")]
     return [MaskKey(secret, env=OLD_MASK_KEYS_ENV) for secret in secrets if secret]
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .schema import InitReport
+from .retention import PruneReport
 from .peek import PeekResult
 from .pipeline import RunSummary
 from .audit import AuditReport
@@ -82,10 +83,24 @@ def init_report(report: InitReport) -> Group:
         summary.add_row(
             "app_version", "integer (take-home DDL): loads store the major version number"
         )
+    for role in report.granted_to:
+        summary.add_row(f"role {role}", "granted what run, peek, status, verify-masking need")
     columns = table("columns", "column", "type")
     for name, kind in report.columns.items():
         columns.add_row(name, kind)
     return Group(summary, columns)
+
+
+def prune_report(report: PruneReport) -> Table:
+    summary = facts(f"prune user_logins on {report.location}")
+    summary.add_row("rows before", report.cutoff.isoformat())
+    summary.add_row("matched", str(report.matched))
+    if not report.applied:
+        summary.add_row("deleted", "nothing: counted only (add --yes to delete)")
+        return summary
+    summary.add_row("deleted", f"{report.deleted} in {report.batches} batches")
+    summary.add_row("partitions dropped", ", ".join(report.partitions_dropped) or "none")
+    return summary
 
 
 def init_report_dict(report: InitReport) -> dict:
@@ -99,6 +114,7 @@ def init_report_dict(report: InitReport) -> dict:
         "row_count": report.row_count,
         "legacy_app_version": report.legacy_app_version,
         "columns": report.columns,
+        "granted_to": report.granted_to,
     }
 
 

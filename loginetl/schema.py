@@ -3,12 +3,16 @@ it, check it is ready for `run`, and make the monthly partitions of a partitione
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
+
+from psycopg2 import sql
 
 from .database import database_errors, location_of
 from .errors import ConfigError
 from .stream.leases import CREATE_SQL as CREATE_SHARDS_SQL
+from .stream.leases import SHARDS
 
 TABLE = "user_logins"
 MESSAGE_ID_INDEX = "user_logins_sqs_message_id_key"
@@ -31,6 +35,24 @@ LOOKUP_INDEXES = {
 }
 PARTITIONED_MESSAGE_ID_INDEX = "user_logins_sqs_message_id_idx"
 INIT_LOCK = 0x6C6F67696E65746C  # advisory lock id ("loginetl") so concurrent init-db runs queue
+# Creates a month's partition for the loader. SECURITY DEFINER: it runs with its owner's (the
+# tables' owner's) rights, since only the owner of a partitioned table may add partitions, so
+# a writer role that may only SELECT and INSERT can still load a row of a new month.
+CREATE_PARTITION = "loginetl_create_partition"
+
+# What `init-db --grant-to ROLE` grants on each table, and nothing else: what `run`, `peek`,
+# `status` and `verify-masking` need (INSERT ... ON CONFLICT DO NOTHING RETURNING needs
+# SELECT; the loader reads ERASED_IDS to skip erased messages). No UPDATE, DELETE, TRUNCATE,
+# REFERENCES or TRIGGER on the rows; DROP and ALTER stay the owner's. `run --stream` moves its
+# shards' leases and checkpoints, so it may UPDATE (never DELETE) their table. `lookup` and
+# `unmask` only read; `erase`, `rekey` and `prune` change rows and need the owner. One line per
+# table; a table that does not exist (LOADED_IDS of an unpartitioned table) is skipped.
+GRANTS: tuple[tuple[str, str], ...] = (
+    (TABLE, "SELECT, INSERT"),
+    (LOADED_IDS, "SELECT, INSERT"),
+    (ERASED_IDS, "SELECT"),
+    (SHARDS, "SELECT, INSERT, UPDATE"),
+)
 
 # The table as loginetl creates it. The first seven columns are the take-home DDL's.
 COLUMNS = {
@@ -83,6 +105,7 @@ class InitReport:
     row_count: int
     legacy_app_version: bool
     created_indexes: list[str] = field(default_factory=list)  # lookup indexes made this time
+    granted_to: list[str] = field(default_factory=list)
 
 
 def describe(connection) -> TableInfo:
@@ -103,14 +126,15 @@ def describe(connection) -> TableInfo:
             )
             has_index = cursor.fetchone() is not None
             cursor.execute(
-                "SELECT c.relkind = 'p', to_regclass(%s) IS NOT NULL, "
-                "to_regclass(%s) IS NOT NULL FROM pg_class c WHERE c.oid = to_regclass(%s)",
-                (LOADED_IDS, ERASED_IDS, TABLE),
+                "SELECT c.relkind = 'p', to_regclass(%s) IS NOT NULL "
+                "AND to_regprocedure(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL "
+                "FROM pg_class c WHERE c.oid = to_regclass(%s)",
+                (LOADED_IDS, f"{CREATE_PARTITION}(date)", ERASED_IDS, TABLE),
             )
             partitioned, has_loaded_ids, has_erased = cursor.fetchone() or (False, False, False)
         connection.rollback()
     if partitioned:  # the separate id table plays the unique index's part
-        has_index = has_loaded_ids
+        has_index = has_loaded_ids  # (and the partition maker is there)
     return TableInfo(columns, has_index, partitioned, has_erased)
 
 
@@ -124,7 +148,10 @@ def require_ready(connection) -> TableInfo:
         )
     missing = [name for name in COLUMNS if name not in info.columns]
     if missing or not info.has_message_id_index:
-        unique = f"table {LOADED_IDS}" if info.partitioned else "the unique index on sqs_message_id"
+        unique = (
+            f"table {LOADED_IDS} or function {CREATE_PARTITION}" if info.partitioned
+            else "the unique index on sqs_message_id"
+        )  # fmt: skip
         what = f"columns {', '.join(missing)}" if missing else unique
         raise ConfigError(
             f"table {TABLE} on database {location_of(connection)} lacks {what}: "
@@ -133,11 +160,15 @@ def require_ready(connection) -> TableInfo:
     return info
 
 
-def init_db(connection, partition_by: str | None = None) -> InitReport:
+def init_db(
+    connection, partition_by: str | None = None, grant_to: Sequence[str] = ()
+) -> InitReport:
     """Create user_logins, or add to an existing one what it lacks; never drops anything.
     `partition_by="month"` creates it partitioned on create_date (partitions are then made by
-    the loader as months come); an existing table is never converted."""
+    the loader as months come); an existing table is never converted. Each role of `grant_to`
+    (which must exist) gets exactly GRANTS, and the right to have the loader's partitions made."""
     existing = describe(connection)
+    _require_roles(connection, grant_to)
     if partition_by and existing.exists and not existing.partitioned:
         raise ConfigError(
             f"table {TABLE} on database {location_of(connection)} exists and is not "
@@ -171,6 +202,13 @@ def init_db(connection, partition_by: str | None = None) -> InitReport:
                 )
             created_indexes = _privacy_tables(cursor, partitioned)
             cursor.execute(CREATE_SHARDS_SQL)  # leases and checkpoints of `run --stream`
+            if partitioned:
+                cursor.execute("SELECT current_schema()")
+                here = sql.Identifier(cursor.fetchone()[0])
+                cursor.execute(sql.SQL(CREATE_PARTITION_SQL).format(schema=here))
+                cursor.execute(f"REVOKE ALL ON FUNCTION {CREATE_PARTITION}(date) FROM PUBLIC")
+            for role in grant_to:
+                grant(cursor, role, partitioned)
             cursor.execute(f"SELECT count(*) FROM {TABLE}")
             row_count = cursor.fetchone()[0]
             columns = _columns(cursor)
@@ -185,6 +223,7 @@ def init_db(connection, partition_by: str | None = None) -> InitReport:
         row_count=row_count,
         legacy_app_version=TableInfo(columns, True).legacy_app_version,
         created_indexes=created_indexes,
+        granted_to=list(grant_to),
     )
 
 
@@ -209,6 +248,76 @@ def _privacy_tables(cursor, partitioned: bool) -> list[str]:
     return missing
 
 
+def _require_roles(connection, roles: Sequence[str]) -> None:
+    with database_errors(connection, "cannot read the roles"):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name FROM unnest(%s::text[]) AS name "
+                "WHERE name NOT IN (SELECT rolname FROM pg_roles)",
+                (list(roles),),
+            )
+            missing = [name for (name,) in cursor.fetchall()]
+        connection.rollback()
+    if missing:
+        raise ConfigError(
+            f"--grant-to: role {', '.join(missing)} does not exist on database "
+            f"{location_of(connection)} (create it first: CREATE ROLE ... LOGIN)"
+        )
+
+
+def grant(cursor, role: str, partitioned: bool) -> None:
+    """Exactly GRANTS on each existing table (REVOKE ALL first, so a wider earlier grant goes),
+    what connecting needs (CONNECT, TEMPORARY for the load's staging table, USAGE on the
+    schema), and EXECUTE on the partition maker of a partitioned table."""
+    who = sql.Identifier(role)
+    cursor.execute(
+        sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+            sql.Identifier(connection_database(cursor)), who
+        )
+    )
+    cursor.execute("SELECT current_schema()")
+    cursor.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(cursor.fetchone()[0]), who)
+    )
+    for table, privileges in GRANTS:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+        if cursor.fetchone()[0]:
+            name = sql.Identifier(table)
+            cursor.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(name, who))
+            cursor.execute(
+                sql.SQL("GRANT " + privileges + " ON TABLE {} TO {}").format(name, who)
+            )
+    if partitioned:
+        cursor.execute(
+            sql.SQL(f"GRANT EXECUTE ON FUNCTION {CREATE_PARTITION}(date) TO {{}}").format(who)
+        )
+
+
+def connection_database(cursor) -> str:
+    cursor.execute("SELECT current_database()")
+    return cursor.fetchone()[0]
+
+
+# The partition maker (see CREATE_PARTITION). Its search_path is fixed to the table's schema
+# then pg_temp, so no role can make it run objects of its own (PostgreSQL's advice for
+# SECURITY DEFINER functions); the month is a date, so the name it builds is always well-formed.
+CREATE_PARTITION_SQL = f"""
+CREATE OR REPLACE FUNCTION {CREATE_PARTITION}(month date) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = {{schema}}, pg_temp
+AS $$
+DECLARE
+    first date := date_trunc('month', month)::date;
+BEGIN
+    PERFORM pg_advisory_xact_lock({INIT_LOCK});
+    EXECUTE format(
+        'CREATE TABLE IF NOT EXISTS %I PARTITION OF {TABLE} FOR VALUES FROM (%L) TO (%L)',
+        '{TABLE}_' || to_char(first, 'YYYY_MM'), first, (first + interval '1 month')::date
+    );
+END
+$$
+"""
+
+
 def create_table_sql(partitioned: bool = False) -> str:
     columns = ",\n    ".join(
         f"{name} {definition}{' NOT NULL' if name in NOT_NULL else ''}"
@@ -224,7 +333,8 @@ def partition_name(day: date) -> str:
 
 def ensure_partitions(connection, days: set[date]) -> None:
     """Create the monthly partitions this batch needs, in a short transaction of their own
-    (concurrent loaders queue on the advisory lock; IF NOT EXISTS makes the loser a no-op)."""
+    (concurrent loaders queue on the advisory lock; IF NOT EXISTS makes the loser a no-op),
+    through the partition maker init-db installs, so a writer role that owns nothing can too."""
     months = {day.replace(day=1) for day in days}
     with connection.cursor() as cursor:
         cursor.execute(
@@ -234,15 +344,9 @@ def ensure_partitions(connection, days: set[date]) -> None:
         missing = {name for (name,) in cursor.fetchall()}
         if not missing:
             return
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INIT_LOCK,))
         for month in sorted(months):
             if partition_name(month) in missing:
-                following = (month + timedelta(days=32)).replace(day=1)
-                cursor.execute(
-                    f"CREATE TABLE IF NOT EXISTS {partition_name(month)} PARTITION OF {TABLE} "
-                    "FOR VALUES FROM (%s) TO (%s)",
-                    (month, following),
-                )
+                cursor.execute(f"SELECT {CREATE_PARTITION}(%s)", (month,))
     connection.commit()
 
 

@@ -182,7 +182,10 @@ def _optional_date(value: Any) -> date | None:
     except ValueError:
         return None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
+        try:
+            moment = moment.astimezone(timezone.utc)
+        except OverflowError:  # its UTC day is before year 1 or after 9999: no such date
+            return None
     return moment.date()
 
 

@@ -20,7 +20,7 @@ from .faults import start_loginetl, wait_until
 from .test_faults import env_for, init
 
 COMMANDS = ["init-db", "run", "peek", "replay-dlq", "verify-masking", "status", "lookup", "erase",
-            "unmask", "rekey"]
+            "unmask", "rekey", "prune"]
 GLOBAL = {"--log-format": True, "--log-level": True}
 
 

@@ -221,12 +221,14 @@ def test_the_loginetl_service_waits_for_init_db_and_healthy_dependencies(compose
         assert services[name]["healthcheck"]["test"]
 
 
-def test_the_mask_key_comes_from_the_host_environment_never_a_literal(compose):
+def test_the_mask_key_is_a_compose_secret_from_the_host_environment_never_a_literal(compose):
     for name, service in compose["services"].items():
-        value = environment(service).get(MASK_KEY_ENV)
-        if value is not None:
-            assert re.fullmatch(r"\$\{LOGINETL_MASK_KEY:\?[^}]+\}", value), (name, value)
+        assert MASK_KEY_ENV not in environment(service), name  # never in the environment
         assert "env_file" not in service  # .env holds the host's settings, not the container's
+    service = compose["services"]["loginetl"]
+    (secret,) = service["secrets"]
+    assert compose["secrets"][secret] == {"environment": MASK_KEY_ENV}
+    assert environment(service)[f"{MASK_KEY_ENV}_FILE"] == f"/run/secrets/{secret}"
 
 
 def test_the_loginetl_service_points_at_the_compose_services(compose):
@@ -283,14 +285,38 @@ def test_the_deployment_runs_follow_mode_with_metrics(deployment):
     assert "replicas" not in deployment["spec"]  # KEDA owns the replica count
 
 
-def test_the_mask_key_and_database_url_come_from_the_secret(deployment, manifests):
+def secret_files(workload: dict) -> dict[str, tuple[str, str]]:
+    """NAME -> (Secret name, key) for every NAME_FILE variable of the workload's container
+    that points at a file of a mounted Secret volume."""
+    pod = workload["spec"]["template"]["spec"]
+    volumes = {v["name"]: v["secret"] for v in pod.get("volumes", []) if "secret" in v}
+    mounts = {
+        m["mountPath"].rstrip("/"): volumes[m["name"]]
+        for m in container(workload).get("volumeMounts", [])
+        if m["name"] in volumes and m.get("readOnly")
+    }
+    found = {}
+    for name, entry in env_entries(workload).items():
+        if name.endswith("_FILE"):
+            folder, _, file = entry["value"].rpartition("/")
+            volume = mounts[folder]
+            (key,) = [item["key"] for item in volume["items"] if item["path"] == file]
+            found[name.removesuffix("_FILE")] = (volume["secretName"], key)
+    return found
+
+
+def test_the_mask_key_and_database_url_come_from_the_secret_as_files(deployment, manifests):
     env = env_entries(deployment)
     secret = manifests["Secret", "loginetl-secrets"]
+    files = secret_files(deployment)
     for name in SECRET_ENV:
-        assert "value" not in env[name]
-        ref = env[name]["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == "loginetl-secrets"
-        assert ref["key"] in secret["stringData"]  # the template names every key used
+        assert name not in env  # as files only, never in the environment
+        secret_name, key = files[name]
+        assert secret_name == "loginetl-secrets"
+        assert key in secret["stringData"]  # the template names every key used
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    assert "LOGINETL_OWNER_DATABASE_URL" not in json.dumps(pod)  # the writer's URL only
 
 
 def test_no_manifest_holds_a_secret_value():
@@ -402,11 +428,13 @@ def test_the_scaler_authenticates_with_the_workloads_aws_identity(manifests, dep
 def test_the_init_db_job_uses_the_same_image_and_secret(manifests, deployment):
     job = manifests["Job", "loginetl-init-db"]
     spec = container(job)
-    assert spec["args"] == ["init-db"]
+    assert spec["args"][0] == "init-db"
     assert spec["image"] == container(deployment)["image"]
-    ref = env_entries(job)["LOGINETL_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
-    assert ref["name"] == "loginetl-secrets"
-    assert MASK_KEY_ENV not in env_entries(job)
+    assert secret_files(job) == {
+        "LOGINETL_DATABASE_URL": ("loginetl-secrets", "LOGINETL_OWNER_DATABASE_URL")
+    }
+    assert spec["args"][spec["args"].index("--grant-to") + 1] == "loginetl_writer"
+    assert MASK_KEY_ENV not in json.dumps(job)
     assert job["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
 

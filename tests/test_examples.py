@@ -42,6 +42,8 @@ NOT_RUN = {
     "tests start it on a free port (tests/conftest.py) through the same script",
     "export AWS_ENDPOINT_URL_KINESIS": "sets the shell's environment for the lines that follow",
     "python3 scripts/kinesis.py down": "stops the server the `up` line started",
+    ".venv/bin/python scripts/fuzz_run.py --bodies 10000": "10,000 bodies on LocalStack: a minute "
+    "or two of load; it checks its run itself (its figures in the README)",
     ".venv/bin/mutmut run": "mutation testing: minutes of the fast tests run once per mutant",
     ".venv/bin/mutmut results": "reads what a mutmut run left in mutants/",
 }
@@ -82,6 +84,7 @@ def not_run_reason(line: str) -> str | None:
 def example_env(queues, database_url, postgres_admin_url, tmp_path) -> dict:
     """The environment an operator would have set: the test's queue, DLQ, database and key."""
     (tmp_path / "raw_messages.json").write_text(json.dumps(sample_messages()))
+    ensure_role(postgres_admin_url, "loginetl_writer")  # the role the init-db examples grant to
     return os.environ | {
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "LOGINETL_QUEUE_URL": queues.url,
@@ -116,6 +119,18 @@ STREAM_MISSING = "LOGINETL_TEST_NO_KINESIS"
 
 def runnable(line: str, env: dict) -> bool:
     return not (STREAM_MISSING in env and "--stream" in line)
+def ensure_role(admin_url: str, role: str) -> None:
+    """A role that may already be there (roles are the server's, shared by every database)."""
+    import psycopg2
+
+    connection = psycopg2.connect(admin_url)
+    connection.autocommit = True
+    with connection, connection.cursor() as cursor:
+        cursor.execute(
+            f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        )
+    connection.close()
 
 
 def run_example(line: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:

@@ -218,7 +218,7 @@ def test_the_duplicate_and_error_counters_count(queues, database_url, db):
         )
         proxy.cut()  # the database goes away
         queues.send([VALID[1]])
-        process.wait_for("retrying in")
+        process.wait_for("unavailable")
         assert metric(scrape(port, "/metrics")[1], 'loginetl_errors_total{kind="database"}') >= 1
         proxy.restore()
         wait_until(lambda: len(rows(db)) == 2, timeout=90)

@@ -92,8 +92,9 @@ def test_a_database_outage_mid_batch_is_retried_and_nothing_is_lost(queues, data
     queues.send_sample()
     proxy = proxy_for(database_url)
     process = Watched(
-        "run", "--json", "--batch-size", "10", env=env_for(queues.url, through(proxy, database_url))
-    )
+        "run", "--json", "--batch-size", "10",
+        env=env_for(queues.url, through(proxy, database_url), LOGINETL_LOG_LEVEL="debug"),
+    )  # fmt: skip
     with table_locked(database_url):
         wait_until(lambda: waiting_on_lock(db))
         proxy.cut()  # the blocked connection drops, new ones are refused
@@ -112,6 +113,9 @@ def test_a_database_outage_mid_batch_is_retried_and_nothing_is_lost(queues, data
     assert len(rows(db)) == 99
     assert queues.count() == 0 and queues.count(queues.dlq_url) == 1
     assert "unavailable" in stderr and "retrying in" in stderr
+    # One warning as the outage began, one as it ended; the retries only at debug level.
+    warnings = [line for line in stderr.splitlines() if " WARNING loginetl.database" in line]
+    assert len(warnings) == 2 and "available again after" in warnings[1], warnings
     proxy.cut()
 
 

@@ -188,7 +188,12 @@ def test_create_date_is_used_when_valid():
     )
 
 
-@pytest.mark.parametrize("value", ["2024-02-30", "yesterday", 20240101, None, ""])
+@pytest.mark.parametrize(
+    "value",
+    ["2024-02-30", "yesterday", 20240101, None, "",
+     # UTC days past year 9999 or before year 1 (the fuzzer found these: they raised, not fell back)
+     "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"],
+)  # fmt: skip
 def test_create_date_missing_or_invalid_falls_back_to_the_sent_day(value):
     row = to_row(body(create_date=value), KEY, "m", SENT)
     assert row.create_date == date(2026, 11, 24)

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from typing import Annotated, Optional
 
 import typer
+from typer._click.core import ParameterSource
 from typer._click.exceptions import ClickException  # typer vendors click (typer==0.29.2)
 from rich.console import Console
 
 from .. import config, logs, render
 from ..config import redact
-from ..errors import EXIT_FAILED, LoginetlError
+from ..errors import EXIT_FAILED, ConfigError, LoginetlError
 
 log = logging.getLogger("loginetl.cli")
 stdout = Console()
@@ -65,12 +67,36 @@ StreamName = Annotated[
         metavar="NAME",
     ),
 ]
+
+
+DATABASE_URL_ENV = "LOGINETL_DATABASE_URL"
+
+
+class SettingError(ClickException):
+    """A setting read while parsing (a secret's file) that is wrong: one line, exit 2."""
+
+    exit_code = 2
+
+
+def database_url_from_file(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
+    """--database-url, else LOGINETL_DATABASE_URL, else the file LOGINETL_DATABASE_URL_FILE
+    names (both variables set: exit 2), else the default."""
+    if ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
+        return value
+    try:
+        return config.secret_from_env(os.environ, DATABASE_URL_ENV) or value
+    except ConfigError as error:
+        raise SettingError(str(error)) from None
+
+
 DatabaseUrl = Annotated[
     str,
     option(
         "--database-url",
-        f"PostgreSQL URL; default {config.redact_dsn(config.DEFAULT_DATABASE_URL)}",
+        f"PostgreSQL URL (or a file holding it: {DATABASE_URL_ENV}_FILE); default "
+        f"{config.redact_dsn(config.DEFAULT_DATABASE_URL)}",
         show_default=False,
+        callback=database_url_from_file,
     ),
 ]
 JsonOutput = Annotated[bool, option("--json", "Print the result as JSON.")]

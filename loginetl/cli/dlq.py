@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Optional
 
-from .. import render, replay
+from .. import config, render, replay
 from ..masking import MASK_KEY_ENV, mask_key_from_env
 from .app import command
 from .common import DlqUrl, EndpointUrl, JsonOutput, QueueUrl, WaitTime, conclude, option, stdout
@@ -72,7 +72,8 @@ def replay_dlq(
         max_messages=max_messages, rate=rate, reason=reason, dry_run=dry_run, wait_time=wait_time,
     )  # fmt: skip
     # A dry run shows ip and device_id masked with the key when there is one, else as ***.
-    key = mask_key_from_env() if dry_run and os.environ.get(MASK_KEY_ENV) else None
+    masking = dry_run and config.secret_configured(os.environ, MASK_KEY_ENV)
+    key = mask_key_from_env() if masking else None
     summary = replay.replay_dlq(options, key)
     failed = sum(summary.failed.values())
     warning = (

@@ -98,7 +98,7 @@ def status(
         queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url,
         stream=stream,
     )  # fmt: skip
-    ring = key_ring_from_env() if os.environ.get(MASK_KEY_ENV) else None
+    ring = key_ring_from_env() if config.secret_configured(os.environ, MASK_KEY_ENV) else None
     report = checking.status(settings, ring)
     show(json, report.as_dict(), render.status_report(report))
     finish("; ".join(report.errors) or None, report.exit_code)

@@ -1,0 +1,120 @@
+"""deploy/iam/*.json stay true: every AWS API action the commands make against a real SQS server
+(moto over HTTP), recorded through botocore's own event system, is in its role's policy, and the
+policy grants nothing that no command calls. No `*` in any Action or Resource."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loginetl.config import region_from_queue_url
+
+from . import iam_recorder
+from .conftest import sample_messages
+from .test_cli_replay_dlq import dead_lettered_by_an_outage
+
+ROOT = Path(__file__).resolve().parent.parent
+IAM = ROOT / "deploy" / "iam"
+# The roles the README names, the commands each runs, and the queues of the templates.
+ROLES = {"service": ("run", "peek", "status"), "operations": ("replay-dlq",)}
+QUEUE_NAMES = {"login-queue": "source", "login-queue-dlq": "dlq"}
+VALID = [json.dumps(m) for m in sample_messages() if "user_id" in m]
+
+
+@pytest.fixture
+def record(monkeypatch):
+    """Calls `cli(...)` with the recording plugin loaded; returns {command: {(action, queue)}}
+    where queue is "source" or "dlq"."""
+    monkeypatch.setenv("BOTOCORE_EXPERIMENTAL__PLUGINS", iam_recorder.PLUGIN)
+    recorded: dict[str, set[tuple[str, str]]] = {}
+
+    def invoke(cli, queues, *args, env=None):
+        iam_recorder.CALLS.clear()
+        result = cli(*args, env=env)
+        assert result.exit_code == 0, result.output
+        calls = recorded.setdefault(args[0], set())
+        names = {queues.url: "source", queues.dlq_url: "dlq"}
+        names |= {url.rsplit("/", 1)[1]: which for url, which in names.items()}  # GetQueueUrl
+        for service, operation, queue in iam_recorder.CALLS:
+            # A batch call is authorised as its single action (DeleteMessageBatch: DeleteMessage).
+            calls.add((f"{service}:{operation.removesuffix('Batch')}", names[queue]))
+        return result
+
+    return invoke, recorded
+
+
+def policy(role: str) -> dict:
+    return json.loads((IAM / f"{role}.json").read_text())
+
+
+def granted(document: dict) -> set[tuple[str, str]]:
+    found = set()
+    for statement in document["Statement"]:
+        for resource in statement["Resource"]:
+            queue = QUEUE_NAMES[resource.rsplit(":", 1)[1]]
+            found |= {(action, queue) for action in statement["Action"]}
+    return found
+
+
+def every_call_the_commands_make(record, cli, sqs, queues) -> dict[str, set]:
+    """Every path of each command that reaches SQS: loads, dead-lettering, peeks, status with
+    a dead-letter queue to peek, and replays by each way of finding where a message goes."""
+    invoke, recorded = record
+    invoke(cli, queues, "init-db")
+    queues.send([*VALID[:15], "not json"])
+    invoke(cli, queues, "peek", "--max-messages", "3")  # made visible again
+    invoke(cli, queues, "run", "--max-messages", "5")
+    invoke(cli, queues, "run")  # the rest, the invalid one dead-lettered
+    invoke(cli, queues, "status")  # the DLQ's reasons, peeked
+    invoke(cli, queues, "replay-dlq", "--dry-run")
+    invoke(cli, queues, "replay-dlq", "--reason", "nothing-matches-this")
+    invoke(cli, queues, "replay-dlq")  # DLQ found from the source queue's RedrivePolicy
+    moved, _ = dead_lettered_by_an_outage(sqs, 3)  # no loginetl attributes: the DLQ's sources
+    invoke(cli, moved, "replay-dlq", "--dlq-url", moved.dlq_url, env={"LOGINETL_QUEUE_URL": None})
+    return recorded
+
+
+def test_each_policy_grants_exactly_what_its_commands_call(record, cli, sqs, queues):
+    recorded = every_call_the_commands_make(record, cli, sqs, queues)
+    assert recorded.pop("init-db") == set()  # no AWS at all
+    assert set(recorded) == {command for commands in ROLES.values() for command in commands}
+    for role, commands in ROLES.items():
+        called = set().union(*(recorded[command] for command in commands))
+        allowed = granted(policy(role))
+        assert not called - allowed, f"{role}.json lacks {sorted(called - allowed)}"
+        assert not allowed - called, f"{role}.json grants {sorted(allowed - called)}, never called"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_policies_are_well_formed_with_no_wildcards(role):
+    document = policy(role)
+    assert document["Version"] == "2012-10-17"
+    sids = [statement["Sid"] for statement in document["Statement"]]
+    assert len(sids) == len(set(sids))
+    for statement in document["Statement"]:
+        assert set(statement) == {"Sid", "Effect", "Action", "Resource"}
+        assert statement["Effect"] == "Allow"
+        for value in [*statement["Action"], *statement["Resource"]]:
+            assert "*" not in value and "?" not in value, value
+        assert all(action.startswith("sqs:") for action in statement["Action"])
+        for resource in statement["Resource"]:
+            assert resource.startswith("arn:aws:sqs:eu-west-1:123456789012:"), resource
+
+
+def test_the_service_policy_names_the_deployments_queue():
+    deployment = next(
+        doc for doc in yaml.safe_load_all((ROOT / "deploy/kubernetes/deployment.yaml").read_text())
+        if doc["kind"] == "Deployment"
+    )  # fmt: skip
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    url = next(e["value"] for e in container["env"] if e["name"] == "LOGINETL_QUEUE_URL")
+    account, name = url.rsplit("/", 2)[1:]
+    arn = f"arn:aws:sqs:{region_from_queue_url(url)}:{account}:{name}"
+    resources = {r for s in policy("service")["Statement"] for r in s["Resource"]}
+    assert {arn, f"{arn}-dlq"} == resources
+
+
+def test_the_kubernetes_readme_points_at_the_files_instead_of_a_copy():
+    text = (ROOT / "deploy/kubernetes/README.md").read_text()
+    assert "../iam/service.json" in text and '"Statement"' not in text
