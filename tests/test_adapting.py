@@ -5,44 +5,76 @@ Speed itself is measured by scripts/bench.py --rtt, never asserted here."""
 
 import json
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
 from loginetl.pipeline.adapting import MOST_RECEIVERS, Adaptation
 
 from .conftest import rows
-from .faults import RecordingSqs, Watched, wait_until
+from .faults import RecordingSqs, TcpProxy, Watched, wait_until
 from .test_faults import env_for, init, valid_bodies
 from .test_service import free_port, metric, scrape
 
 
-def test_full_receives_add_receivers_up_to_the_most():
+FAST = 0.02  # seconds a full receive takes while the server keeps up
+
+
+def test_full_fast_receives_add_receivers_up_to_the_most():
     adaptation = Adaptation()
     assert adaptation.wanted() == 1
-    wanted = [adaptation.received(10, 10, backed_up=False) for _ in range(MOST_RECEIVERS + 3)]
+    wanted = [adaptation.received(10, 10, False, FAST) for _ in range(MOST_RECEIVERS + 3)]
     assert wanted[:3] == [2, 3, 4]
     assert wanted[-1] == MOST_RECEIVERS == 16
 
 
 def test_a_receive_asked_for_less_is_full_when_it_brings_all_it_asked():
     adaptation = Adaptation()
-    assert adaptation.received(3, 3, backed_up=False) == 2  # the budget asked for 3
+    assert adaptation.received(3, 3, False, FAST) == 2  # the budget asked for 3
 
 
 def test_partial_receives_hold_empty_ones_and_a_full_inbox_drop_one_down_to_one():
     adaptation = Adaptation(start=5)
-    assert adaptation.received(4, 10, backed_up=False) == 5
-    assert adaptation.received(0, 10, backed_up=False) == 4
-    assert adaptation.received(10, 10, backed_up=True) == 3  # the loader is behind
+    assert adaptation.received(4, 10, False, FAST) == 5
+    assert adaptation.received(0, 10, False, 5.0) == 4
+    assert adaptation.received(10, 10, True, FAST) == 3  # the loader is behind
     for _ in range(10):
-        adaptation.received(0, 10, backed_up=False)
+        adaptation.received(0, 10, False, 5.0)
     assert adaptation.wanted() == 1
+
+
+def test_receives_slowing_down_stop_the_growth_then_shrink_it():
+    adaptation = Adaptation()
+    for _ in range(5):
+        adaptation.received(10, 10, False, FAST)
+    assert adaptation.wanted() == 6
+    # The server saturates: each receive takes longer, as they queue there.
+    for _ in range(20):
+        adaptation.received(10, 10, False, 2.5 * FAST)
+    grown = adaptation.wanted()
+    assert grown < MOST_RECEIVERS
+    for _ in range(10):
+        adaptation.received(10, 10, False, 2.5 * FAST)
+    assert adaptation.wanted() == grown  # between GROW_WITHIN and SHRINK_BEYOND: held
+    for _ in range(10):
+        adaptation.received(10, 10, False, 6 * FAST)
+    assert adaptation.wanted() < grown
+
+
+def test_a_server_slow_for_good_is_forgiven_and_growth_tried_again():
+    adaptation = Adaptation()
+    adaptation.received(10, 10, False, FAST)
+    for _ in range(3000):
+        adaptation.received(10, 10, False, 10 * FAST)
+    assert adaptation.wanted() > 2  # the slower pace became the norm
 
 
 def test_a_fixed_concurrency_never_changes():
     adaptation = Adaptation.fixed(4)
     assert not adaptation.adaptive
-    assert {adaptation.received(got, 10, full) for got in (0, 5, 10) for full in (False, True)} == {4}
+    outcomes = {adaptation.received(got, 10, backed_up, seconds)
+                for got in (0, 5, 10) for backed_up in (False, True) for seconds in (FAST, 1.0)}
+    assert outcomes == {4}  # fmt: skip
 
 
 def test_impossible_bounds_are_refused():
@@ -55,13 +87,18 @@ def receives(front: RecordingSqs) -> int:
         return front.actions.get("ReceiveMessage", 0)
 
 
+def answered(front: RecordingSqs) -> int:
+    with front.lock:
+        return front.actions.get("ReceiveMessage", 0) - front.in_flight
+
+
 def scraped(port: int, name: str) -> float:
     status, text = scrape(port, "/metrics")
     return metric(text, name) if status == 200 else -1.0
 
 
-def follow_with_defaults(front: RecordingSqs, queues, database_url: str, port: int, wait: str):
-    env = env_for(queues.url.replace(front.target, front.url), database_url)
+def follow_with_defaults(front: RecordingSqs, queues, sqs_endpoint, database_url, port, wait: str):
+    env = env_for(queues.url.replace(sqs_endpoint, front.url), database_url)
     del env["LOGINETL_CONCURRENCY"]  # the defaults: adaptive
     env["LOGINETL_WAIT_TIME"] = wait
     return Watched("run", "--follow", "--log-format", "json", "--metrics-port", str(port),
@@ -74,9 +111,11 @@ def test_under_a_backlog_receivers_grow_then_shrink_to_one_when_idle(
     init(database_url)
     bodies = [body for _ in range(4) for body in valid_bodies()][:300]
     queues.send(bodies)
-    front = RecordingSqs(sqs_endpoint)
+    server = urlsplit(sqs_endpoint)
+    far = TcpProxy(server.hostname, server.port, delay=0.01)  # 20 ms round trips, as in AWS
+    front = RecordingSqs(f"http://127.0.0.1:{far.port}")
     port = free_port()
-    process = follow_with_defaults(front, queues, database_url, port, wait="1")
+    process = follow_with_defaults(front, queues, sqs_endpoint, database_url, port, wait="1")
     try:
         wait_until(lambda: len(rows(db)) == len(bodies), timeout=120)
         grown = front.most_in_flight
@@ -89,6 +128,7 @@ def test_under_a_backlog_receivers_grow_then_shrink_to_one_when_idle(
         code, _, stderr = process.finish()
     finally:
         front.close()
+        far.cut()
     assert code == 0, stderr
     assert grown >= 4, f"at most {grown} receives in flight under a backlog of {len(bodies)}"
     assert front.most_in_flight <= 1
@@ -102,7 +142,7 @@ def test_idle_follower_long_polls_from_one_receiver_and_counts_every_request(
     front = RecordingSqs(sqs_endpoint)
     port = free_port()
     wait = 2  # seconds per long poll here; the default with --follow is 20: 3 receives a minute
-    process = follow_with_defaults(front, queues, database_url, port, wait=str(wait))
+    process = follow_with_defaults(front, queues, sqs_endpoint, database_url, port, wait=str(wait))
     try:
         wait_until(lambda: scraped(port, "loginetl_receivers") == 1 and receives(front) >= 1)
         first, started = receives(front), time.monotonic()
@@ -111,8 +151,8 @@ def test_idle_follower_long_polls_from_one_receiver_and_counts_every_request(
         # Every request counted by action, and every receive came back empty.
         received = 'loginetl_sqs_requests_total{action="ReceiveMessage"}'
         wait_until(lambda: scraped(port, received) == receives(front), timeout=10)
-        wait_until(
-            lambda: scraped(port, "loginetl_sqs_empty_receives_total") == receives(front),
+        wait_until(  # those answered, that is: not the one in flight
+            lambda: scraped(port, "loginetl_sqs_empty_receives_total") == answered(front),
             timeout=10,
         )
         with front.lock:

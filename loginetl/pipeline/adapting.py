@@ -1,10 +1,12 @@
 """Adapting: how many receivers should poll, from what each receive brings back.
 
 With no `--concurrency`, a run starts with one receiver and adds one each time a receive comes
-back full while the inbox has room (the queue holds more, and the loader keeps up); it drops
-one when a receive comes back empty or the inbox backs up (the loader is what limits). Idle,
-that leaves one receiver long-polling: a few requests a minute. `--concurrency N` pins the
-count at N (least = most = N).
+back full while the inbox has room (the queue holds more, and the loader keeps up) and SQS
+answers about as fast as it did with fewer receivers; it drops one when a receive comes back
+empty, when the inbox backs up (the loader is what limits), or when full receives take much
+longer than they used to (the server is what limits: more receivers would only queue there,
+and cost CPU here). Idle, that leaves one receiver long-polling: a few requests a minute.
+`--concurrency N` pins the count at N (least = most = N).
 
 Each receiver asks `wanted()` before it polls and retires when there are more of them than
 wanted; the receivers start new ones while `wanted()` is above their number.
@@ -15,6 +17,11 @@ from __future__ import annotations
 import threading
 
 MOST_RECEIVERS = 16  # with no --concurrency: enough for 50 ms round trips (about 3,000 msg/s)
+GROW_WITHIN = 2.0  # grow while full receives take at most this many times the fastest seen
+SHRINK_BEYOND = 3.0  # and shrink once they take more than this many times
+SMOOTHING = 0.2  # weight of each full receive's duration in the running average
+FORGETTING = 1.001  # the fastest creeps up 0.1% a full receive: a server slow for good is
+# not held against it forever (twice as slow is the norm after ~700 full receives)
 
 
 class Adaptation:
@@ -26,6 +33,8 @@ class Adaptation:
         self.least, self.most = least, most
         self.target = min(most, max(least, start))
         self.lock = threading.Lock()
+        self.average: float | None = None  # seconds a full receive takes, smoothed
+        self.fastest: float | None = None  # the lowest that average has been
 
     @classmethod
     def fixed(cls, receivers: int) -> Adaptation:
@@ -39,12 +48,25 @@ class Adaptation:
         with self.lock:
             return self.target
 
-    def received(self, got: int, asked: int, backed_up: bool) -> int:
-        """After a receive that asked for `asked` and got `got` messages; `backed_up`: the inbox
-        is full, the loader behind. Returns the receivers now wanted."""
+    def received(self, got: int, asked: int, backed_up: bool, seconds: float) -> int:
+        """After a receive that asked for `asked` and got `got` messages in `seconds`;
+        `backed_up`: the inbox is full, the loader behind. Returns the receivers now wanted."""
         with self.lock:
             if got == 0 or backed_up:
                 self.target = max(self.least, self.target - 1)
-            elif got >= asked:
-                self.target = min(self.most, self.target + 1)
+            elif got >= asked:  # full: how long it took says how busy the server is
+                slower = self._slowdown(seconds)
+                if slower > SHRINK_BEYOND:
+                    self.target = max(self.least, self.target - 1)
+                elif slower <= GROW_WITHIN:
+                    self.target = min(self.most, self.target + 1)
             return self.target
+
+    def _slowdown(self, seconds: float) -> float:
+        """The smoothed duration of full receives over the fastest it has been."""
+        if self.average is None:
+            self.average = seconds
+        else:
+            self.average += SMOOTHING * (seconds - self.average)
+        self.fastest = min(self.fastest * FORGETTING if self.fastest else self.average, self.average)
+        return self.average / self.fastest if self.fastest > 0 else 1.0

@@ -1,13 +1,14 @@
 """Receiving: threads long-poll the source queue and put what arrives into the inbox, waiting
 while it is full (back-pressure), until the queue comes back empty (unless following), the
 budget is spent, or the run stops. How many poll is the adaptation's call (adapting.py): a
-fixed `--concurrency`, or more while receives come back full and fewer when they come back
-empty or the inbox backs up."""
+fixed `--concurrency`, or more while receives come back full and fast, fewer when they come
+back empty or slow or the inbox backs up."""
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 
 from .. import extract
 from ..errors import LoginetlError
@@ -93,6 +94,7 @@ class Receivers:
             wanted = shared.reserve(extract.MAX_PER_CALL)
             if wanted == 0:
                 return False
+            started = time.monotonic()
             try:
                 received = extract.receive(
                     self.source.sqs, self.source.url, wanted, options.wait_time
@@ -103,7 +105,8 @@ class Receivers:
             shared.unreserve(wanted - len(received))
             self.source.keeper.hold(received)
             self.metrics.polled(len(received))
-            self.adaptation.received(len(received), wanted, shared.inbox.full())
+            took = time.monotonic() - started
+            self.adaptation.received(len(received), wanted, shared.inbox.full(), took)
             new = shared.count_received(received)
             if not new and not options.follow:
                 self.drained = True
