@@ -20,12 +20,14 @@ from .test_service import free_port, metric, scrape
 FAST = 0.02  # seconds a full receive takes while the server keeps up
 
 
-def test_full_fast_receives_add_receivers_up_to_the_most():
+def test_full_fast_receives_add_a_receiver_a_round_up_to_the_most():
     adaptation = Adaptation()
     assert adaptation.wanted() == 1
-    wanted = [adaptation.received(10, 10, False, FAST) for _ in range(MOST_RECEIVERS + 3)]
-    assert wanted[:3] == [2, 3, 4]
-    assert wanted[-1] == MOST_RECEIVERS == 16
+    wanted = [adaptation.received(10, 10, False, FAST) for _ in range(1 + 2 + 3 + 4)]
+    assert wanted == [2, 2, 3, 3, 3, 4, 4, 4, 4, 5]  # once each receiver had its say
+    for _ in range(20 * MOST_RECEIVERS):
+        adaptation.received(10, 10, False, FAST)
+    assert adaptation.wanted() == MOST_RECEIVERS == 16
 
 
 def test_a_receive_asked_for_less_is_full_when_it_brings_all_it_asked():
@@ -33,30 +35,35 @@ def test_a_receive_asked_for_less_is_full_when_it_brings_all_it_asked():
     assert adaptation.received(3, 3, False, FAST) == 2  # the budget asked for 3
 
 
-def test_partial_receives_hold_empty_ones_and_a_full_inbox_drop_one_down_to_one():
+def test_partial_receives_hold_and_empty_ones_drop_one_at_once_down_to_one():
     adaptation = Adaptation(start=5)
-    assert adaptation.received(4, 10, False, FAST) == 5
+    assert {adaptation.received(4, 10, False, FAST) for _ in range(12)} == {5}
     assert adaptation.received(0, 10, False, 5.0) == 4
-    assert adaptation.received(10, 10, True, FAST) == 3  # the loader is behind
     for _ in range(10):
         adaptation.received(0, 10, False, 5.0)
     assert adaptation.wanted() == 1
 
 
+def test_a_full_inbox_drops_one_a_round():
+    adaptation = Adaptation(start=3)
+    wanted = [adaptation.received(10, 10, True, FAST) for _ in range(3 + 2 + 1 + 1)]
+    assert wanted == [3, 3, 2, 2, 1, 1, 1]  # the loader is behind
+
+
 def test_receives_slowing_down_stop_the_growth_then_shrink_it():
     adaptation = Adaptation()
-    for _ in range(5):
+    for _ in range(1 + 2 + 3 + 4 + 5):
         adaptation.received(10, 10, False, FAST)
     assert adaptation.wanted() == 6
     # The server saturates: each receive takes longer, as they queue there.
-    for _ in range(20):
+    for _ in range(60):
         adaptation.received(10, 10, False, 2.5 * FAST)
     grown = adaptation.wanted()
     assert grown < MOST_RECEIVERS
-    for _ in range(10):
+    for _ in range(30):
         adaptation.received(10, 10, False, 2.5 * FAST)
     assert adaptation.wanted() == grown  # between GROW_WITHIN and SHRINK_BEYOND: held
-    for _ in range(10):
+    for _ in range(60):
         adaptation.received(10, 10, False, 6 * FAST)
     assert adaptation.wanted() < grown
 
@@ -64,7 +71,7 @@ def test_receives_slowing_down_stop_the_growth_then_shrink_it():
 def test_a_server_slow_for_good_is_forgiven_and_growth_tried_again():
     adaptation = Adaptation()
     adaptation.received(10, 10, False, FAST)
-    for _ in range(3000):
+    for _ in range(5000):
         adaptation.received(10, 10, False, 10 * FAST)
     assert adaptation.wanted() > 2  # the slower pace became the norm
 

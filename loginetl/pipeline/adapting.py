@@ -1,11 +1,12 @@
 """Adapting: how many receivers should poll, from what each receive brings back.
 
-With no `--concurrency`, a run starts with one receiver and adds one each time a receive comes
-back full while the inbox has room (the queue holds more, and the loader keeps up) and SQS
-answers about as fast as it did with fewer receivers; it drops one when a receive comes back
-empty, when the inbox backs up (the loader is what limits), or when full receives take much
-longer than they used to (the server is what limits: more receivers would only queue there,
-and cost CPU here). Idle, that leaves one receiver long-polling: a few requests a minute.
+With no `--concurrency`, a run starts with one receiver and, once a round (as many receives
+as there are receivers), adds one while receives come back full and the inbox has
+room (the queue holds more, and the loader keeps up) and SQS answers about as fast as it did
+with fewer receivers, or drops one when full receives take much longer than they used to (the
+server is what limits: more receivers would only queue there, and cost CPU here) or the inbox
+is backed up (the loader is what limits). It drops one at once for each receive that comes
+back empty. Idle, that leaves one receiver long-polling: a few requests a minute.
 `--concurrency N` pins the count at N (least = most = N).
 
 Each receiver asks `wanted()` before it polls and retires when there are more of them than
@@ -35,6 +36,7 @@ class Adaptation:
         self.lock = threading.Lock()
         self.average: float | None = None  # seconds a full receive takes, smoothed
         self.fastest: float | None = None  # the lowest that average has been
+        self.round = 0  # full receives since the last change
 
     @classmethod
     def fixed(cls, receivers: int) -> Adaptation:
@@ -52,14 +54,19 @@ class Adaptation:
         """After a receive that asked for `asked` and got `got` messages in `seconds`;
         `backed_up`: the inbox is full, the loader behind. Returns the receivers now wanted."""
         with self.lock:
-            if got == 0 or backed_up:
+            if got == 0:  # nothing there: one receiver fewer at once
                 self.target = max(self.least, self.target - 1)
-            elif got >= asked:  # full: how long it took says how busy the server is
-                slower = self._slowdown(seconds)
-                if slower > SHRINK_BEYOND:
-                    self.target = max(self.least, self.target - 1)
-                elif slower <= GROW_WITHIN:
-                    self.target = min(self.most, self.target + 1)
+                return self.target
+            full = got >= asked
+            slower = self._slowdown(seconds) if full else 1.0  # a partial one waited, maybe
+            self.round += 1
+            if self.round < self.target:  # one change a round: each receiver had its say
+                return self.target
+            self.round = 0
+            if backed_up or slower > SHRINK_BEYOND:
+                self.target = max(self.least, self.target - 1)
+            elif full and slower <= GROW_WITHIN:
+                self.target = min(self.most, self.target + 1)
             return self.target
 
     def _slowdown(self, seconds: float) -> float:
