@@ -32,6 +32,8 @@ NOT_RUN = {
     "psql -h localhost -p 5432": "against the stack's PostgreSQL on 5432, asks for a password",
     ".venv/bin/python scripts/bench.py --messages 10000 100000": "the benchmark: minutes of load "
     "on LocalStack; it checks every run itself",
+    ".venv/bin/python scripts/bench.py --messages 20000 --rtt": "the benchmark at real round "
+    "trips: half an hour of load on LocalStack behind a latency proxy; it checks every run",
     ".venv/bin/mutmut run": "mutation testing: minutes of the fast tests run once per mutant",
     ".venv/bin/mutmut results": "reads what a mutmut run left in mutants/",
 }

@@ -18,8 +18,11 @@ from __future__ import annotations
 import threading
 
 MOST_RECEIVERS = 16  # with no --concurrency: enough for 50 ms round trips (about 3,000 msg/s)
-GROW_WITHIN = 2.0  # grow while full receives take at most this many times the fastest seen
-SHRINK_BEYOND = 3.0  # and shrink once they take more than this many times
+# Grow while full receives take at most GROW_WITHIN times the fastest seen, shrink beyond
+# SHRINK_BEYOND: only a server choking on the load slows that much (behind 50 ms round trips,
+# LocalStack on 2 cores answers 16 receivers ~8 times slower than one, yet 16 drain fastest).
+GROW_WITHIN = 8.0
+SHRINK_BEYOND = 12.0
 SMOOTHING = 0.2  # weight of each full receive's duration in the running average
 FORGETTING = 1.001  # the fastest creeps up 0.1% a full receive: a server slow for good is
 # not held against it forever (twice as slow is the norm after ~700 full receives)
@@ -75,5 +78,6 @@ class Adaptation:
             self.average = seconds
         else:
             self.average += SMOOTHING * (seconds - self.average)
-        self.fastest = min(self.fastest * FORGETTING if self.fastest else self.average, self.average)
+        forgotten = self.fastest * FORGETTING if self.fastest else self.average
+        self.fastest = min(forgotten, self.average)
         return self.average / self.fastest if self.fastest > 0 else 1.0
