@@ -104,6 +104,15 @@ def scraped(port: int, name: str) -> float:
     return metric(text, name) if status == 200 else -1.0
 
 
+def stopped(process: Watched, front: RecordingSqs) -> dict:
+    """SIGTERM, then the exit code checked; returns the run's `start` log event."""
+    process.process.terminate()
+    code, _, stderr = process.finish()
+    front.close()
+    assert code == 0, stderr
+    return json.loads(stderr.splitlines()[0])
+
+
 def follow_with_defaults(front: RecordingSqs, queues, sqs_endpoint, database_url, port, wait: str):
     env = env_for(queues.url.replace(sqs_endpoint, front.url), database_url)
     del env["LOGINETL_CONCURRENCY"]  # the defaults: adaptive
@@ -167,12 +176,8 @@ def test_idle_follower_long_polls_from_one_receiver_and_counts_every_request(
             attributes = front.actions["GetQueueAttributes"]
         asked = 'loginetl_sqs_requests_total{action="GetQueueAttributes"}'
         wait_until(lambda: scraped(port, asked) >= attributes)
-        process.process.terminate()
-        code, _, stderr = process.finish()
     finally:
-        front.close()
-    assert code == 0, stderr
-    start = json.loads(stderr.splitlines()[0])
+        start = stopped(process, front)
     assert start["options"]["concurrency"] is None  # adaptive
     # One receiver whose receives each last the whole long poll: one call per `wait` seconds.
     assert calls <= seconds / wait + 1, f"{calls} receives in {seconds:.1f} s"
@@ -186,14 +191,10 @@ def test_a_fixed_concurrency_keeps_that_many_receivers_polling(queues, sqs_endpo
     env = env_for(queues.url.replace(sqs_endpoint, front.url), database_url)
     env["LOGINETL_CONCURRENCY"] = "4"
     env["LOGINETL_WAIT_TIME"] = "3"  # receivers long-poll an empty queue meanwhile
+    process = Watched("run", "--follow", "--log-format", "json", env=env)
     try:
-        process = Watched("run", "--follow", "--log-format", "json", env=env)
         wait_until(lambda: front.most_in_flight == 4, timeout=30)
-        process.process.terminate()
-        code, _, stderr = process.finish()
     finally:
-        front.close()
-    assert code == 0, stderr
-    start = json.loads(stderr.splitlines()[0])
+        start = stopped(process, front)
     assert start["event"] == "start" and start["options"]["concurrency"] == 4
     assert front.most_in_flight == 4
