@@ -83,6 +83,10 @@ def sqs_client(settings: Settings, pool_size: int = 10):
         connect_timeout=5,
         read_timeout=60,  # longer than the longest long-poll (20 s)
         max_pool_connections=pool_size,
+        # SQS checks every request itself, and answers what loginetl handles (a refused entry
+        # is resent alone); botocore's own check of each request's shape would cost CPU per
+        # call (issue 13: CPU per message).
+        parameter_validation=False,
     )
     return session.client(
         "sqs", endpoint_url=endpoint, region_name=region, config=config, **credentials

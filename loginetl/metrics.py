@@ -47,7 +47,32 @@ class Metrics:
             "ApproximateNumberOfMessages on the source queue.",
             registry=self.registry,
         )
+        self.sqs_requests = counter(
+            "loginetl_sqs_requests",
+            "SQS requests sent, by action (every attempt, retries included).",
+            ["action"],
+        )
+        self.empty_receives = counter(
+            "loginetl_sqs_empty_receives", "ReceiveMessage calls that brought no message."
+        )
+        self.receivers = Gauge(
+            "loginetl_receivers", "Receivers polling the source queue now.", registry=self.registry
+        )
         self.last_receive = time.monotonic()
+
+    def count_requests(self, sqs_client) -> None:
+        """Count every request the client sends, by action, and the receives that come back
+        empty, through botocore's own events: no call site can forget to."""
+        events = sqs_client.meta.events
+        events.register("before-send.sqs", self._sent)
+        events.register("after-call.sqs.ReceiveMessage", self._received)
+
+    def _sent(self, event_name: str, **kwargs) -> None:  # must return None: else it answers
+        self.sqs_requests.labels(event_name.rpartition(".")[2]).inc()
+
+    def _received(self, http_response, parsed: dict, **kwargs) -> None:
+        if http_response.status_code < 300 and not parsed.get("Messages"):
+            self.empty_receives.inc()
 
     def polled(self, count: int) -> None:
         self.last_receive = time.monotonic()

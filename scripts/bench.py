@@ -21,6 +21,7 @@ Example:
     .venv/bin/python scripts/bench.py --endpoint-url http://127.0.0.1:4566   # an SQS already up
     .venv/bin/python scripts/bench.py --messages 20000 --py-spy /tmp/profiles  # where time goes
     .venv/bin/python scripts/bench.py --stream --messages 20000 --shards 4 16  # run --stream
+    .venv/bin/python scripts/bench.py --messages 20000 --rtt 0 20 50  # at real SQS latency
 
 Without --endpoint-url it starts LocalStack itself (scripts/localstack.py, no Docker) and stops
 it afterwards. It creates a fresh database (dropped afterwards) and fresh queues (deleted).
@@ -30,6 +31,10 @@ Then the costs of the privacy operations (issue 12): masking CPU per message in 
 measures just those (PostgreSQL only, no SQS server):
 
     .venv/bin/python scripts/bench.py --privacy-only --rekey-rows 100000
+
+With --rtt, instead: the bench at real round-trip times on the first --messages N (bench_rtt.py):
+bare consumers, `run` with its defaults and with each --fixed concurrency, behind a proxy that
+delays each direction, and CPU per message; issue 13's targets marked met or not met.
 
 This file is the command line; the set-up is in bench_setup.py, the measurements in
 bench_measure.py and bench_privacy.py, and the report (results, targets, tables, JSON) in
@@ -51,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings: script
 import bench_privacy  # noqa: E402
 from bench_measure import measure_naive, measure_size  # noqa: E402
 from bench_report import print_json, print_privacy, print_tables, results  # noqa: E402
+from bench_rtt import measure_rtts, print_rtt_tables, rtt_results  # noqa: E402
 from bench_setup import (  # noqa: E402
     child_environment,
     fresh_database,
@@ -96,7 +102,10 @@ def bench(args: argparse.Namespace) -> dict:
         database = cleanup.enter_context(fresh_database(args.database_url))
         init_table(database, environment)
         sqs = sqs_client(endpoint.url, pool=2 * max(args.concurrency, args.seed_threads))
-
+        if args.rtt:
+            return rtt_results(
+                args, endpoint.url, measure_rtts(sqs, endpoint, database, environment, args)
+            )
         naive = measure_naive(sqs, endpoint, database, mask_key, args)
         sizes = [
             measure_size(sqs, endpoint, database, environment, n, args)
@@ -140,15 +149,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="profile each loginetl run with py-spy (collapsed stacks into DIR)",
     )
+    parser.add_argument(
+        "--rtt", type=int, nargs="+", metavar="MS",
+        help="round-trip times to measure at, through a latency proxy (e.g. 0 20 50)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fixed", type=int, nargs="+", default=[4, 8, 16], metavar="N",
+        help="with --rtt: the fixed --concurrency values to compare (default: 4 8 16)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
-    if (
-        min(args.messages + [args.concurrency, args.naive_messages, args.repeat, args.batch_size])
-        < 1
-    ):
+    counts = args.messages + args.fixed + [
+        args.concurrency, args.naive_messages, args.repeat, args.batch_size
+    ]
+    if min(counts) < 1 or min(args.rtt or [0]) < 0:
         parser.error(
-            "--messages, --concurrency, --naive-messages, --repeat and --batch-size"
-            " must be at least 1"
+            "--messages, --fixed, --concurrency, --naive-messages, --repeat and --batch-size"
+            " must be at least 1, --rtt at least 0"
         )
     return args
 
@@ -169,11 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     result = bench(args)
     if args.json:
         print_json(result)
+    elif args.rtt:
+        print_rtt_tables(result)
     elif not args.privacy_only:
         print_tables(result)
-    if not args.json:
+    if not args.json and "privacy" in result:
         print_privacy(result["privacy"])
-    passed = result["privacy"]["checks_passed"] and result.get("checks_passed", True)
+    privacy_passed = result.get("privacy", {}).get("checks_passed", True)
+    passed = privacy_passed and result.get("checks_passed", True)
     return 0 if passed else 1
 
 

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ import boto3
 import psycopg2
 
 from bench_setup import (
+    BARE,
     LOGINETL,
     RECEIVE_WAIT,
     REGION,
@@ -87,28 +87,16 @@ def median(items: list, key):
 # --- the three consumers --------------------------------------------------------------------
 
 
-def bare_drain(sqs, queue_url: str, concurrency: int) -> Rate:
-    """Receive 10 and delete them, from `concurrency` threads, until each sees an empty receive."""
-    drained = [0] * concurrency  # one slot per thread: no lock needed
-
-    def drain(slot: int) -> None:
-        while True:
-            received = sqs.receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=RECEIVE_WAIT
-            ).get("Messages", [])
-            if not received:
-                return
-            entries = [
-                {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
-                for index, message in enumerate(received)
-            ]
-            response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-            drained[slot] += len(received) - len(response.get("Failed", []))
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(drain, range(concurrency)))
-    return Rate(sum(drained), time.monotonic() - started)
+def bare_drain(endpoint_url: str, queue_url: str, concurrency: int) -> Rate:
+    """scripts/bench_bare.py as a process of its own: its rate, and its CPU time from wait4."""
+    command = [sys.executable, str(BARE), endpoint_url, queue_url, str(concurrency)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    drained = json.loads(process.stdout.read())
+    process.stdout.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"the bare drain exited {os.waitstatus_to_exitcode(status)}")
+    return Rate(drained["messages"], drained["seconds"], cpu=usage.ru_utime + usage.ru_stime)
 
 
 def naive_drain(endpoint_url: str, queues: Queues, database_url: str, mask_key: str) -> Rate:
@@ -174,17 +162,18 @@ def loginetl_run(
     endpoint_url: str,
     database_url: str,
     environment: dict[str, str],
-    concurrency: int,
+    concurrency: int | None,
     batch_size: int,
     profile_to: Path | None,
 ) -> tuple[Rate, float, int, dict]:
-    """`loginetl run --json` as a subprocess: (rate from wall time, peak RSS in MB, exit code,
-    its summary). Peak RSS is the kernel's own account (ru_maxrss from wait4), not a sample."""
+    """`loginetl run --json` as a subprocess: (rate from wall time with its CPU time, peak RSS
+    in MB, exit code, its summary). Peak RSS and CPU are the kernel's own account (wait4), not
+    samples. No `concurrency`: loginetl's default (adaptive)."""
     command = [
         str(LOGINETL), "run", "--json", "--queue-url", queues.source, "--endpoint-url",
         endpoint_url, "--database-url", database_url, "--batch-size", str(batch_size),
-        "--wait-time", str(RECEIVE_WAIT), "--concurrency", str(concurrency),
-    ]  # fmt: skip
+        "--wait-time", str(RECEIVE_WAIT),
+    ] + (["--concurrency", str(concurrency)] if concurrency else [])  # fmt: skip
     # Its own folder as working directory, so no .env of the repo slips settings in.
     with tempfile.TemporaryDirectory(prefix="loginetl-bench-") as folder:
         out, err = Path(folder, "stdout"), Path(folder, "stderr")
@@ -205,7 +194,8 @@ def loginetl_run(
         except ValueError:
             summary = {"error": (err.read_text().strip() or text.strip())[-500:]}
     received = int(summary.get("received", 0))
-    return Rate(received, seconds), usage.ru_maxrss / 1024, process.returncode, summary
+    cpu = usage.ru_utime + usage.ru_stime
+    return Rate(received, seconds, cpu=cpu), usage.ru_maxrss / 1024, process.returncode, summary
 
 
 def attach_profiler(pid: int, profile_to: Path | None) -> subprocess.Popen | None:
@@ -267,24 +257,26 @@ def measure_size(
     for round_number in range(1, args.repeat + 1):
         if args.repeat > 1:
             console.print(f"[bold]{n:,} messages, round {round_number} of {args.repeat}[/]")
-        size.bares.append(measure_bare(sqs, endpoint, n, args))
-        size.runs.append(measure_run(sqs, endpoint, database, environment, n, args))
+        size.bares.append(measure_bare(sqs, endpoint, n, args, args.concurrency))
+        size.runs.append(
+            measure_run(sqs, endpoint, database, environment, n, args, args.concurrency)
+        )
     return size
 
 
-def measure_bare(sqs, endpoint: Endpoint, n: int, args) -> Rate:
+def measure_bare(sqs, endpoint: Endpoint, n: int, args, threads: int) -> Rate:
     with fresh_queues(sqs, f"bench-bare-{n}", with_dlq=False) as queues:
         seeded = seed_queue(sqs, queues.source, n, args.seed_threads)
         console.print(
             f"{n:,} messages seeded ({seeded.per_second:,.0f}/s);"
-            f" bare drain, {args.concurrency} threads"
+            f" bare drain, {threads} threads"
         )
         before = cpu_seconds(endpoint.pid)
-        bare = bare_drain(sqs, queues.source, args.concurrency)
+        bare = bare_drain(endpoint.url, queues.source, threads)
         bare.endpoint_cpu = cpu_since(endpoint.pid, before)
     console.print(
         f"  bare drain: {bare.per_second:,.0f} messages/s"
-        f" ({bare.messages:,} in {bare.seconds:.1f} s)"
+        f" ({bare.messages:,} in {bare.seconds:.1f} s), CPU {bare.ms_per_message:.3f} ms/message"
     )
     if bare.messages != n:
         console.print(f"  [red]bare drain got {bare.messages} of {n} messages[/]")
@@ -292,16 +284,19 @@ def measure_bare(sqs, endpoint: Endpoint, n: int, args) -> Rate:
 
 
 def measure_run(
-    sqs, endpoint: Endpoint, database: str, environment: dict, n: int, args
+    sqs, endpoint: Endpoint, database: str, environment: dict, n: int, args,
+    concurrency: int | None,
 ) -> RunResult:
+    """On freshly seeded queues; `concurrency` None: loginetl's default (adaptive)."""
     invalid = Messages.invalid_count(n)
     with fresh_queues(sqs, f"bench-run-{n}", with_dlq=True) as queues:
         seed_queue(sqs, queues.source, n, args.seed_threads)
-        console.print(f"{n:,} messages seeded ({invalid} invalid); loginetl run")
+        flag = f"--concurrency {concurrency}" if concurrency else "(defaults)"
+        console.print(f"{n:,} messages seeded ({invalid} invalid); loginetl run {flag}")
         before = cpu_seconds(endpoint.pid)
         rate, rss, code, summary = loginetl_run(
             queues, endpoint.url, database, environment,
-            args.concurrency, args.batch_size, args.py_spy,
+            concurrency, args.batch_size, args.py_spy,
         )  # fmt: skip
         rate.endpoint_cpu = cpu_since(endpoint.pid, before)
         problems = check_run(sqs, queues, database, n, invalid, code, summary)
@@ -309,7 +304,7 @@ def measure_run(
     verdict = "checks passed" if not problems else "[red]" + "; ".join(problems) + "[/]"
     console.print(
         f"  loginetl run: {rate.per_second:,.0f} messages/s ({rate.seconds:.1f} s),"
-        f" peak RSS {rss:.0f} MB, {verdict}"
+        f" peak RSS {rss:.0f} MB, CPU {rate.ms_per_message:.3f} ms/message, {verdict}"
     )
     return RunResult(rate, rss, code, summary, problems)
 

@@ -21,17 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import boto3
-import botocore.config
 import psycopg2
+from bench_bare import RECEIVE_WAIT, REGION, sqs_client  # noqa: F401 (the bench's, from here)
 from rich.console import Console
 
 REPO = Path(__file__).resolve().parent.parent
 LOGINETL = REPO / ".venv" / "bin" / "loginetl"
+BARE = REPO / "scripts" / "bench_bare.py"
 SAMPLE = REPO / "loginetl" / "data" / "sample_data.json"
-REGION = "us-east-1"
 INVALID_EVERY = 100  # one message in a hundred is invalid: 1%
-RECEIVE_WAIT = 1  # long-poll seconds for every drain here: an empty receive means drained
 
 console = Console(stderr=True)  # progress; the results go to stdout
 
@@ -44,6 +42,12 @@ class Rate:
     messages: int
     seconds: float
     endpoint_cpu: float | None = None  # CPU seconds the SQS server spent meanwhile, when known
+    cpu: float | None = None  # CPU seconds of the consumer's own process, when it was one
+
+    @property
+    def ms_per_message(self) -> float | None:
+        """The consumer's CPU per message, start-up included."""
+        return 1000 * self.cpu / self.messages if self.cpu is not None and self.messages else None
 
     @property
     def per_second(self) -> float:
@@ -118,21 +122,6 @@ def cpu_seconds(pid: int | None) -> float | None:
 def cpu_since(pid: int | None, before: float | None) -> float | None:
     now = cpu_seconds(pid)
     return now - before if now is not None and before is not None else None
-
-
-def sqs_client(endpoint_url: str, pool: int):
-    """One client shared by every thread (boto3 clients are thread-safe), its pool sized so no
-    thread waits for a connection."""
-    config = botocore.config.Config(
-        max_pool_connections=max(10, pool),
-        retries={"mode": "standard", "max_attempts": 6},
-        connect_timeout=5,
-        read_timeout=30,
-    )
-    return boto3.session.Session().client(
-        "sqs", endpoint_url=endpoint_url, region_name=REGION, config=config,
-        aws_access_key_id="test", aws_secret_access_key="test",
-    )  # fmt: skip
 
 
 @contextmanager

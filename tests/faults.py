@@ -2,12 +2,14 @@
 
 The proxy sits between loginetl and a real server (PostgreSQL or the SQS server). `cut()` drops
 every open connection and refuses new ones, as a crashed or unreachable server does;
-`restore()` listens again on the same port.
+`restore()` listens again on the same port. With `delay`, every byte waits that long in each
+direction, as over a network with a round trip of twice the delay (scripts/bench.py --rtt).
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import select
 import socket
 import subprocess
@@ -20,8 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, delay: float = 0.0) -> None:
         self.target = (target_host, target_port)
+        self.delay = delay  # seconds, each direction
         self.port = _free_port()
         self.listener: socket.socket | None = None
         self.connections: list[socket.socket] = []
@@ -58,7 +61,11 @@ class TcpProxy:
                 continue
             with self.lock:
                 self.connections += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            if self.delay:
+                for pair in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._delay, args=pair, daemon=True).start()
+            else:
+                threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         try:
@@ -72,6 +79,30 @@ class TcpProxy:
         except (OSError, ValueError):
             _close(a)
             _close(b)
+
+
+    def _delay(self, source: socket.socket, destination: socket.socket) -> None:
+        """Forward one direction, each chunk `delay` seconds after it arrived; a closed end
+        closes both."""
+        due: queue.Queue = queue.Queue()
+
+        def send() -> None:
+            while (item := due.get()) is not None:
+                time.sleep(max(0.0, item[0] - time.monotonic()))
+                try:
+                    destination.sendall(item[1])
+                except OSError:
+                    break
+            _close(source)
+            _close(destination)
+
+        threading.Thread(target=send, daemon=True).start()
+        try:
+            while data := source.recv(65536):
+                due.put((time.monotonic() + self.delay, data))
+        except OSError:
+            pass
+        due.put(None)
 
 
 def _close(sock: socket.socket) -> None:

@@ -44,6 +44,8 @@ NOT_RUN = {
     "python3 scripts/kinesis.py down": "stops the server the `up` line started",
     ".venv/bin/python scripts/fuzz_run.py --bodies 10000": "10,000 bodies on LocalStack: a minute "
     "or two of load; it checks its run itself (its figures in the README)",
+    ".venv/bin/python scripts/bench.py --messages 20000 --rtt": "the benchmark at real round "
+    "trips: half an hour of load on LocalStack behind a latency proxy; it checks every run",
     ".venv/bin/mutmut run": "mutation testing: minutes of the fast tests run once per mutant",
     ".venv/bin/mutmut results": "reads what a mutmut run left in mutants/",
 }

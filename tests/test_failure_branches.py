@@ -229,25 +229,6 @@ def test_the_duplicate_and_error_counters_count(queues, database_url, db):
     assert code == 0, stderr
 
 
-def test_the_default_concurrency_is_four_receivers(queues, sqs_endpoint, database_url):
-    init(database_url)
-    front = RecordingSqs(sqs_endpoint)
-    env = env_for(queues.url.replace(sqs_endpoint, front.url), database_url)
-    del env["LOGINETL_CONCURRENCY"]
-    env["LOGINETL_WAIT_TIME"] = "3"  # receivers long-poll an empty queue meanwhile
-    try:
-        process = Watched("run", "--follow", "--log-format", "json", env=env)
-        wait_until(lambda: front.most_in_flight == 4, timeout=30)
-        process.process.terminate()
-        code, _, stderr = process.finish()
-    finally:
-        front.close()
-    assert code == 0, stderr
-    start = json.loads(stderr.splitlines()[0])
-    assert start["event"] == "start" and start["options"]["concurrency"] == 4
-    assert front.most_in_flight == 4
-
-
 def test_sigterm_while_following_finishes_the_batch_in_hand(queues, database_url, db):
     init(database_url)
     queues.send(VALID[:30])

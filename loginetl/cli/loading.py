@@ -76,14 +76,15 @@ def run(
         int, option("--batch-size", "Most messages per database transaction.", min=1, max=10000)
     ] = pipeline.RunOptions.batch_size,
     concurrency: Annotated[
-        int,
+        Optional[int],
         option(
             "--concurrency",
-            "Receivers polling in parallel (and threads deleting committed batches).",
+            "Receivers polling in parallel, fixed (and threads deleting committed batches). "
+            "Default: adapt, from 1 to 16, to what the receives bring back.",
             min=1,
             max=64,
         ),
-    ] = pipeline.RunOptions.concurrency,
+    ] = None,
     wait_time: Annotated[
         Optional[int],
         option(

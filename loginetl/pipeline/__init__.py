@@ -65,7 +65,8 @@ class Run:
     def start(self) -> None:
         """Connect to both ends and check them before touching any message."""
         queue_url, options = self.settings.queue_url, self.options
-        self.sqs = extract.sqs_client(self.settings, pool_size=2 * options.concurrency + 4)
+        self.sqs = extract.sqs_client(self.settings, pool_size=2 * options.most_receivers + 4)
+        self.metrics.count_requests(self.sqs)
         self.db = database.Database(
             self.settings.database_url,
             options.retry_for,

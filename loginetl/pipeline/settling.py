@@ -1,6 +1,6 @@
 """Settling, after COMMIT: dead-letter what was refused, then delete from the source everything
 that is settled (committed, already loaded, or accepted by the dead-letter queue). A pool does
-it in parallel with the next receives; at most 2 x concurrency batches await deletion."""
+it in parallel with the next receives; at most 2 x most_receivers batches await deletion."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class Settlers:
         self.shared = shared
         self.source = source
         self.metrics = metrics
-        self.pool = ThreadPoolExecutor(shared.options.concurrency, thread_name_prefix="settle")
+        self.pool = ThreadPoolExecutor(shared.options.most_receivers, thread_name_prefix="settle")
 
     def submit(self, batch, done, refused, loaded: int, duplicates: int, started: float) -> None:
         self.shared.settling.acquire()  # waits while too many batches await deletion

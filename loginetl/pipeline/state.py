@@ -20,6 +20,7 @@ from .. import extract
 from ..errors import LoginetlError
 from ..extract import QueueMessage, VisibilityKeeper
 from ..results import Outcome, plain
+from .adapting import MOST_RECEIVERS
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,17 @@ class SourceQueue:
 class RunOptions:
     max_messages: int | None = None  # None: until the queue is drained
     batch_size: int = 500  # most messages per database transaction
-    concurrency: int = 4  # receiving threads, and threads deleting committed batches
+    concurrency: int | None = None  # receiving threads (None: adapt, see adapting.py)
     wait_time: int = 5  # long-poll seconds; an empty receive means drained
     retry_for: float = 300.0  # seconds to keep retrying an unavailable database
     follow: bool = False  # keep polling when the queue is empty, until stopped
     metrics_port: int | None = None  # serve /metrics and /healthz there
     metrics_host: str = "0.0.0.0"  # all interfaces, as exporters do: a scraper is elsewhere
+
+    @property
+    def most_receivers(self) -> int:
+        """--concurrency, or the adaptation's ceiling; also the threads deleting batches."""
+        return self.concurrency or MOST_RECEIVERS
 
 
 @dataclass
@@ -88,11 +94,11 @@ class Shared:
         self.failure: LoginetlError | None = None  # the first error of any thread ends the run
         self.stop_receiving = False  # the loader is done: receivers exit at their next turn
         self.inbox: queue.Queue[list[QueueMessage]] = queue.Queue(
-            maxsize=max(2, options.batch_size // extract.MAX_PER_CALL) + options.concurrency
+            maxsize=max(2, options.batch_size // extract.MAX_PER_CALL) + options.most_receivers
         )
         self.in_hand: list[QueueMessage] = []  # taken from the inbox, not yet committed
         self.leftover: list[QueueMessage] = []  # taken from the inbox, for the next batch
-        self.settling = threading.BoundedSemaphore(2 * options.concurrency)
+        self.settling = threading.BoundedSemaphore(2 * options.most_receivers)
 
     def fail(self, error: LoginetlError) -> None:
         with self.lock:

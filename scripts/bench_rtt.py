@@ -1,0 +1,168 @@
+"""The bench at real round-trip times (scripts/bench.py --rtt): loopback hides the ~20 ms an
+in-region SQS call takes, so for each RTT a TcpProxy (tests/faults.py) delaying each direction
+by half of it stands between the consumers and the SQS server (seeding goes around it). On
+freshly seeded queues of --messages N each: the bare consumer at --concurrency threads and at
+16, `loginetl run` with its defaults (adaptive receivers), and with each --fixed concurrency.
+Reported: msg/s, the defaults against the best fixed --concurrency and against bare at
+--concurrency threads, and CPU per message (each process's own, from wait4) of loginetl's
+defaults against the bare consumer at --concurrency threads; issue 13's targets met or not."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from rich.console import Console
+from rich.table import Table
+
+from bench_measure import RunResult, measure_bare, measure_run
+from bench_setup import REPO, Endpoint, Rate, console
+
+sys.path.insert(0, str(REPO))  # tests/faults.py holds the proxy the fault tests use
+from tests.faults import TcpProxy  # noqa: E402
+
+BARE_WIDE = 16  # the adaptive receivers' ceiling (loginetl/pipeline/adapting.py)
+DEFAULTS_VS_BEST = 0.9  # issue 13: at 20 and 50 ms, defaults >= 0.9 x the best fixed
+DEFAULTS_VS_BARE = 0.9  # at 0 ms, defaults >= 0.9 x bare at the same thread count
+CPU_VS_BARE = 1.2  # loginetl's CPU per message <= 1.2 x the bare consumer's
+
+
+@dataclass
+class RttResult:
+    rtt_ms: int
+    bare: dict[int, Rate]  # threads -> rate
+    defaults: RunResult
+    fixed: dict[int, RunResult]  # --concurrency -> run
+
+    @property
+    def best_fixed(self) -> int:
+        return max(self.fixed, key=lambda n: self.fixed[n].rate.per_second)
+
+
+@contextmanager
+def behind_latency(endpoint: Endpoint, rtt_ms: int):
+    """The endpoint as seen through a proxy adding `rtt_ms` to every round trip."""
+    if not rtt_ms:
+        yield endpoint
+        return
+    parts = urlsplit(endpoint.url)
+    proxy = TcpProxy(parts.hostname, parts.port or 80, delay=rtt_ms / 2000)
+    try:
+        yield Endpoint(f"http://127.0.0.1:{proxy.port}", endpoint.pid)
+    finally:
+        proxy.cut()
+
+
+def measure_rtts(sqs, endpoint: Endpoint, database: str, environment: dict, args) -> list:
+    n = args.messages[0]
+    found = []
+    for rtt in args.rtt:
+        console.print(f"[bold]round trip {rtt} ms[/]")
+        with behind_latency(endpoint, rtt) as far:
+            bare = {t: measure_bare(sqs, far, n, args, t) for t in (args.concurrency, BARE_WIDE)}
+            defaults = measure_run(sqs, far, database, environment, n, args, None)
+            fixed = {c: measure_run(sqs, far, database, environment, n, args, c)
+                     for c in args.fixed}  # fmt: skip
+        found.append(RttResult(rtt, bare, defaults, fixed))
+    return found
+
+
+def rtt_results(args, endpoint: str, found: list[RttResult]) -> dict:
+    rows = [rtt_row(result, args.concurrency) for result in found]
+    return {
+        "command": " ".join([".venv/bin/python", "scripts/bench.py", *sys.argv[1:]]),
+        "endpoint": endpoint,
+        "loginetl_revision": args.revision,
+        "messages": args.messages[0],
+        "batch_size": args.batch_size,
+        "rtts": rows,
+        "targets": [target for row in rows for target in rtt_targets(row, args.concurrency)],
+        "checks_passed": all(row["checks_passed"] for row in rows),
+    }
+
+
+def rtt_row(result: RttResult, threads: int) -> dict:
+    best = result.best_fixed
+    defaults = result.defaults.rate
+    bare = result.bare[threads]
+    runs = [result.defaults, *result.fixed.values()]
+    return {
+        "rtt_ms": result.rtt_ms,
+        "bare_per_second": {t: round(rate.per_second, 1) for t, rate in result.bare.items()},
+        "defaults_per_second": round(defaults.per_second, 1),
+        "fixed_per_second": {c: round(run.rate.per_second, 1) for c, run in result.fixed.items()},
+        "best_fixed": best,
+        "defaults_vs_best_fixed": round(
+            defaults.per_second / result.fixed[best].rate.per_second, 3
+        ),
+        "defaults_vs_bare": round(defaults.per_second / bare.per_second, 3),
+        "cpu_ms_per_message": {
+            "defaults": round(defaults.ms_per_message, 3),
+            "bare": round(bare.ms_per_message, 3),
+            **{f"fixed_{c}": round(run.rate.ms_per_message, 3) for c, run in result.fixed.items()},
+        },
+        "cpu_vs_bare": round(defaults.ms_per_message / bare.ms_per_message, 3),
+        "checks_passed": not any(run.problems for run in runs),
+        "problems": [problem for run in runs for problem in run.problems],
+    }
+
+
+def rtt_targets(row: dict, threads: int) -> list[dict]:
+    at = f"at {row['rtt_ms']} ms"
+    if row["rtt_ms"]:
+        name, value, limit = f"defaults ≥ {DEFAULTS_VS_BEST} × best fixed {at}", (
+            row["defaults_vs_best_fixed"]), DEFAULTS_VS_BEST  # fmt: skip
+    else:
+        name, value, limit = f"defaults ≥ {DEFAULTS_VS_BARE} × bare {threads} threads {at}", (
+            row["defaults_vs_bare"]), DEFAULTS_VS_BARE  # fmt: skip
+    cpu = f"CPU/message ≤ {CPU_VS_BARE} × bare {threads} threads {at}"
+    return [
+        {"target": name, "value": value, "met": value >= limit},
+        {"target": cpu, "value": row["cpu_vs_bare"], "met": row["cpu_vs_bare"] <= CPU_VS_BARE},
+    ]
+
+
+def print_rtt_tables(result: dict) -> None:
+    out = Console()
+    if not out.is_terminal:  # piped: wide enough not to wrap
+        out = Console(width=160)
+    rows = result["rtts"]
+    threads = sorted(rows[0]["bare_per_second"])
+    fixed = sorted(rows[0]["fixed_per_second"])
+    table = Table(
+        title=f"loginetl {result['loginetl_revision']} at real round trips, "
+        f"{result['messages']:,} messages, msg/s",
+        title_justify="left",
+    )
+    columns = ["RTT", *(f"bare {t}" for t in threads), "defaults",
+               *(f"--concurrency {c}" for c in fixed), "defaults/best", "defaults/bare",
+               "CPU ms/msg run / bare", "checks"]  # fmt: skip
+    for name in columns:
+        table.add_column(name, justify="left" if name == "checks" else "right")
+    for row in rows:
+        cpu = row["cpu_ms_per_message"]
+        table.add_row(
+            f"{row['rtt_ms']} ms",
+            *(f"{row['bare_per_second'][t]:,.0f}" for t in threads),
+            f"{row['defaults_per_second']:,.0f}",
+            *(f"{row['fixed_per_second'][c]:,.0f}" for c in fixed),
+            f"{row['defaults_vs_best_fixed']:.2f} ({row['best_fixed']})",
+            f"{row['defaults_vs_bare']:.2f}",
+            f"{cpu['defaults']:.3f} / {cpu['bare']:.3f} = {row['cpu_vs_bare']:.2f}",
+            "ok" if row["checks_passed"] else "[red]" + "; ".join(row["problems"]) + "[/]",
+        )
+    table.caption = (
+        f"bare N: receive + DeleteMessageBatch from N threads, no database; defaults/bare: "
+        f"against bare {threads[0]}; CPU: each process's own, start-up included"
+    )
+    table.caption_justify = "left"
+    out.print(table)
+    targets = Table(title="targets (issue 13)", title_justify="left")
+    for name in ("target", "measured", ""):
+        targets.add_column(name)
+    for item in result["targets"]:
+        verdict = "[green]met[/]" if item["met"] else "[red]not met[/]"
+        targets.add_row(item["target"], f"{item['value']:g}", verdict)
+    out.print(targets)
