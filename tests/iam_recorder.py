@@ -7,7 +7,7 @@ calls the real server as always, and the test reads CALLS afterwards.
 
 from __future__ import annotations
 
-CALLS: list[tuple[str, str, str]] = []  # (service, operation, queue URL or name)
+CALLS: list[tuple[str, str, str]] = []  # (service, operation, queue URL or name, or stream)
 PLUGIN = "iam=tests.iam_recorder"
 
 
@@ -17,5 +17,6 @@ def initialize_client_plugin(client) -> None:
 
 
 def _record(params: dict, model, **kwargs) -> None:
-    queue = params.get("QueueUrl") or params.get("QueueName") or ""
-    CALLS.append((model.service_model.service_name, model.name, queue))
+    resource = params.get("QueueUrl") or params.get("QueueName") or params.get("StreamName")
+    resource = resource or (params.get("StreamARN") or "").rpartition("/")[2]
+    CALLS.append((model.service_model.service_name, model.name, resource))

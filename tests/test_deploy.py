@@ -305,7 +305,11 @@ def secret_files(workload: dict) -> dict[str, tuple[str, str]]:
     return found
 
 
-def test_the_mask_key_and_database_url_come_from_the_secret_as_files(deployment, manifests):
+@pytest.mark.parametrize("name", ["loginetl", "loginetl-stream"])
+def test_the_mask_key_and_database_url_come_from_the_secret_as_files(
+    name, manifests, stream_manifests
+):
+    deployment = (manifests | stream_manifests)["Deployment", name]
     env = env_entries(deployment)
     secret = manifests["Secret", "loginetl-secrets"]
     files = secret_files(deployment)

@@ -1,6 +1,8 @@
 """deploy/iam/*.json stay true: every AWS API action the commands make against a real SQS server
 (moto over HTTP), recorded through botocore's own event system, is in its role's policy, and the
-policy grants nothing that no command calls. No `*` in any Action or Resource."""
+policy grants nothing that no command calls. No `*` in any Action or Resource. The stream's
+commands are recorded the same way against kinesis-mock (their tests skip where Node.js is
+missing; CI installs it)."""
 
 import json
 from pathlib import Path
@@ -18,7 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 IAM = ROOT / "deploy" / "iam"
 # The roles the README names, the commands each runs, and the queues of the templates.
 ROLES = {"service": ("run", "peek", "status"), "operations": ("replay-dlq",)}
-QUEUE_NAMES = {"login-queue": "source", "login-queue-dlq": "dlq"}
+STREAM_ROLES = {
+    "stream": ("run --stream", "peek --stream", "status --stream"),
+    "operations": ("replay-dlq --to-stream",),
+}
+# The last part of each ARN in the policies: which of the test's queues or stream it stands for.
+RESOURCES = {
+    "login-queue": "source", "login-queue-dlq": "dlq", "logins-dlq": "dlq", "stream/logins": "stream",
+}  # fmt: skip
 VALID = [json.dumps(m) for m in sample_messages() if "user_id" in m]
 
 
@@ -29,16 +38,21 @@ def record(monkeypatch):
     monkeypatch.setenv("BOTOCORE_EXPERIMENTAL__PLUGINS", iam_recorder.PLUGIN)
     recorded: dict[str, set[tuple[str, str]]] = {}
 
-    def invoke(cli, queues, *args, env=None):
+    def invoke(cli, queues, *args, env=None, stream=None):
         iam_recorder.CALLS.clear()
         result = cli(*args, env=env)
         assert result.exit_code == 0, result.output
-        calls = recorded.setdefault(args[0], set())
+        how = " ".join(arg for arg in args if arg in ("--stream", "--to-stream"))
+        calls = recorded.setdefault(f"{args[0]} {how}".strip(), set())
         names = {queues.url: "source", queues.dlq_url: "dlq"}
         names |= {url.rsplit("/", 1)[1]: which for url, which in names.items()}  # GetQueueUrl
+        names |= {stream.name: "stream"} if stream else {}
         for service, operation, queue in iam_recorder.CALLS:
+            # GetRecords names only its shard iterator, a next ListShards page only its token:
+            # both are authorised on the stream (the one stream of the test).
+            which = "stream" if service == "kinesis" and not queue else names[queue]
             # A batch call is authorised as its single action (DeleteMessageBatch: DeleteMessage).
-            calls.add((f"{service}:{operation.removesuffix('Batch')}", names[queue]))
+            calls.add((f"{service}:{operation.removesuffix('Batch')}", which))
         return result
 
     return invoke, recorded
@@ -48,13 +62,14 @@ def policy(role: str) -> dict:
     return json.loads((IAM / f"{role}.json").read_text())
 
 
-def granted(document: dict) -> set[tuple[str, str]]:
+def granted(document: dict, service: str | None = None) -> set[tuple[str, str]]:
+    """(action, which resource) the policy allows; only `service`'s actions when given."""
     found = set()
     for statement in document["Statement"]:
         for resource in statement["Resource"]:
-            queue = QUEUE_NAMES[resource.rsplit(":", 1)[1]]
-            found |= {(action, queue) for action in statement["Action"]}
-    return found
+            which = RESOURCES[resource.rsplit(":", 1)[1]]
+            found |= {(action, which) for action in statement["Action"]}
+    return {grant for grant in found if service is None or grant[0].startswith(f"{service}:")}
 
 
 def every_call_the_commands_make(record, cli, sqs, queues) -> dict[str, set]:
@@ -81,12 +96,39 @@ def test_each_policy_grants_exactly_what_its_commands_call(record, cli, sqs, que
     assert set(recorded) == {command for commands in ROLES.values() for command in commands}
     for role, commands in ROLES.items():
         called = set().union(*(recorded[command] for command in commands))
-        allowed = granted(policy(role))
-        assert not called - allowed, f"{role}.json lacks {sorted(called - allowed)}"
-        assert not allowed - called, f"{role}.json grants {sorted(allowed - called)}, never called"
+        # The stream's own actions (operations: replaying to a stream) are the next test's.
+        exactly(role, called, granted(policy(role), "sqs"))
 
 
-@pytest.mark.parametrize("role", ROLES)
+def exactly(role: str, called: set, allowed: set) -> None:
+    assert not called - allowed, f"{role}.json lacks {sorted(called - allowed)}"
+    assert not allowed - called, f"{role}.json grants {sorted(allowed - called)}, never called"
+
+
+def test_the_stream_policies_grant_exactly_what_the_stream_commands_call(
+    record, cli, queues, stream_env, stream
+):
+    from .test_stream import logins
+
+    invoke, recorded = record
+    env = {**stream_env, "LOGINETL_QUEUE_URL": None}
+    invoke(cli, queues, "init-db", env=env)
+    stream.put([*logins(3, "iam"), "{poison"], key="k")
+    for command in (["peek"], ["run"], ["status"]):
+        invoke(cli, queues, *command, "--stream", stream.name, env=env, stream=stream)
+    invoke(cli, queues, "replay-dlq", "--dlq-url", queues.dlq_url, "--to-stream", stream.name,
+           env=env, stream=stream)  # fmt: skip
+    assert queues.count(queues.dlq_url) == 0  # the poison record went back to the stream
+    stream_calls = set().union(*(recorded[command] for command in STREAM_ROLES["stream"]))
+    exactly("stream", stream_calls, granted(policy("stream")))
+    [replay] = STREAM_ROLES["operations"]
+    kinesis = {call for call in recorded[replay] if call[0].startswith("kinesis:")}
+    exactly("operations", kinesis, granted(policy("operations"), "kinesis"))
+    sqs = recorded[replay] - kinesis
+    assert not sqs - granted(policy("operations"), "sqs"), sorted(sqs)
+
+
+@pytest.mark.parametrize("role", [*ROLES, "stream"])
 def test_policies_are_well_formed_with_no_wildcards(role):
     document = policy(role)
     assert document["Version"] == "2012-10-17"
@@ -97,9 +139,10 @@ def test_policies_are_well_formed_with_no_wildcards(role):
         assert statement["Effect"] == "Allow"
         for value in [*statement["Action"], *statement["Resource"]]:
             assert "*" not in value and "?" not in value, value
-        assert all(action.startswith("sqs:") for action in statement["Action"])
+        (service,) = {action.split(":")[0] for action in statement["Action"]}
+        assert service in ("sqs", "kinesis")
         for resource in statement["Resource"]:
-            assert resource.startswith("arn:aws:sqs:eu-west-1:123456789012:"), resource
+            assert resource.startswith(f"arn:aws:{service}:eu-west-1:123456789012:"), resource
 
 
 def test_the_service_policy_names_the_deployments_queue():
