@@ -197,6 +197,23 @@ def _wait_kinesis_mock(stack_dir: Path, mode: str, launched: tuple[int, int, boo
     return True
 
 
+def _up_stream(
+    stack_dir: Path, mode: str, mock: tuple[int, int, bool] | None, moto_endpoint: str
+) -> tuple[str, bool, bool]:
+    """(endpoint, on kinesis-mock, created) of the stream, created where missing; in auto mode
+    whatever goes wrong with kinesis-mock puts the stream on moto, never fails `up`."""
+    if mock is not None and _wait_kinesis_mock(stack_dir, mode, mock):
+        endpoint = kinesis_endpoint(mock[1])
+        try:
+            return endpoint, True, ensure_stream(endpoint)
+        except StackError as exc:
+            stop_kinesis_mock(stack_dir)
+            if mode == "kinesis-mock":
+                raise
+            _say(f"{exc}; kinesis-mock stopped, the stream goes on the SQS server (moto)")
+    return moto_endpoint, False, ensure_stream(moto_endpoint)
+
+
 def _seed_if_empty(endpoint: str, queue_url: str) -> str:
     depth = queue_depth(endpoint, queue_url)
     if depth:
@@ -219,8 +236,11 @@ def up(
         typer.Option("--kinesis", envvar="LOGINETL_STACK_KINESIS", help=KINESIS_HELP),
     ] = KinesisMode.AUTO,
 ) -> None:
-    """Start (or reuse) the SQS server and PostgreSQL, create and seed the queues, create the
-    stream login-stream (2 shards, empty: `seed --stream` fills it), write the env file.
+    """Start (or reuse) the servers, create the queues and the stream, write the env file.
+
+    The SQS server (moto) and PostgreSQL; login-queue and its dead-letter queue, seeded when
+    empty; the stream login-stream (2 shards, empty: `seed --stream` fills it) on kinesis-mock
+    where it is installed, else on moto.
 
     Example:
         loginetl-stack up --kinesis moto
@@ -241,16 +261,15 @@ def up(
         sqs_pid, sqs_port, sqs_started = _up_sqs(stack_dir, sqs_port)
         # kinesis-mock (Node) starts in the background too; pick its port before PostgreSQL's.
         mock = _up_kinesis_mock(stack_dir, kinesis, kinesis_port, exclude=(sqs_port, pg_port))
-        pg_port = _up_postgres(stack_dir, pg_port, sqs_port, *(mock[1:2] if mock else ()))
+        taken = (sqs_port,) if mock is None else (sqs_port, mock[1])
+        pg_port = _up_postgres(stack_dir, pg_port, *taken)
         if sqs_started:
             wait_for_sqs_server(stack_dir, sqs_pid, sqs_port)
             _say(f"SQS server started on port {sqs_port}")
         endpoint = sqs_endpoint(sqs_port)
         queue_url, dlq_url = ensure_queues(endpoint)
         seeded = _seed_if_empty(endpoint, queue_url)
-        on_mock = mock is not None and _wait_kinesis_mock(stack_dir, kinesis, mock)
-        stream_endpoint = kinesis_endpoint(mock[1]) if on_mock and mock else endpoint
-        created = ensure_stream(stream_endpoint)
+        stream_endpoint, on_mock, created = _up_stream(stack_dir, kinesis, mock, endpoint)
         mask_key = read_env_file(env_file).get("LOGINETL_MASK_KEY") or secrets.token_hex(32)
         settings = stack_settings(sqs_port, pg_port, mask_key, stream_endpoint)
         merge_env_file(env_file, settings)
@@ -280,8 +299,10 @@ def down(
     stack_dir: DirOption = Path(".loginetl-stack"),
     purge: Annotated[bool, typer.Option("--purge", help="Also delete the stack folder.")] = False,
 ) -> None:
-    """Stop PostgreSQL, the SQS server and kinesis-mock of the stack folder; --purge deletes the
-    folder too."""
+    """Stop the servers of the stack folder; --purge deletes the folder too.
+
+    PostgreSQL, the SQS server and kinesis-mock, where the stack started it.
+    """
     with _reported_errors():
         stack_dir = stack_dir.resolve()
         if not stack_dir.exists():
@@ -391,8 +412,10 @@ def seed(
         bool, typer.Option("--stream", help=f"Put them on the stream {STREAM_NAME} instead.")
     ] = False,
 ) -> None:
-    """Send the sample messages again to the queue named in the env file (else the stack's);
-    --stream puts them on the stream login-stream (at AWS_ENDPOINT_URL_KINESIS).
+    """Send the sample messages again to the queue, or with --stream to the stream.
+
+    The queue named in the env file (else the stack's); the stream login-stream at the env
+    file's AWS_ENDPOINT_URL_KINESIS (else the stack's).
 
     Example:
         loginetl-stack seed --stream
