@@ -23,7 +23,9 @@ import pytest
 from dotenv import dotenv_values
 from typer.testing import CliRunner
 
+from loginetl.stack import cli as stack_cli
 from loginetl.stack import files as stack_files
+from loginetl.stack import kinesis as stack_kinesis
 from loginetl.stack import postgres as stack_postgres
 from loginetl.stack import processes as stack_processes
 from loginetl.stack import sqs as stack_sqs
@@ -83,7 +85,12 @@ def invoke(*args: str):
 def tear_down(stack_dir: Path) -> None:
     """Stop everything in stack_dir whatever state it is in, then remove it."""
     invoke("down", "--purge", "--dir", str(stack_dir))
-    for stop, folder in ((stack_postgres.stop_postgres, stack_dir / "pgdata"), (stack_sqs.stop_sqs_server, stack_dir)):
+    stops = (
+        (stack_postgres.stop_postgres, stack_dir / "pgdata"),
+        (stack_sqs.stop_sqs_server, stack_dir),
+        (stack_kinesis.stop_kinesis_mock, stack_dir),
+    )
+    for stop, folder in stops:
         try:
             stop(folder)
         except StackError:
@@ -206,6 +213,12 @@ def test_status_tells_what_runs_where(stack):
     assert f"running on http://localhost:{stack.sqs_port}" in result.output
     assert "login-queue: 100 messages" in result.output
     assert f"postgresql://postgres:***@localhost:{stack.pg_port}/postgres" in result.output
+    kinesis = dotenv_values(stack.env_file)["AWS_ENDPOINT_URL_KINESIS"]
+    if ON_KINESIS_MOCK:
+        assert f"Kinesis (kinesis-mock): running on {kinesis}" in result.output
+    else:
+        assert f"Kinesis (moto): on the SQS server, {kinesis}" in result.output
+    assert "login-stream: 2 shards" in result.output
 
 
 def test_up_again_reuses_the_stack_and_does_not_seed_twice(stack):
@@ -221,6 +234,9 @@ def test_up_again_reuses_the_stack_and_does_not_seed_twice(stack):
     assert f"SQS server already running on port {stack.sqs_port}" in result.output
     assert f"PostgreSQL already running on port {stack.pg_port}" in result.output
     assert "not seeded again" in result.output
+    if ON_KINESIS_MOCK:
+        assert "kinesis-mock already running on port" in result.output
+    assert "login-stream: exists" in result.output
     assert dotenv_values(stack.env_file)["LOGINETL_MASK_KEY"] == mask_key
     client = sqs_client(f"http://localhost:{stack.sqs_port}")
     assert depth(client, dotenv_values(stack.env_file)["LOGINETL_QUEUE_URL"]) == 100
@@ -234,8 +250,146 @@ def test_seed_sends_the_sample_messages_again(stack):
     assert depth(client, dotenv_values(stack.env_file)["LOGINETL_QUEUE_URL"]) == 200
 
 
+# --- the stream beside the queues ------------------------------------------------------------
+
+# Where Node.js and an installed kinesis-mock are (CI: .ci/run installs it), `up` puts the
+# stream there; elsewhere on moto. The moto path is also forced below, so both always run.
+ON_KINESIS_MOCK = stack_kinesis.kinesis_mock_missing() is None
+
+
+def kinesis_client(endpoint: str):
+    return boto3.client(
+        "kinesis",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def stream_records(endpoint: str) -> list:
+    client = kinesis_client(endpoint)
+    records = []
+    for shard in client.list_shards(StreamName="login-stream")["Shards"]:
+        iterator = client.get_shard_iterator(
+            StreamName="login-stream", ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records += client.get_records(ShardIterator=iterator, Limit=1000)["Records"]
+    return records
+
+
+def loginetl(folder: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The loginetl console script as an operator runs it: in the folder of the stack's .env,
+    nothing of loginetl's or AWS's in the environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LOGINETL_", "AWS_"))}
+    return subprocess.run(
+        [Path(sys.executable).parent / "loginetl", *args],
+        cwd=folder, env=clean | (env or {}), capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+
+def run_the_stream_in(stack: Stack, folder: Path, env: dict | None = None) -> dict:
+    """init-db and `run --stream login-stream` with the stack's .env (which names the queue
+    too: the --stream typed wins, no usage error)."""
+    folder.mkdir(exist_ok=True)
+    shutil.copy(stack.env_file, folder / ".env")
+    assert dotenv_values(folder / ".env")["LOGINETL_QUEUE_URL"]
+    init = loginetl(folder, "init-db", env=env)
+    assert init.returncode == 0, init.stderr
+    result = loginetl(folder, "run", "--stream", "login-stream", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_up_creates_the_stream_beside_the_queues(stack):
+    settings = dotenv_values(stack.env_file)
+    kinesis = settings["AWS_ENDPOINT_URL_KINESIS"]
+    assert "LOGINETL_STREAM" not in settings  # it would turn every `run` to the stream
+    if ON_KINESIS_MOCK:
+        assert kinesis != settings["AWS_ENDPOINT_URL"]
+        assert "kinesis-mock started on port" in stack.output
+        port = int(kinesis.rsplit(":", 1)[1])
+        assert (stack.dir / "kinesis.port").read_text().strip() == str(port)
+    else:
+        assert kinesis == settings["AWS_ENDPOINT_URL"]
+    shards = kinesis_client(kinesis).list_shards(StreamName="login-stream")["Shards"]
+    assert len(shards) == 2
+    assert stream_records(kinesis) == []  # created empty: `seed --stream` fills it
+    assert "login-stream: created" in stack.output
+
+
+def test_seed_stream_fills_it_and_run_stream_loads_99_and_dead_letters_1(stack, tmp_path):
+    settings = dotenv_values(stack.env_file)
+    kinesis, dlq_url = settings["AWS_ENDPOINT_URL_KINESIS"], settings["LOGINETL_DLQ_URL"]
+    result = invoke("seed", "--stream", "--dir", str(stack.dir), "--env-file", str(stack.env_file))
+    assert result.exit_code == 0, result.output
+    assert f"put 100 sample records on the stream login-stream at {kinesis}" in result.output
+    records = stream_records(kinesis)
+    as_json = sorted(json.dumps(json.loads(r["Data"]), sort_keys=True) for r in records)
+    assert as_json == sorted(json.dumps(message, sort_keys=True) for message in SAMPLE)
+    assert len({r["PartitionKey"] for r in records}) == 100
+    client = sqs_client(settings["AWS_ENDPOINT_URL"])
+    dead_before = depth(client, dlq_url)
+    summary = run_the_stream_in(stack, tmp_path / "operator")
+    assert (summary["received"], summary["loaded"], summary["dead_lettered"]) == (100, 99, 1)
+    assert depth(client, dlq_url) == dead_before + 1
+    with psycopg2.connect(settings["LOGINETL_DATABASE_URL"]) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM user_logins WHERE sqs_message_id LIKE 'login-stream/%'"
+            )
+            assert cursor.fetchone() == (99,)
+    connection.close()
+
+
+def test_up_with_kinesis_moto_puts_the_stream_on_moto(stack, tmp_path):
+    """The fallback where Node.js is missing, forced: LOGINETL_STACK_KINESIS=moto."""
+    result = CliRunner().invoke(
+        app,
+        ["up", "--dir", str(stack.dir), "--env-file", str(stack.env_file),
+         "--sqs-port", str(stack.sqs_port), "--pg-port", str(stack.pg_port)],
+        env={"LOGINETL_STACK_KINESIS": "moto"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    settings = dotenv_values(stack.env_file)
+    moto = f"http://localhost:{stack.sqs_port}"
+    assert settings["AWS_ENDPOINT_URL_KINESIS"] == moto
+    assert "Kinesis (moto)" in result.output
+    assert running_kinesis_mock_gone(stack, result.output)
+    status = invoke("status", "--dir", str(stack.dir))
+    assert f"Kinesis (moto): on the SQS server, {moto}" in status.output
+    assert "login-stream: 2 shards" in status.output
+    seeded = invoke("seed", "--stream", "--dir", str(stack.dir), "--env-file", str(stack.env_file))
+    assert seeded.exit_code == 0, seeded.output
+    assert len(stream_records(moto)) == 100 * (1 if ON_KINESIS_MOCK else 2)
+    # A database of its own: the first stream's checkpoints are another server's.
+    dsn = settings["LOGINETL_DATABASE_URL"]
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True  # CREATE DATABASE runs outside a transaction
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE DATABASE on_moto")
+    connection.close()
+    own = {"LOGINETL_DATABASE_URL": dsn.rsplit("/", 1)[0] + "/on_moto"}
+    summary = run_the_stream_in(stack, tmp_path / "operator", env=own)
+    expected = 100 * (1 if ON_KINESIS_MOCK else 2)
+    assert (summary["received"], summary["loaded"]) == (expected, expected * 99 // 100)
+    # Back to the default (auto): kinesis-mock again where it can run, for `down` to stop.
+    again = invoke("up", "--dir", str(stack.dir), "--env-file", str(stack.env_file),
+                   "--sqs-port", str(stack.sqs_port), "--pg-port", str(stack.pg_port))  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert ("kinesis-mock started" in again.output) == ON_KINESIS_MOCK
+
+
+def running_kinesis_mock_gone(stack: Stack, output: str) -> bool:
+    """kinesis-mock, when the stack ran it, was stopped by the switch to moto."""
+    if not ON_KINESIS_MOCK:
+        return not (stack.dir / "kinesis.pid").exists()
+    return "kinesis-mock stopped" in output and stack_kinesis.running_kinesis_mock(stack.dir) is None
+
+
 def test_down_purge_stops_everything_and_removes_the_folder(stack):
     sqs_pid = int((stack.dir / "sqs.pid").read_text())
+    kinesis_pid = int((stack.dir / "kinesis.pid").read_text()) if ON_KINESIS_MOCK else None
     result = invoke("down", "--purge", "--dir", str(stack.dir))
     assert result.exit_code == 0, result.output
     assert f"PostgreSQL stopped (was on port {stack.pg_port})" in result.output
@@ -244,6 +398,9 @@ def test_down_purge_stops_everything_and_removes_the_folder(stack):
     assert not answers(stack.sqs_port)
     assert not answers(stack.pg_port)
     assert not stack_processes._process_running(sqs_pid, "moto.server")
+    if ON_KINESIS_MOCK:
+        assert "kinesis-mock stopped (was on port" in result.output
+        assert not stack_processes._process_running(kinesis_pid, "kinesis-local")
     # Idempotent: nothing left to stop is not an error.
     again = invoke("down", "--purge", "--dir", str(stack.dir))
     assert again.exit_code == 0, again.output
@@ -304,6 +461,21 @@ def test_merge_env_file_replaces_owned_keys_and_keeps_the_rest(tmp_path):
     env_file.write_text("# comment\nexport AWS_ENDPOINT_URL=old\nKEEP=1\nAWS_ENDPOINT_URL=dup\n")
     stack_files.merge_env_file(env_file, {"AWS_ENDPOINT_URL": "new", "LOGINETL_MASK_KEY": "k"})
     assert env_file.read_text() == "# comment\nAWS_ENDPOINT_URL=new\nKEEP=1\nLOGINETL_MASK_KEY=k\n"
+
+
+def test_without_node_the_stream_goes_on_moto_and_a_forced_kinesis_mock_fails_first(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-node"))  # no `node` to find
+    assert stack_kinesis.kinesis_mock_missing() == "Node.js is missing"
+    assert stack_cli._up_kinesis_mock(tmp_path, "auto", free_port(), ()) is None
+    assert "Node.js is missing: the stream goes on the SQS server (moto)" in capsys.readouterr().out
+    stack_dir = tmp_path / "stack"
+    result = invoke("up", "--kinesis", "kinesis-mock", "--dir", str(stack_dir),
+                    "--env-file", str(tmp_path / ".env"))  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "loginetl-stack: cannot start kinesis-mock: Node.js is missing"
+    assert not stack_dir.exists()  # refused before anything started
 
 
 # --- errors: one line on stderr, no traceback ------------------------------------------------

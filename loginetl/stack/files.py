@@ -31,12 +31,17 @@ def read_env_file(path: Path) -> dict[str, str]:
         raise StackError(f"cannot read {path}: {exc}") from exc
 
 
-def stack_settings(sqs_port: int, pg_port: int, mask_key: str) -> dict[str, str]:
+def stack_settings(
+    sqs_port: int, pg_port: int, mask_key: str, kinesis_endpoint: str
+) -> dict[str, str]:
     endpoint = sqs_endpoint(sqs_port)
     return {
         "LOGINETL_QUEUE_URL": f"{endpoint}/{ACCOUNT_ID}/{QUEUE_NAME}",
         "LOGINETL_DLQ_URL": f"{endpoint}/{ACCOUNT_ID}/{DLQ_NAME}",
         "AWS_ENDPOINT_URL": endpoint,
+        # The stream's server (kinesis-mock, or moto's at the SQS endpoint). LOGINETL_STREAM is
+        # not written: it would turn every `loginetl run` to the stream; `--stream` chooses it.
+        "AWS_ENDPOINT_URL_KINESIS": kinesis_endpoint,
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": REGION,

@@ -6,6 +6,8 @@ The functions never print: they return data or raise StackError with a one-line 
 from __future__ import annotations
 
 import errno
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -106,6 +108,20 @@ def _wait_until_gone(pid: int, command_hint: str, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def stop_process_group(pid: int, command_hint: str, what: str) -> None:
+    """Stop a server started in its own session: SIGTERM, then SIGKILL after a few seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)  # its own session, so its own process group
+        except ProcessLookupError:
+            pass
+        except OSError as exc:
+            raise StackError(f"cannot stop {what} (pid {pid}): {exc}") from exc
+        if _wait_until_gone(pid, command_hint, STOP_TIMEOUT):
+            return
+    raise StackError(f"{what} (pid {pid}) does not stop")
 
 
 # Popen objects of the SQS servers this process started, so stopping one can reap it.

@@ -8,7 +8,6 @@ import contextlib
 import importlib.resources
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,17 +20,16 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .processes import (
-    STOP_TIMEOUT,
     StackError,
     _children,
     _last_line,
     _process_running,
     _read_int,
     _reap,
-    _wait_until_gone,
     first_free_port,
     port_is_free,
     run_into_file,
+    stop_process_group,
 )
 
 QUEUE_NAME = "login-queue"
@@ -137,18 +135,7 @@ def stop_sqs_server(stack_dir: Path) -> None:
     stack_dir = stack_dir.resolve()
     running = running_sqs_server(stack_dir)
     if running is not None:
-        pid = running[0]
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pid, sig)  # its own session, so its own process group
-            except ProcessLookupError:
-                pass
-            except OSError as exc:
-                raise StackError(f"cannot stop the SQS server (pid {pid}): {exc}") from exc
-            if _wait_until_gone(pid, "moto.server", STOP_TIMEOUT):
-                break
-        else:
-            raise StackError(f"the SQS server (pid {pid}) does not stop")
+        stop_process_group(running[0], "moto.server", "the SQS server")
     for name in (SQS_PID_FILE, SQS_PORT_FILE):
         (stack_dir / name).unlink(missing_ok=True)
 
