@@ -4,10 +4,17 @@
 For each shard count S, on kinesis-mock (scripts/kinesis.py, started here) and the same
 PostgreSQL, a fresh stream of S shards holding N records (1% invalid):
 
-  bare GetRecords  one thread per shard, GetShardIterator + GetRecords (Limit 1000) to the tip,
-                   no database: the most any consumer gets out of this endpoint;
+  bare GetRecords  one thread per shard, GetShardIterator + GetRecords (Limit as loginetl's) to
+                   the tip, each record's data parsed as JSON, no database: the most a consumer
+                   gets out of this endpoint. Its own process (loginetl's Kinesis client),
+                   records/s from wall time, start-up included as for the run (the target's
+                   basis, as scripts/bench_bare.py is for SQS); also measured in this process,
+                   start-up excluded, for reference;
   loginetl run     `run --stream` as a subprocess: records/s from wall time, its peak RSS;
                    rows and the dead-letter queue (moto, in this process) checked afterwards.
+
+BENCH_PREFIX, when set, is put before the run's command line: `py-spy record -o FILE --` to
+profile it (its peak RSS is then py-spy's).
 
 Example:
 
@@ -34,6 +41,8 @@ import boto3
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings: scripts/ is no package
 
 import kinesis as kinesis_mock  # noqa: E402
+from loginetl.stream.client import kinesis_client  # noqa: E402
+from loginetl.stream.reading import MAX_RECORDS  # noqa: E402
 from bench_setup import (  # noqa: E402
     LOGINETL,
     child_environment,
@@ -77,8 +86,9 @@ def fill(client, stream: str, shards: int, count: int) -> None:
         assert not response.get("FailedRecordCount"), response
 
 
-def bare(client, stream: str) -> float:
-    """Records per second of one GetRecords loop per shard, to the tip, no database."""
+def bare(client, stream: str) -> int:
+    """Records read by one GetRecords loop per shard, to the tip, each record's data parsed as
+    JSON (what any consumer does with a login; a bad one counted, not fatal), no database."""
     shards = [s["ShardId"] for s in client.list_shards(StreamName=stream)["Shards"]]
     counts = [0] * len(shards)
 
@@ -86,24 +96,44 @@ def bare(client, stream: str) -> float:
         iterator = client.get_shard_iterator(StreamName=stream, ShardId=shards[index],
                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]  # fmt: skip
         while iterator:
-            response = client.get_records(ShardIterator=iterator, Limit=1000)
+            response = client.get_records(ShardIterator=iterator, Limit=MAX_RECORDS)
+            for record in response["Records"]:
+                try:
+                    json.loads(record["Data"])
+                except ValueError:
+                    pass
             counts[index] += len(response["Records"])
             if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
                 return
             iterator = response.get("NextShardIterator")
 
     threads = [threading.Thread(target=read, args=(i,)) for i in range(len(shards))]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return sum(counts) / (time.monotonic() - started)
+    return sum(counts)
+
+
+def bare_in_process(client, stream: str) -> float:
+    """Records per second of `bare`, start-up excluded (for reference)."""
+    started = time.monotonic()
+    return bare(client, stream) / (time.monotonic() - started)
+
+
+def bare_process(endpoint: str, stream: str) -> float:
+    """Records per second of `bare` as its own process, from wall time: start-up included, as
+    for `loginetl run`, with the same Kinesis client as loginetl's."""
+    command = [sys.executable, __file__, "--bare", stream, "--endpoint", endpoint]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return int(done.stdout) / (time.monotonic() - started)
 
 
 def loginetl_run(stream: str, environment: dict, batch_size: int) -> tuple[float, float, dict]:
     """(records/s from wall time, peak RSS in MB, its --json summary)."""
     command = [str(LOGINETL), "run", "--json", "--stream", stream, "--batch-size", str(batch_size)]
+    command = os.environ.get("BENCH_PREFIX", "").split() + command  # e.g. a profiler
     with tempfile.TemporaryDirectory(prefix="loginetl-bench-") as folder:
         out = Path(folder, "stdout")
         with out.open("wb") as stdout:
@@ -117,26 +147,29 @@ def loginetl_run(stream: str, environment: dict, batch_size: int) -> tuple[float
     return summary.get("received", 0) / seconds, usage.ru_maxrss / 1024, summary
 
 
-def measure(args, client, environment, database: str, shards: int) -> dict:
+def measure(args, client, endpoint, environment, database: str, shards: int) -> dict:
     rounds = []
     for _ in range(args.repeat):
         stream = f"bench-{shards}-{secrets.token_hex(3)}"
         fill(client, stream, shards, args.messages)
-        bare_rate = bare(client, stream)
+        in_process = bare_in_process(client, stream)
+        bare_rate = bare_process(endpoint, stream)
         rate, rss, summary = loginetl_run(stream, environment, args.batch_size)
-        rounds.append((bare_rate, rate, rss, summary))
+        rounds.append((bare_rate, rate, rss, summary, in_process))
     invalid = args.messages // 100
     problems = [
         f"loaded {s.get('loaded')} of {args.messages - invalid}, dead-lettered "
         f"{s.get('dead_lettered')} of {invalid}"
-        for *_, s in rounds
+        for _, _, _, s, _ in rounds
         if (s.get("loaded"), s.get("dead_lettered")) != (args.messages - invalid, invalid)
     ]
     bare_rate = statistics.median(r[0] for r in rounds)
     run_rate = statistics.median(r[1] for r in rounds)
     return {
         "shards": shards, "messages": args.messages, "bare_per_second": round(bare_rate),
-        "run_per_second": round(run_rate), "ratio": round(run_rate / bare_rate, 2),
+        "run_per_second": round(run_rate),
+        "ratio": round(run_rate / bare_rate, 2),
+        "bare_in_process_per_second": round(statistics.median(r[4] for r in rounds)),
         "peak_rss_mb": round(max(r[2] for r in rounds)), "problems": problems,
     }  # fmt: skip
 
@@ -149,11 +182,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--database-url", default=ADMIN_URL)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--bare", metavar="STREAM", help=argparse.SUPPRESS)  # bare_process
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.bare:
+        print(bare(kinesis_client(args.endpoint), args.bare))
+        return 0
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -165,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = sqs_server.get_host_and_port()
     server = kinesis_mock.start()
     try:
-        client = boto3.client("kinesis", endpoint_url=server.endpoint, **CREDENTIALS)
+        client = kinesis_client(server.endpoint)
         sqs = boto3.client("sqs", endpoint_url=f"http://{host}:{port}", **CREDENTIALS)
         dlq = sqs.create_queue(QueueName=f"bench-dlq-{secrets.token_hex(3)}")["QueueUrl"]
         with fresh_database(args.database_url) as database:
@@ -174,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                 "LOGINETL_DATABASE_URL": database,
             }  # fmt: skip
             init_table(database, environment)
-            sizes = [measure(args, client, environment, database, n) for n in args.shards]
+            sizes = [
+                measure(args, client, server.endpoint, environment, database, n)
+                for n in args.shards
+            ]
     finally:
         kinesis_mock.stop(server)
         sqs_server.stop()
@@ -184,12 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(f"loginetl {result['revision']} on {result['kinesis']}, {args.messages} records")
-        print("shards  bare rec/s  run rec/s  run/bare  peak RSS  checks")
+        print("shards  bare rec/s  run rec/s  run/bare  peak RSS  checks"
+              "  (bare in process, start-up excluded)")
         for size in sizes:
             verdict = "met" if size["ratio"] >= TARGET_RATIO else "NOT met"
             print(f"{size['shards']:>6}  {size['bare_per_second']:>10}  "
                   f"{size['run_per_second']:>9}  {size['ratio']:>8} ({verdict})  "
-                  f"{size['peak_rss_mb']:>5} MB  {'; '.join(size['problems']) or 'ok'}")  # fmt: skip
+                  f"{size['peak_rss_mb']:>5} MB  {'; '.join(size['problems']) or 'ok'}"
+                  f"  ({size['bare_in_process_per_second']})")  # fmt: skip
     return 0 if all(not size["problems"] for size in sizes) else 1
 
 

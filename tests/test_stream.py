@@ -113,6 +113,19 @@ def test_a_dead_letter_queue_that_refuses_keeps_the_checkpoint(stream_env, strea
     assert (summary["loaded"], summary["dead_lettered"]) == (1, 1)
 
 
+def test_a_dead_letter_send_refused_mid_run_rolls_the_batch_back(stream_env, stream, queues, db):
+    """The send runs beside the insert (checkpoints.py): its refusal must still roll back. A
+    FIFO queue exists (the run starts) but refuses every entry without a MessageGroupId."""
+    fifo = queues.client.create_queue(
+        QueueName=f"dlq-{os.getpid()}-{stream.name}.fifo", Attributes={"FifoQueue": "true"}
+    )["QueueUrl"]
+    stream.put([json.dumps(sample_messages()[0]), "{not json"], key="k")
+    assert invoke(stream_env, "init-db").exit_code == 0
+    result = invoke(stream_env | {"LOGINETL_DLQ_URL": fifo}, "run", "--stream", stream.name)
+    assert result.exit_code != 0 and "refused" in result.stderr
+    assert rows(db) == [] and all(r["checkpoint"] is None for r in shard_table(db, stream).values())
+
+
 def test_usage_errors(stream_env, stream, queues):
     both = invoke(stream_env, "run", "--stream", stream.name, "--queue-url", queues.url)
     assert both.exit_code == 2 and "--queue-url and --stream" in both.stderr

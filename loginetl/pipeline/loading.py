@@ -56,8 +56,19 @@ class Loader:
 
     def load(self, batch: list[QueueMessage]) -> None:
         """Transform and commit the batch, then hand it to the settlers."""
+        self.commit(batch, self.prepare(batch))
+
+    def prepare(self, batch: list[QueueMessage]) -> tuple:
+        """The batch validated and masked: what `commit` takes (another thread may prepare the
+        next batch while this one commits)."""
+        return self._transform(batch)
+
+    def commit(self, batch: list[QueueMessage], prepared: tuple) -> None:
+        """Commit the prepared batch, then hand it to the settlers."""
         started = time.monotonic()
-        rows, by_origin, refused = self._transform(batch)
+        rows, by_origin, refused = prepared
+        refused = list(refused)  # the database's refusals join these below
+        self.settlers.before_insert(refused)
 
         def in_commit(connection, result: load.LoadResult) -> None:  # a stream's checkpoint
             rejected = [

@@ -31,6 +31,10 @@ class Settlers:
         self.shared.settling.acquire()  # waits while too many batches await deletion
         self.pool.submit(self._settle, batch, done, refused, loaded, duplicates, started)
 
+    def before_insert(self, refused) -> None:
+        """The batch is validated, its insert about to start: nothing for SQS (a stream starts
+        dead-lettering the refused records here, alongside the insert)."""
+
     def in_commit(self, connection, batch, refused) -> None:
         """Inside the batch's transaction: nothing for SQS, which settles after COMMIT (a
         stream writes its checkpoint here: loginetl/stream/checkpoints.py)."""

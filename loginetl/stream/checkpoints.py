@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from .. import extract
 from ..errors import LoginetlError
@@ -114,19 +115,41 @@ class StreamSettlers(Settlers):
         self.owner = owner
         self.metrics = metrics
         self.on_committed = on_committed
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dead-letter")
+        self.sending: tuple[Future, list] | None = None  # the send before_insert started
+        self.sent: set[int] = set()  # the records of this batch sent (ids of the objects)
+
+    def before_insert(self, refused) -> None:
+        """Start dead-lettering the records validation refused while the rows are inserted:
+        in_commit waits for that send before it moves any checkpoint."""
+        self.sent, self.sending = set(), None
+        if refused:
+            self.sending = (self.pool.submit(self._dead_letter, list(refused)), list(refused))
 
     def in_commit(self, connection, batch: list[StreamRecord], refused) -> None:
-        if refused:
-            entries = [dead_letter_entry(record, reason) for record, reason in refused]
-            not_sent = extract.send_entries(self.sqs, self.dlq_url, entries)
-            if not_sent:
-                why = next(iter(not_sent.values()))
-                raise LoginetlError(
-                    f"the dead-letter queue {self.dlq_url} refused {len(not_sent)} records "
-                    f"({why}): the batch was rolled back, its checkpoint not moved"
-                )
+        if self.sending is not None:
+            sending, records = self.sending
+            sending.result()  # raises what the send raised: the batch rolls back
+            self.sending = None
+            self.sent |= {id(record) for record, _ in records}
+        # The rows the database refused (rare), and nothing sent twice if the insert is retried.
+        rest = [(record, reason) for record, reason in refused if id(record) not in self.sent]
+        self._dead_letter(rest)
+        self.sent |= {id(record) for record, _ in rest}
         for shard_id, position in sorted(last_positions(batch).items()):
             checkpoint(connection, self.stream, shard_id, self.owner, position)
+
+    def _dead_letter(self, refused) -> None:
+        if not refused:
+            return
+        entries = [dead_letter_entry(record, reason) for record, reason in refused]
+        not_sent = extract.send_entries(self.sqs, self.dlq_url, entries)
+        if not_sent:
+            why = next(iter(not_sent.values()))
+            raise LoginetlError(
+                f"the dead-letter queue {self.dlq_url} refused {len(not_sent)} records "
+                f"({why}): the batch was rolled back, its checkpoint not moved"
+            )
 
     def submit(self, batch, done, refused, loaded: int, duplicates: int, started: float) -> None:
         self.shared.count_dead_lettered([reason for _, reason in refused])
@@ -134,4 +157,4 @@ class StreamSettlers(Settlers):
         self._report(batch, refused, loaded, duplicates, time.monotonic() - started)
 
     def wait(self) -> None:
-        pass
+        self.pool.shutdown(wait=True)

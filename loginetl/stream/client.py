@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
+import botocore.utils
 
 from .. import extract
 from ..config import LOCAL_REGION, is_aws_host, redact, service_endpoint
@@ -46,7 +48,11 @@ class Throttled(StreamError):
 
 def kinesis_client(endpoint_url: str | None, pool_size: int = 10):
     endpoint = service_endpoint("kinesis", endpoint_url)
-    session = boto3.session.Session()
+    core = botocore.session.get_session()
+    # botocore turns each record's ApproximateArrivalTimestamp (epoch seconds) into a datetime
+    # through dateutil's tzlocal: measured with py-spy, a third of a reader's CPU.
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
+    session = boto3.session.Session(botocore_session=core)
     credentials = {}
     if endpoint and not is_aws_host(endpoint) and session.get_credentials() is None:
         credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
@@ -58,6 +64,12 @@ def kinesis_client(endpoint_url: str | None, pool_size: int = 10):
         "kinesis", endpoint_url=endpoint, region_name=session.region_name or LOCAL_REGION,
         config=config, **credentials,
     )  # fmt: skip
+
+
+def _timestamp(value) -> datetime:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, timezone.utc)
+    return botocore.utils.parse_timestamp(value)
 
 
 @contextmanager

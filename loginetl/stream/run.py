@@ -8,6 +8,7 @@ what differs is where records come from (reading.py) and how a batch settles: in
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from .metrics import StreamMetrics
 from .reading import Reading
 
 log = logging.getLogger(__name__)
+
+PREPARED_AHEAD = 1  # batches validated and masked ahead of the one committing
 
 NO_DLQ = (
     "run --stream needs a dead-letter queue (--dlq-url, an SQS queue): a record that cannot be "
@@ -111,13 +114,19 @@ class StreamRun:
 
     def drain(self) -> RunSummary:
         started = time.monotonic()
+        prepared: queue.Queue = queue.Queue(maxsize=PREPARED_AHEAD)
+        preparer = threading.Thread(target=self._prepare, args=(prepared,), name="prepare")
+        preparer.start()
         try:
-            while batch := self.loader.next_batch(self.reading.alive):
-                self._load(batch)
+            while (item := prepared.get()) is not None:
+                self._load(*item)
                 self.shared.summary.elapsed = time.monotonic() - started
                 self.on_batch(self.shared.summary)
         except LoginetlError as error:
             self.shared.fail(error)
+        finally:
+            self.draining = False
+            preparer.join()
         self.reading.join()
         summary = self.shared.finish(time.monotonic() - started)
         if summary.stopped_because == "queue drained":
@@ -127,21 +136,49 @@ class StreamRun:
             self.metrics.error(type(self.shared.failure).__name__.removesuffix("Error").lower())
         return summary
 
-    def _load(self, batch: list) -> None:
-        """Load the batch; the records of a shard whose lease was lost are dropped (their new
-        holder reads them from the checkpoint) and the rest loaded again."""
+    draining = True  # until drain stops taking prepared batches
+
+    def _prepare(self, prepared: queue.Queue) -> None:
+        """Take batches from the inbox and validate and mask them while the batch before
+        commits (the database's wait then overlaps this CPU); None when there are no more.
+        Commits stay in one thread, in the order the batches were taken."""
+        try:
+            while batch := self.loader.next_batch(self.reading.alive):
+                if not self._hand_over(prepared, (batch, self.loader.prepare(batch))):
+                    return
+        except Exception as error:  # a bug: end the run with it rather than hang the drain
+            name = type(error).__name__
+            self.shared.fail(LoginetlError(f"preparing a batch failed: {name}: {error}"))
+        finally:
+            self._hand_over(prepared, None)
+
+    def _hand_over(self, prepared: queue.Queue, item) -> bool:
+        while self.draining:
+            try:
+                prepared.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _load(self, batch: list, ready: tuple) -> None:
+        """Commit the prepared batch; the records of a shard whose lease was lost are dropped
+        (their new holder reads them from the checkpoint) and the rest loaded again."""
         while batch:
             try:
-                self.loader.load(batch)
+                self.loader.commit(batch, ready)
                 return
             except LeaseLost as lost:
                 log.warning(str(lost), extra={"event": "lease_lost", "shard": lost.shard_id})
                 self.reading.drop(lost.shard_id)
                 self.leases.give_back([lost.shard_id])
                 batch = [record for record in batch if record.shard_id != lost.shard_id]
+                ready = self.loader.prepare(batch)
                 self.shared.in_hand = []
 
     def close(self) -> None:
+        if self.reading is not None:
+            self.settlers.wait()
         if self.leases is not None:
             try:
                 self.leases.give_back()
