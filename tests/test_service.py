@@ -57,10 +57,13 @@ def test_follow_loads_as_messages_arrive_with_metrics_and_json_logs(queues, data
     queues.send(bodies[15:])  # still following: these load too
     wait_until(lambda: len(rows(db)) + queues.count(queues.dlq_url) == 30)
 
+    dead = queues.count(queues.dlq_url)
+    # The rows are visible at COMMIT; the counters move just after it, as the batch settles.
+    loaded = f"loginetl_messages_loaded_total {30 - dead:.1f}"
+    wait_until(lambda: loaded in scrape(port, "/metrics")[1].splitlines())
     status, text = scrape(port, "/metrics")
     assert status == 200
     assert metric(text, "loginetl_messages_received_total") == 30
-    dead = queues.count(queues.dlq_url)
     assert metric(text, "loginetl_messages_loaded_total") == 30 - dead
     if dead:
         assert 'loginetl_messages_dead_lettered_total{reason="schema"}' in text
