@@ -139,8 +139,19 @@ def run(
     """Drain the queue into the table; configuration errors raise, errors mid-run are reported
     in the summary (with what was done until then) and its exit code. Logs a `start` event
     before and a `stop` event after, whatever happens."""
+    return drive(
+        settings, key, options, lambda: Run(settings, key, options, on_batch, stop, metrics)
+    )
+
+
+def drive(
+    settings: Settings, key: MaskKey, options: RunOptions, pipeline_of: Callable
+) -> RunSummary:
+    """Start and drain the pipeline `pipeline_of()` makes (this module's Run, or a stream's),
+    close it whatever happens, and log the `start` and `stop` events around it. An error
+    mid-run raises, its summary (what was done until then) logged with the error."""
     log_start(settings, key, options)
-    pipeline = Run(settings, key, options, on_batch, stop, metrics)
+    pipeline = pipeline_of()
     summary = None
     try:
         pipeline.start()
@@ -149,10 +160,8 @@ def run(
     except LoginetlError as error:
         summary = pipeline.shared.finish(0.0)
         summary.error, summary.exit_code, summary.stopped_because = (
-            str(error),
-            error.exit_code,
-            "error",
-        )
+            str(error), error.exit_code, "error",
+        )  # fmt: skip
         raise
     finally:
         pipeline.close()

@@ -19,7 +19,7 @@ from ..config import Settings
 from ..errors import ConfigError, LoginetlError
 from ..masking import MaskKey
 from ..metrics import Metrics, MetricsServer
-from ..pipeline import log_start, log_stop
+from ..pipeline import drive
 from ..pipeline.loading import Loader
 from ..pipeline.state import RunOptions, RunSummary, Shared
 from .checkpoints import LeaseLost, StreamSettlers
@@ -208,19 +208,7 @@ def run(
     metrics: Metrics | None = None,
 ) -> RunSummary:
     """As pipeline.run, reading the stream `settings.stream`."""
-    log_start(settings, key, options)
-    pipeline = StreamRun(settings, key, options, stream_options, on_batch, stop, metrics)
-    summary = None
-    try:
-        pipeline.start()
-        summary = pipeline.drain()
-        return summary
-    except LoginetlError as error:
-        summary = pipeline.shared.finish(0.0)
-        summary.error, summary.exit_code, summary.stopped_because = (
-            str(error), error.exit_code, "error",
-        )  # fmt: skip
-        raise
-    finally:
-        pipeline.close()
-        log_stop(summary)
+    return drive(
+        settings, key, options,
+        lambda: StreamRun(settings, key, options, stream_options, on_batch, stop, metrics),
+    )  # fmt: skip
