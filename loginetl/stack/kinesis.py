@@ -9,19 +9,15 @@ moto. LOGINETL_STACK_KINESIS (or `up --kinesis`) forces one: auto, kinesis-mock 
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .processes import (
@@ -35,7 +31,7 @@ from .processes import (
     run_into_file,
     stop_process_group,
 )
-from .sqs import REGION
+from .sqs import local_client, local_errors
 
 STREAM_NAME = "login-stream"
 STREAM_SHARDS = 2
@@ -163,24 +159,11 @@ def stop_kinesis_mock(stack_dir: Path) -> None:
 
 
 def kinesis_client(endpoint: str, attempts: int = 3) -> Any:
-    # Fixed test credentials, as for SQS: never the operator's own.
-    session = boto3.session.Session(
-        aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION
-    )
-    config = Config(
-        connect_timeout=2,
-        read_timeout=10,
-        retries={"mode": "standard", "total_max_attempts": attempts},
-    )
-    return session.client("kinesis", endpoint_url=endpoint, config=config)
+    return local_client("kinesis", endpoint, attempts)
 
 
-@contextlib.contextmanager
-def _kinesis_errors(endpoint: str) -> Iterator[None]:
-    try:
-        yield
-    except (BotoCoreError, ClientError) as exc:
-        raise StackError(f"Kinesis at {endpoint}: {exc}") from exc
+def _kinesis_errors(endpoint: str):
+    return local_errors("Kinesis", endpoint)
 
 
 def stream_shards(endpoint: str, name: str = STREAM_NAME) -> int | None:

@@ -143,9 +143,10 @@ def stop_sqs_server(stack_dir: Path) -> None:
 # --- queues ----------------------------------------------------------------------------------
 
 
-def _sqs_client(endpoint: str, attempts: int = 3) -> Any:
-    # Fixed test credentials: the local server accepts any, and the operator's own AWS
-    # credentials must never be sent anywhere by a dev tool.
+def local_client(service: str, endpoint: str, attempts: int = 3) -> Any:
+    """A client of the stack's own server for `service` ("sqs", "kinesis"). Fixed test
+    credentials: the local server accepts any, and the operator's own AWS credentials must
+    never be sent anywhere by a dev tool."""
     session = boto3.session.Session(
         aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION
     )
@@ -154,15 +155,24 @@ def _sqs_client(endpoint: str, attempts: int = 3) -> Any:
         read_timeout=10,
         retries={"mode": "standard", "total_max_attempts": attempts},
     )
-    return session.client("sqs", endpoint_url=endpoint, config=config)
+    return session.client(service, endpoint_url=endpoint, config=config)
 
 
 @contextlib.contextmanager
-def _sqs_errors(endpoint: str) -> Iterator[None]:
+def local_errors(server: str, endpoint: str) -> Iterator[None]:
+    """An AWS error of the stack's `server` ("SQS", "Kinesis") as one StackError line."""
     try:
         yield
     except (BotoCoreError, ClientError) as exc:
-        raise StackError(f"SQS at {endpoint}: {exc}") from exc
+        raise StackError(f"{server} at {endpoint}: {exc}") from exc
+
+
+def _sqs_client(endpoint: str, attempts: int = 3) -> Any:
+    return local_client("sqs", endpoint, attempts)
+
+
+def _sqs_errors(endpoint: str):
+    return local_errors("SQS", endpoint)
 
 
 def ensure_queues(endpoint: str) -> tuple[str, str]:
