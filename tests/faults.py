@@ -197,12 +197,21 @@ class ThrottlingSqs:
     def forwarded(self, action: str) -> None:
         pass
 
-    def _should_throttle(self) -> bool:
+    def injected(self, action: str) -> tuple[int, bytes, str] | None:
+        """The answer (status, body, content type) to give this request instead of forwarding
+        it, or None to forward it: here a throttling error for the first `throttle` of every
+        `every` requests, alternately 503 and RequestThrottled."""
         with self.lock:
             self.requests += 1
             throttle = (self.requests - 1) % self.every < self.throttle
             self.throttled += throttle
-            return throttle
+            odd = self.throttled % 2
+        if not throttle:
+            return None
+        if odd:
+            return 503, b"", "text/plain"
+        error = b'{"__type": "RequestThrottled", "message": "Rate exceeded"}'
+        return 400, error, "application/x-amz-json-1.0"
 
     def _handler(self):
         proxy = self
@@ -210,14 +219,10 @@ class ThrottlingSqs:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if proxy._should_throttle():
-                    if proxy.throttled % 2:
-                        self._reply(503, b"", "text/plain")
-                    else:
-                        error = b'{"__type": "RequestThrottled", "message": "Rate exceeded"}'
-                        self._reply(400, error, "application/x-amz-json-1.0")
-                    return
                 action = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+                answer = proxy.injected(action)
+                if answer is not None:
+                    return self._reply(*answer)
                 body = proxy.forwarding(action, body)
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("host", "content-length")}  # fmt: skip
@@ -259,8 +264,8 @@ class RecordingSqs(ThrottlingSqs):
         self.in_flight = self.most_in_flight = 0
         super().__init__(target, throttle=0, every=1)
 
-    def _should_throttle(self) -> bool:
-        return False
+    def injected(self, action: str) -> None:
+        return None
 
     def forwarding(self, action: str, body: bytes) -> bytes:
         with self.lock:

@@ -22,7 +22,7 @@ from loginetl.stream.checkpoints import LeaseLost, checkpoint
 from loginetl.stream.client import record_id
 from loginetl.stream.leases import SHARDS, Leases
 from tests.conftest import rows, sample_messages
-from tests.faults import Watched, wait_until
+from tests.faults import ThrottlingSqs, Watched, wait_until
 
 SAMPLE = len(sample_messages())
 VALID = SAMPLE - 1  # the sample has one invalid login
@@ -428,67 +428,28 @@ def test_replay_to_the_stream_loads_a_record_loaded_before_once(stream_env, stre
     )
 
 
-class KinesisFaults:
+class KinesisFaults(ThrottlingSqs):
     """An HTTP front for kinesis-mock that answers the listed requests of an action with an
     error (in order, one per request), and forwards everything else."""
 
     def __init__(self, target: str, faults: dict[str, list[str]]) -> None:
-        import threading
-        import urllib.request
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         self.faults = {action: list(codes) for action, codes in faults.items()}
         self.served: list[str] = []
-        lock = threading.Lock()
-        front = self
+        super().__init__(target, throttle=0, every=1)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                action = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
-                with lock:
-                    codes = front.faults.get(action) or []
-                    code = codes.pop(0) if codes else None
-                    if code:
-                        front.served.append(code)
-                if code:
-                    error = json.dumps({"__type": code, "message": "injected"}).encode()
-                    return self._reply(400, error, "application/x-amz-json-1.1")
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length")}  # fmt: skip
-                request = urllib.request.Request(target + self.path, data=body, headers=headers,
-                                                 method="POST")  # fmt: skip
-                try:
-                    with urllib.request.urlopen(request, timeout=60) as response:
-                        status, answer = response.status, response.read()
-                        kind = response.headers.get("Content-Type", "")
-                except urllib.error.HTTPError as error:
-                    status, answer, kind = error.code, error.read(), error.headers["Content-Type"]
-                self._reply(status, answer, kind)
-
-            def _reply(self, status: int, body: bytes, kind: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def injected(self, action: str) -> tuple[int, bytes, str] | None:
+        with self.lock:
+            codes = self.faults.get(action) or []
+            code = codes.pop(0) if codes else None
+            if code:
+                self.served.append(code)
+        if not code:
+            return None
+        error = json.dumps({"__type": code, "message": "injected"}).encode()
+        return 400, error, "application/x-amz-json-1.1"
 
 
 def test_throttling_backs_off_and_an_expired_iterator_is_renewed(stream_env, stream, db):
-    import urllib.error  # noqa: F401  (the front's)
-
     stream.put(logins(12, "slow"), key="k")
     throttled = ["ProvisionedThroughputExceededException"] * 3
     front = KinesisFaults(stream_env["AWS_ENDPOINT_URL_KINESIS"],
