@@ -29,35 +29,54 @@ class LoadResult:
     rejected: dict[str, str] = field(default_factory=dict)  # message id -> database's reason
 
 
-def insert(
-    connection,
-    rows: Sequence[LoginRow],
-    table: TableInfo,
-    before_commit: Callable[[object, LoadResult], None] | None = None,
-) -> LoadResult:
-    """Insert rows in one transaction and commit. A row PostgreSQL refuses (a constraint, a
-    value the validator let through) is set aside with the database's reason and the rest
-    still load. `before_commit(connection, result)` runs in the same transaction just before
-    COMMIT (a stream writes its checkpoint there); whatever it raises rolls everything back."""
-    result = LoadResult()
-    values = []
+@dataclass
+class Prepared:
+    """A batch's rows as the insert sends them, made before its transaction (by another thread,
+    while the batch before commits)."""
+
+    values: list[tuple]
+    rejected: dict[str, str]  # message id -> why its row cannot be sent
+    create_dates: set
+    copy_text: str | None  # a plain table's rows in COPY's text format
+
+
+def prepare(rows: Sequence[LoginRow], table: TableInfo) -> Prepared:
+    values, rejected = [], {}
     for row in rows:
         try:
             values.append(_values(row, table))
         except ValueError as error:
-            result.rejected[row.message_id] = f"database: {error}"
+            rejected[row.message_id] = f"database: {error}"
+    copy_text = None if table.partitioned else _copy_text(values)
+    return Prepared(values, rejected, {row.create_date for row in rows}, copy_text)
+
+
+def insert(
+    connection,
+    rows: Sequence[LoginRow] | Prepared,
+    table: TableInfo,
+    before_commit: Callable[[object, LoadResult], None] | None = None,
+) -> LoadResult:
+    """Insert rows (or rows `prepare`d) in one transaction and commit. A row PostgreSQL refuses
+    (a constraint, a value the validator let through) is set aside with the database's reason
+    and the rest still load. `before_commit(connection, result)` runs in the same transaction
+    just before COMMIT (a stream writes its checkpoint there); whatever it raises rolls
+    everything back."""
+    prepared = rows if isinstance(rows, Prepared) else prepare(rows, table)
+    result = LoadResult(rejected=dict(prepared.rejected))
+    values = prepared.values
     with database_errors(connection, f"cannot insert into {TABLE}"):
         if table.partitioned:
-            ensure_partitions(connection, {row.create_date for row in rows})
+            ensure_partitions(connection, prepared.create_dates)
         try:
-            inserted = _insert_values(connection, values, table)
+            inserted = _insert_values(connection, values, table, prepared.copy_text)
         except (psycopg2.DataError, psycopg2.IntegrityError):
             connection.rollback()
             inserted = _insert_one_by_one(connection, values, result.rejected, table)
         new = set(inserted)
         skipped = [
-            row_values[_MESSAGE_ID] for row_values in values
-            if row_values[_MESSAGE_ID] not in new and row_values[_MESSAGE_ID] not in result.rejected
+            row_values[MESSAGE_ID] for row_values in values
+            if row_values[MESSAGE_ID] not in new and row_values[MESSAGE_ID] not in result.rejected
         ]  # fmt: skip
         erased = _erased_among(connection, skipped) if table.has_erased_ids else set()
         result.inserted = inserted
@@ -100,7 +119,7 @@ def _values(row: LoginRow, table: TableInfo) -> tuple:
     )  # fmt: skip
 
 
-_MESSAGE_ID = INSERT_COLUMNS.index("sqs_message_id")
+MESSAGE_ID = INSERT_COLUMNS.index("sqs_message_id")
 # Partitioned: the ids were claimed in LOADED_IDS just before, so every row here is new.
 _INSERT_CLAIMED_SQL = (
     f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES %s RETURNING sqs_message_id"
@@ -110,9 +129,12 @@ _INSERT_CLAIMED_SQL = (
 # 16-18 ms a batch against 28-37 ms.
 STAGE = "loginetl_stage"
 _COLUMN_LIST = ", ".join(INSERT_COLUMNS)
+# One round trip: the staging table made if this session has none, emptied of what an earlier
+# row-by-row try in this transaction left. (Round trips matter beyond the network: each one
+# gives up the GIL, and getting it back from busy threads may take a switch interval, 5 ms.)
 _CREATE_STAGE_SQL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE {TABLE} INCLUDING DEFAULTS) "
-    "ON COMMIT DELETE ROWS"
+    f"ON COMMIT DELETE ROWS; DELETE FROM {STAGE}"
 )
 _COPY_SQL = f"COPY {STAGE} ({_COLUMN_LIST}) FROM STDIN"
 _INSERT_STAGED_SQL = (
@@ -132,25 +154,27 @@ _CLAIM_IDS_SQL = (
 )
 
 
-def _insert_values(connection, values: list[tuple], table: TableInfo) -> list[str]:
+def _insert_values(
+    connection, values: list[tuple], table: TableInfo, copy_text: str | None = None
+) -> list[str]:
     """Insert the rows not loaded (nor erased) before; returns the message ids of those
-    inserted."""
+    inserted. `copy_text`: the values in COPY's text format, when already made."""
     if not values:
         return []
     with connection.cursor() as cursor:
         if not table.partitioned:
+            text = _copy_text(values) if copy_text is None else copy_text
             cursor.execute(_CREATE_STAGE_SQL)
-            cursor.execute(f"DELETE FROM {STAGE}")  # what an earlier row-by-row try left
-            cursor.copy_expert(_COPY_SQL, io.StringIO(_copy_text(values)))
+            cursor.copy_expert(_COPY_SQL, io.StringIO(text), size=max(8192, len(text)))
             erasable = table.has_erased_ids
             cursor.execute(_INSERT_STAGED_UNERASED_SQL if erasable else _INSERT_STAGED_SQL)
             return [message_id for (message_id,) in cursor.fetchall()]
         # Partitioned: claim the ids first; only rows whose id was new go in.
         new = psycopg2.extras.execute_values(
-            cursor, _CLAIM_IDS_SQL, [(v[_MESSAGE_ID],) for v in values], fetch=True
+            cursor, _CLAIM_IDS_SQL, [(v[MESSAGE_ID],) for v in values], fetch=True
         )
         new_ids = {message_id for (message_id,) in new}
-        values = [v for v in values if v[_MESSAGE_ID] in new_ids]
+        values = [v for v in values if v[MESSAGE_ID] in new_ids]
         if not values:
             return []
         returned = psycopg2.extras.execute_values(
@@ -162,13 +186,26 @@ def _insert_values(connection, values: list[tuple], table: TableInfo) -> list[st
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+_NEEDS_ESCAPE = re.compile(r"[\\\n\r]")
+
+
 def _copy_text(values: list[tuple]) -> str:
     """Rows in COPY's text format: tab-separated, \\N for NULL, backslash escapes (a message id
-    from a message attribute is the sender's text, so nothing is assumed about it)."""
-    return "".join(
-        "\t".join("\\N" if v is None else str(v).translate(_COPY_ESCAPES) for v in row) + "\n"
-        for row in values
-    )
+    from a message attribute is the sender's text, so nothing is assumed about it). A row whose
+    joined text has no tab but the separators and no backslash or line break needs none (the
+    common case, told by two scans in C instead of one translate per value)."""
+    lines = []
+    for row in values:
+        texts = ["" if v is None else str(v) for v in row]
+        line = "\t".join(texts)
+        if line.count("\t") != len(row) - 1 or _NEEDS_ESCAPE.search(line):
+            texts = [text.translate(_COPY_ESCAPES) for text in texts]
+        elif None not in row:
+            lines.append(line)
+            continue
+        lines.append("\t".join(["\\N" if v is None else t for v, t in zip(row, texts)]))
+    lines.append("")
+    return "\n".join(lines)
 
 
 def _insert_one_by_one(
@@ -184,5 +221,5 @@ def _insert_one_by_one(
                 cursor.execute("RELEASE SAVEPOINT one_row")
             except (psycopg2.DataError, psycopg2.IntegrityError) as error:
                 cursor.execute("ROLLBACK TO SAVEPOINT one_row")
-                rejected[row_values[_MESSAGE_ID]] = f"database: {first_line(error)}"
+                rejected[row_values[MESSAGE_ID]] = f"database: {first_line(error)}"
     return inserted

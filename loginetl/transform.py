@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -76,11 +77,15 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for every body (json.loads with hooks would build a new one each call).
+_DECODER = json.JSONDecoder(
+    parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_reject_constant
+)
+
+
 def parse_body(body: str) -> dict[str, Any]:
     try:
-        document = json.loads(
-            body, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_reject_constant
-        )
+        document = _DECODER.decode(body) if type(body) is str else _decode_bytes(body)
     except RecursionError:
         raise InvalidMessage("json: nested too deeply") from None
     except ValueError as error:
@@ -88,6 +93,12 @@ def parse_body(body: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidMessage(f"schema: expected a JSON object, got {_json_type(document)}")
     return document
+
+
+def _decode_bytes(body) -> Any:
+    return json.loads(
+        body, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_reject_constant
+    )
 
 
 def validate(body: str) -> Login:
@@ -132,8 +143,17 @@ def to_row(body: str, key: MaskKey, message_id: str, sent_at: datetime) -> Login
     return mask_login(validate(body), key, message_id, sent_at)
 
 
+# A dotted quad with no leading zeros: already its canonical spelling (the common case, and
+# ipaddress takes microseconds to say so).
+_CANONICAL_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                             r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")  # fmt: skip
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def canonical_ip(value: str) -> str:
     """One spelling per address: compressed IPv6, IPv4-mapped IPv6 as plain IPv4."""
+    if _CANONICAL_IPV4.fullmatch(value):
+        return value
     address = ipaddress.ip_address(value)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
@@ -160,12 +180,15 @@ def _text(
         raise InvalidMessage(
             f"schema: field {name!r} is {len(value)} characters, longer than {MAX_LENGTH[name]}"
         )
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+    if _CONTROL_CHARACTER.search(value):
         raise InvalidMessage(f"schema: field {name!r} contains a control character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidMessage(f"schema: field {name!r} is not valid Unicode (lone surrogate)") from None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidMessage(
+                f"schema: field {name!r} is not valid Unicode (lone surrogate)"
+            ) from None
     return str(value)
 
 

@@ -20,7 +20,7 @@ Example:
     .venv/bin/python scripts/bench.py --messages 2000 --json
     .venv/bin/python scripts/bench.py --endpoint-url http://127.0.0.1:4566   # an SQS already up
     .venv/bin/python scripts/bench.py --messages 20000 --py-spy /tmp/profiles  # where time goes
-    .venv/bin/python scripts/bench.py --stream --messages 20000 --shards 4 16  # run --stream
+    .venv/bin/python scripts/bench.py --stream --messages 50000 --shards 4 16  # run --stream
     .venv/bin/python scripts/bench.py --messages 20000 --rtt 0 20 50  # at real SQS latency
 
 Without --endpoint-url it starts LocalStack itself (scripts/localstack.py, no Docker) and stops

@@ -11,14 +11,15 @@ PostgreSQL, a fresh stream of S shards holding N records (1% invalid):
                    basis, as scripts/bench_bare.py is for SQS); also measured in this process,
                    start-up excluded, for reference;
   loginetl run     `run --stream` as a subprocess: records/s from wall time, its peak RSS;
-                   rows and the dead-letter queue (moto, in this process) checked afterwards.
+                   rows and the dead-letter queue (LocalStack, scripts/localstack.py) checked
+                   afterwards.
 
 BENCH_PREFIX, when set, is put before the run's command line: `py-spy record -o FILE --` to
 profile it (its peak RSS is then py-spy's).
 
 Example:
 
-    .venv/bin/python scripts/bench.py --stream --messages 20000 --shards 4 16
+    .venv/bin/python scripts/bench.py --stream --messages 50000 --shards 4 16
     .venv/bin/python scripts/bench_stream.py --messages 5000 --shards 4 --json
 """
 
@@ -49,6 +50,9 @@ from bench_setup import (  # noqa: E402
     fresh_database,
     init_table,
     loginetl_revision,
+    query_one,
+    queue_depth,
+    sqs_endpoint,
 )
 
 ADMIN_URL = os.environ.get(
@@ -121,17 +125,20 @@ def bare_in_process(client, stream: str) -> float:
     return bare(client, stream) / (time.monotonic() - started)
 
 
-def bare_process(endpoint: str, stream: str) -> float:
-    """Records per second of `bare` as its own process, from wall time: start-up included, as
-    for `loginetl run`, with the same Kinesis client as loginetl's."""
+def bare_process(endpoint: str, stream: str) -> tuple[float, float]:
+    """(records per second, CPU seconds) of `bare` as its own process, from wall time and
+    wait4: start-up included, as for `loginetl run`, with the same Kinesis client."""
     command = [sys.executable, __file__, "--bare", stream, "--endpoint", endpoint]
     started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return int(done.stdout) / (time.monotonic() - started)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    return int(out) / seconds, usage.ru_utime + usage.ru_stime
 
 
-def loginetl_run(stream: str, environment: dict, batch_size: int) -> tuple[float, float, dict]:
-    """(records/s from wall time, peak RSS in MB, its --json summary)."""
+def loginetl_run(stream: str, environment: dict, batch_size: int) -> tuple:
+    """(records/s from wall time, peak RSS in MB, its --json summary, CPU seconds)."""
     command = [str(LOGINETL), "run", "--json", "--stream", stream, "--batch-size", str(batch_size)]
     command = os.environ.get("BENCH_PREFIX", "").split() + command  # e.g. a profiler
     with tempfile.TemporaryDirectory(prefix="loginetl-bench-") as folder:
@@ -144,43 +151,60 @@ def loginetl_run(stream: str, environment: dict, batch_size: int) -> tuple[float
             seconds = time.monotonic() - started
         text = out.read_text()
     summary = json.loads(text[text.index("{") :]) if "{" in text else {"error": text[-300:]}
-    return summary.get("received", 0) / seconds, usage.ru_maxrss / 1024, summary
+    cpu = usage.ru_utime + usage.ru_stime
+    return summary.get("received", 0) / seconds, usage.ru_maxrss / 1024, summary, cpu
 
 
-def measure(args, client, endpoint, environment, database: str, shards: int) -> dict:
+def measure(args, client, sqs, endpoint, environment, shards: int) -> dict:
     rounds = []
+    database = environment["LOGINETL_DATABASE_URL"]
+    invalid = args.messages // 100
+    problems = []
     for _ in range(args.repeat):
         stream = f"bench-{shards}-{secrets.token_hex(3)}"
         fill(client, stream, shards, args.messages)
         in_process = bare_in_process(client, stream)
-        bare_rate = bare_process(endpoint, stream)
-        rate, rss, summary = loginetl_run(stream, environment, args.batch_size)
-        rounds.append((bare_rate, rate, rss, summary, in_process))
-    invalid = args.messages // 100
-    problems = [
-        f"loaded {s.get('loaded')} of {args.messages - invalid}, dead-lettered "
-        f"{s.get('dead_lettered')} of {invalid}"
-        for _, _, _, s, _ in rounds
-        if (s.get("loaded"), s.get("dead_lettered")) != (args.messages - invalid, invalid)
-    ]
+        bare_rate, bare_cpu = bare_process(endpoint, stream)
+        dlq = sqs.create_queue(QueueName=f"bench-dlq-{secrets.token_hex(3)}")["QueueUrl"]
+        rows_before = query_one(database, "SELECT count(*) FROM user_logins")
+        try:
+            rate, rss, summary, cpu = loginetl_run(
+                stream, environment | {"LOGINETL_DLQ_URL": dlq}, args.batch_size
+            )
+            rows = query_one(database, "SELECT count(*) FROM user_logins") - rows_before
+            dead = sum(queue_depth(sqs, dlq))
+        finally:
+            sqs.delete_queue(QueueUrl=dlq)
+        rounds.append((bare_rate, rate, rss, in_process, bare_cpu, cpu))
+        if (rows, dead, summary.get("dead_lettered")) != (args.messages - invalid, invalid, invalid):
+            problems.append(
+                f"{rows} rows of {args.messages - invalid}, {dead} in the dead-letter queue of "
+                f"{invalid} (summary: {summary.get('loaded')} loaded, "
+                f"{summary.get('dead_lettered')} dead-lettered{summary.get('error', '')})"
+            )
     bare_rate = statistics.median(r[0] for r in rounds)
     run_rate = statistics.median(r[1] for r in rounds)
     return {
         "shards": shards, "messages": args.messages, "bare_per_second": round(bare_rate),
         "run_per_second": round(run_rate),
         "ratio": round(run_rate / bare_rate, 2),
-        "bare_in_process_per_second": round(statistics.median(r[4] for r in rounds)),
+        "bare_in_process_per_second": round(statistics.median(r[3] for r in rounds)),
         "peak_rss_mb": round(max(r[2] for r in rounds)), "problems": problems,
+        # CPU of each process, start-up included, per record read
+        "bare_cpu_ms_per_record": round(statistics.median(r[4] for r in rounds) * 1000 / args.messages, 4),
+        "run_cpu_ms_per_record": round(statistics.median(r[5] for r in rounds) * 1000 / args.messages, 4),
     }  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=20_000, help="records per stream")
+    parser.add_argument("--messages", type=int, default=50_000, help="records per stream")
     parser.add_argument("--shards", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--database-url", default=ADMIN_URL)
+    parser.add_argument("--sqs-endpoint-url", help="the dead-letter queue's SQS endpoint "
+                        "(default: start LocalStack, scripts/localstack.py)")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--bare", metavar="STREAM", help=argparse.SUPPRESS)  # bare_process
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -192,46 +216,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.bare:
         print(bare(kinesis_client(args.endpoint), args.bare))
         return 0
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
-
-    sqs_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    sqs_server.start()
-    host, port = sqs_server.get_host_and_port()
     server = kinesis_mock.start()
     try:
-        client = kinesis_client(server.endpoint)
-        sqs = boto3.client("sqs", endpoint_url=f"http://{host}:{port}", **CREDENTIALS)
-        dlq = sqs.create_queue(QueueName=f"bench-dlq-{secrets.token_hex(3)}")["QueueUrl"]
-        with fresh_database(args.database_url) as database:
-            environment = child_environment(secrets.token_hex(32)) | {
-                "AWS_ENDPOINT_URL_KINESIS": server.endpoint, "LOGINETL_DLQ_URL": dlq,
-                "LOGINETL_DATABASE_URL": database,
-            }  # fmt: skip
-            init_table(database, environment)
-            sizes = [
-                measure(args, client, server.endpoint, environment, database, n)
-                for n in args.shards
-            ]
+        with sqs_endpoint(args.sqs_endpoint_url) as sqs_server:
+            client = kinesis_client(server.endpoint)
+            sqs = boto3.client("sqs", endpoint_url=sqs_server.url, **CREDENTIALS)
+            with fresh_database(args.database_url) as database:
+                environment = child_environment(secrets.token_hex(32)) | {
+                    "AWS_ENDPOINT_URL_KINESIS": server.endpoint,
+                    "AWS_ENDPOINT_URL_SQS": sqs_server.url, "LOGINETL_DATABASE_URL": database,
+                }  # fmt: skip
+                init_table(database, environment)
+                sizes = [
+                    measure(args, client, sqs, server.endpoint, environment, n)
+                    for n in args.shards
+                ]
     finally:
         kinesis_mock.stop(server)
-        sqs_server.stop()
     result = {"revision": loginetl_revision(), "kinesis": "kinesis-mock " + kinesis_mock.PACKAGE,
               "target_ratio": TARGET_RATIO, "sizes": sizes}  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"loginetl {result['revision']} on {result['kinesis']}, {args.messages} records")
-        print("shards  bare rec/s  run rec/s  run/bare  peak RSS  checks"
+        print("shards  bare rec/s  run rec/s  run/bare  peak RSS  CPU ms/rec run/bare  checks"
               "  (bare in process, start-up excluded)")
         for size in sizes:
             verdict = "met" if size["ratio"] >= TARGET_RATIO else "NOT met"
+            cpu = f"{size['run_cpu_ms_per_record']:.3f}/{size['bare_cpu_ms_per_record']:.3f}"
             print(f"{size['shards']:>6}  {size['bare_per_second']:>10}  "
                   f"{size['run_per_second']:>9}  {size['ratio']:>8} ({verdict})  "
-                  f"{size['peak_rss_mb']:>5} MB  {'; '.join(size['problems']) or 'ok'}"
+                  f"{size['peak_rss_mb']:>5} MB  {cpu:>18}  {'; '.join(size['problems']) or 'ok'}"
                   f"  ({size['bare_in_process_per_second']})")  # fmt: skip
     return 0 if all(not size["problems"] for size in sizes) else 1
 

@@ -18,7 +18,22 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit, urlunsplit
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def through(proxy: TcpProxy, url: str) -> str:
+    """`url` with the proxy for its host and port."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+def proxy_for(url: str, delay: float = 0.0) -> TcpProxy:
+    """A proxy in front of the database at `url` (delaying each direction by `delay` s)."""
+    parts = urlsplit(url)
+    return TcpProxy(parts.hostname, parts.port or 5432, delay)
 
 
 class TcpProxy:

@@ -10,7 +10,6 @@ import random
 import signal
 import time
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from loginetl import database, schema
 
 from .conftest import MASK_KEY, make_queues, rows, sample_messages
-from .faults import TcpProxy, ThrottlingSqs, Watched, start_loginetl, wait_until
+from .faults import ThrottlingSqs, Watched, proxy_for, start_loginetl, through, wait_until
 
 
 def env_for(queue_url: str, database_url: str, **extra) -> dict:
@@ -29,18 +28,6 @@ def env_for(queue_url: str, database_url: str, **extra) -> dict:
         "LOGINETL_WAIT_TIME": "1",
         "LOGINETL_CONCURRENCY": "1",  # exact counts on moto (see conftest.cli)
     } | extra
-
-
-def through(proxy: TcpProxy, url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
-
-
-def proxy_for(url: str) -> TcpProxy:
-    parts = urlsplit(url)
-    return TcpProxy(parts.hostname, parts.port or 5432)
 
 
 @contextmanager

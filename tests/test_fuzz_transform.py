@@ -138,3 +138,25 @@ def test_the_limits_hold_as_documented(table):
     huge_version = json.dumps(GOOD).replace('"2.3.0"', "1e400")
     assert to_row(huge_version, KEY, "m", SENT).app_version == "1e400"
     assert loaded_or_refused(json.dumps(GOOD)[:-1] + ', "extra": 1e400}', table) == "loaded"
+
+
+_OCTET = st.one_of(st.integers(0, 300).map(str), st.from_regex(r"0[0-9]{1,3}", fullmatch=True))
+
+
+@given(st.lists(_OCTET, min_size=3, max_size=5).map(".".join) | st.ip_addresses().map(str))
+def test_an_ip_is_spelled_as_ipaddress_spells_it(text):
+    """The dotted-quad shortcut of canonical_ip agrees with the ipaddress module on every
+    spelling: out-of-range octets, leading zeros, too few or too many parts, IPv6."""
+    import ipaddress
+
+    from loginetl.transform import canonical_ip
+
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            canonical_ip(text)
+        return
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    assert canonical_ip(text) == str(address)

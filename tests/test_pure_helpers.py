@@ -7,7 +7,9 @@ paths against the real servers, these pin the exact values.
 
 from datetime import date, datetime, timedelta, timezone
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given
 
 from loginetl.extract import (
     MAX_ATTRIBUTES,
@@ -109,6 +111,25 @@ def test_copy_text_keeps_a_literal_backslash_n_apart_from_null():
     # A sender's "\N" must not become NULL, nor an empty string an absent value.
     assert _copy_text([("\\N", "", "é")]) == "\\\\N\t\té\n"
     assert _copy_text([]) == ""
+
+
+_VALUE = st.one_of(
+    st.none(), st.integers(), st.dates(),
+    st.text(alphabet=st.sampled_from(["a", "N", "\\", "\t", "\n", "\r", "é", " ", "\x00"])),
+    st.text(),
+)  # fmt: skip
+
+
+@given(st.lists(st.tuples(_VALUE, _VALUE, _VALUE), max_size=5))
+def test_copy_text_is_each_value_escaped_whatever_the_values(rows):
+    """The shortcut (no escaping when a row's joined text shows no tab but the separators and
+    no backslash or line break) gives exactly what escaping every value gives."""
+    escapes = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+    expected = "".join(
+        "\t".join("\\N" if v is None else str(v).translate(escapes) for v in row) + "\n"
+        for row in rows
+    )
+    assert _copy_text(rows) == expected
 
 
 # --- extract: batching ---------------------------------------------------------------------------

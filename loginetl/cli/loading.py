@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -158,6 +159,9 @@ def run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
+    # What start-up made (modules, botocore's models) lives as long as the process: kept out of
+    # the collector's generations, a full collection during the run need not walk it again.
+    gc.freeze()
     with stop_on_signals() as stop, run_progress(max_messages) as on_batch:
         if stream:
             more = stream_run.StreamOptions(start_at.value, lease_seconds, renew_seconds)

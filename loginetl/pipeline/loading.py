@@ -39,17 +39,21 @@ class Loader:
             if not shared.loading():
                 shared.leftover = batch
                 return []
+            if not receivers_alive() and shared.inbox.empty():
+                return []
             try:
-                batch = shared.inbox.get(timeout=0.1)
+                batch = shared.inbox.get(timeout=0.1)  # [] when woken: the source is done
             except queue.Empty:
-                if not receivers_alive() and shared.inbox.empty():
-                    return []
+                pass
         until = time.monotonic() + LINGER
         while len(batch) < size:
             try:
-                batch += shared.inbox.get(timeout=max(0.0, until - time.monotonic()))
+                more = shared.inbox.get(timeout=max(0.0, until - time.monotonic()))
             except queue.Empty:
                 break
+            if not more and not receivers_alive():
+                break  # the source is done: nothing more to wait for
+            batch += more
         batch, shared.leftover = batch[:size], batch[size:]
         shared.in_hand = batch
         return batch
@@ -59,16 +63,17 @@ class Loader:
         self.commit(batch, self.prepare(batch))
 
     def prepare(self, batch: list[QueueMessage]) -> tuple:
-        """The batch validated and masked: what `commit` takes (another thread may prepare the
-        next batch while this one commits)."""
-        return self._transform(batch)
+        """The batch validated and masked, and the settlers told what validation refused (a
+        stream starts dead-lettering it now): what `commit` takes. Another thread may prepare
+        the next batch while this one commits."""
+        rows, by_origin, refused = self._transform(batch)
+        return load.prepare(rows, self.table), by_origin, refused, self.settlers.validated(refused)
 
     def commit(self, batch: list[QueueMessage], prepared: tuple) -> None:
         """Commit the prepared batch, then hand it to the settlers."""
         started = time.monotonic()
-        rows, by_origin, refused = prepared
+        staged, by_origin, refused, early = prepared
         refused = list(refused)  # the database's refusals join these below
-        self.settlers.before_insert(refused)
 
         def in_commit(connection, result: load.LoadResult) -> None:  # a stream's checkpoint
             rejected = [
@@ -76,10 +81,10 @@ class Loader:
                 for origin_id, messages in by_origin.items() if origin_id in result.rejected
                 for message in messages
             ]  # fmt: skip
-            self.settlers.in_commit(connection, batch, refused + rejected)
+            self.settlers.in_commit(connection, batch, refused + rejected, early)
 
         result = self.db.call(  # committed on return
-            lambda connection: load.insert(connection, rows, self.table, in_commit),
+            lambda connection: load.insert(connection, staged, self.table, in_commit),
             "inserting a batch",
         )
         done: list[QueueMessage] = []

@@ -31,11 +31,13 @@ class Settlers:
         self.shared.settling.acquire()  # waits while too many batches await deletion
         self.pool.submit(self._settle, batch, done, refused, loaded, duplicates, started)
 
-    def before_insert(self, refused) -> None:
-        """The batch is validated, its insert about to start: nothing for SQS (a stream starts
-        dead-lettering the refused records here, alongside the insert)."""
+    def validated(self, refused) -> object:
+        """The batch is validated (perhaps while the one before commits): nothing for SQS, which
+        dead-letters after COMMIT (a stream starts dead-lettering here, and its in_commit is
+        given what this returns)."""
+        return None
 
-    def in_commit(self, connection, batch, refused) -> None:
+    def in_commit(self, connection, batch, refused, early) -> None:
         """Inside the batch's transaction: nothing for SQS, which settles after COMMIT (a
         stream writes its checkpoint here: loginetl/stream/checkpoints.py)."""
 

@@ -105,6 +105,15 @@ class Shared:
             if self.failure is None:
                 self.failure = error
 
+    def wake_loader(self) -> None:
+        """The source is done (its last reader ended): an empty list in the inbox wakes a loader
+        waiting for messages or lingering for more, so it ends now rather than at its next
+        timeout. A full inbox needs no waking."""
+        try:
+            self.inbox.put_nowait([])
+        except queue.Full:
+            pass
+
     def receiving(self) -> bool:
         return not (self.stop.is_set() or self.stop_receiving or self.failure is not None)
 

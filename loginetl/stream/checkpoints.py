@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from .. import extract
 from ..errors import LoginetlError
@@ -39,33 +40,45 @@ class LeaseLost(LoginetlError):
         self.shard_id = shard_id
 
 
-_CHECKPOINT_SQL = (
-    f"UPDATE {SHARDS} SET checkpoint = %s, checkpoint_sub = %s, updated_at = clock_timestamp() "
-    "WHERE stream = %s AND shard_id = %s AND owner = %s AND lease_expires > clock_timestamp() "
-    "AND (checkpoint IS NULL OR (checkpoint, checkpoint_sub) < (%s::numeric, %s)) RETURNING 1"
+# Every shard of the batch in one statement (one round trip, however many shards), each moved
+# only forward and only while this owner's lease on it is live.
+_CHECKPOINTS_SQL = (
+    f"UPDATE {SHARDS} s SET checkpoint = v.sequence, checkpoint_sub = v.sub, "
+    "updated_at = clock_timestamp() "
+    "FROM unnest(%s::text[], %s::numeric[], %s::integer[]) AS v(shard_id, sequence, sub) "
+    "WHERE s.stream = %s AND s.shard_id = v.shard_id AND s.owner = %s "
+    "AND s.lease_expires > clock_timestamp() "
+    "AND (s.checkpoint IS NULL OR (s.checkpoint, s.checkpoint_sub) < (v.sequence, v.sub)) "
+    "RETURNING s.shard_id"
 )
 
 
-def checkpoint(connection, stream: str, shard_id: str, owner: str, position: tuple[int, int]):
-    """Move the shard's checkpoint forward to `position`, in the caller's transaction; raise
-    LeaseLost when the lease is not this owner's (or expired), or the checkpoint is already
-    there or beyond (another holder committed these records)."""
-    sequence, sub = position
+def checkpoint(connection, stream: str, owner: str, positions: dict[str, tuple[int, int]]):
+    """Move each shard's checkpoint forward to its position ({shard id: (sequence, sub)}), in
+    the caller's transaction; raise LeaseLost for the first shard whose lease is not this
+    owner's (or expired), or whose checkpoint is already there or beyond (another holder
+    committed these records)."""
+    shard_ids = sorted(positions)
     with connection.cursor() as cursor:
-        cursor.execute(_CHECKPOINT_SQL, (sequence, sub, stream, shard_id, owner, sequence, sub))
-        if cursor.fetchone() is not None:
+        cursor.execute(_CHECKPOINTS_SQL, (
+            shard_ids, [positions[s][0] for s in shard_ids], [positions[s][1] for s in shard_ids],
+            stream, owner,
+        ))  # fmt: skip
+        moved = {shard_id for (shard_id,) in cursor.fetchall()}
+        missed = [shard_id for shard_id in shard_ids if shard_id not in moved]
+        if not missed:
             return
         cursor.execute(
             f"SELECT owner, lease_expires > clock_timestamp() FROM {SHARDS} "
             "WHERE stream = %s AND shard_id = %s",
-            (stream, shard_id),
+            (stream, missed[0]),
         )
         found = cursor.fetchone()
     if found is None or found[0] != owner:
-        raise LeaseLost(shard_id, "taken by another process")
+        raise LeaseLost(missed[0], "taken by another process")
     if not found[1]:
-        raise LeaseLost(shard_id, "expired")
-    raise LeaseLost(shard_id, "its checkpoint is already past these records")
+        raise LeaseLost(missed[0], "expired")
+    raise LeaseLost(missed[0], "its checkpoint is already past these records")
 
 
 def last_positions(batch: list[StreamRecord]) -> dict[str, tuple[int, int]]:
@@ -94,6 +107,18 @@ def dead_letter_entry(record: StreamRecord, reason: str) -> dict:
     }
 
 
+@dataclass
+class DeadLetters:
+    """A batch's dead-letter send, started when the batch was validated."""
+
+    sending: Future | None
+    sent: set[int]  # the records of the batch it sends, or sent since (ids of the objects)
+
+    def wait(self) -> None:
+        if self.sending is not None:
+            self.sending.result()
+
+
 class StreamSettlers(Settlers):
     """The settlers of a stream run: the same counting, metrics and batch log as for SQS, but
     the settling itself happens in `in_commit`."""
@@ -116,28 +141,22 @@ class StreamSettlers(Settlers):
         self.metrics = metrics
         self.on_committed = on_committed
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="dead-letter")
-        self.sending: tuple[Future, list] | None = None  # the send before_insert started
-        self.sent: set[int] = set()  # the records of this batch sent (ids of the objects)
 
-    def before_insert(self, refused) -> None:
-        """Start dead-lettering the records validation refused while the rows are inserted:
-        in_commit waits for that send before it moves any checkpoint."""
-        self.sent, self.sending = set(), None
-        if refused:
-            self.sending = (self.pool.submit(self._dead_letter, list(refused)), list(refused))
+    def validated(self, refused) -> DeadLetters:
+        """Start dead-lettering the records validation refused as soon as they are known, while
+        the batch before commits and this one's rows are inserted: in_commit waits for that
+        send before it moves any checkpoint."""
+        refused = list(refused)
+        return DeadLetters(self.pool.submit(self._dead_letter, refused) if refused else None,
+                           {id(record) for record, _ in refused})  # fmt: skip
 
-    def in_commit(self, connection, batch: list[StreamRecord], refused) -> None:
-        if self.sending is not None:
-            sending, records = self.sending
-            sending.result()  # raises what the send raised: the batch rolls back
-            self.sending = None
-            self.sent |= {id(record) for record, _ in records}
+    def in_commit(self, connection, batch: list[StreamRecord], refused, early) -> None:
+        early.wait()  # raises what the send raised: the batch rolls back
         # The rows the database refused (rare), and nothing sent twice if the insert is retried.
-        rest = [(record, reason) for record, reason in refused if id(record) not in self.sent]
+        rest = [(record, reason) for record, reason in refused if id(record) not in early.sent]
         self._dead_letter(rest)
-        self.sent |= {id(record) for record, _ in rest}
-        for shard_id, position in sorted(last_positions(batch).items()):
-            checkpoint(connection, self.stream, shard_id, self.owner, position)
+        early.sent |= {id(record) for record, _ in rest}
+        checkpoint(connection, self.stream, self.owner, last_positions(batch))
 
     def _dead_letter(self, refused) -> None:
         if not refused:

@@ -57,7 +57,8 @@ def kinesis_client(endpoint_url: str | None, pool_size: int = 10):
     if endpoint and not is_aws_host(endpoint) and session.get_credentials() is None:
         credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
     config = botocore.config.Config(
-        retries=extract._retries(), connect_timeout=5, read_timeout=30,
+        retries=extract._retries(), user_agent=extract.user_agent(core), connect_timeout=5,
+        read_timeout=30,
         max_pool_connections=pool_size,
     )  # fmt: skip
     return session.client(

@@ -129,6 +129,7 @@ class Reading:
             self.shared.fail(LoginetlError(f"lease coordinator failed: {type(error).__name__}: {error}"))  # fmt: skip
         finally:
             self.done.set()
+            self.shared.wake_loader()
 
     def _rounds(self) -> None:
         shared = self.shared

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import database, extract, schema
+from .. import database, extract, load, schema
 from ..config import Settings
 from ..errors import ConfigError, LoginetlError
 from ..masking import MaskKey
@@ -173,7 +173,7 @@ class StreamRun:
                 self.reading.drop(lost.shard_id)
                 self.leases.give_back([lost.shard_id])
                 batch = [record for record in batch if record.shard_id != lost.shard_id]
-                ready = self.loader.prepare(batch)
+                ready = _without_shard(ready, lost.shard_id)
                 self.shared.in_hand = []
 
     def close(self) -> None:
@@ -189,6 +189,24 @@ class StreamRun:
             self.metrics_server.close()
         if self.db is not None:
             self.db.close()
+
+
+def _without_shard(ready: tuple, shard_id: str) -> tuple:
+    """A prepared batch without the records of one shard. Its dead-letter send stays as it
+    was: what it sent of that shard is sent again by the shard's new holder (the dead-letter
+    queue is at-least-once; a replay loads each record once)."""
+    prepared, by_origin, refused, early = ready
+    by_origin = {
+        origin_id: kept for origin_id, records in by_origin.items()
+        if (kept := [record for record in records if record.shard_id != shard_id])
+    }  # fmt: skip
+    values = [v for v in prepared.values if v[load.MESSAGE_ID] in by_origin]
+    prepared = load.Prepared(
+        values, {k: v for k, v in prepared.rejected.items() if k in by_origin},
+        prepared.create_dates, None,
+    )  # fmt: skip
+    refused = [(record, reason) for record, reason in refused if record.shard_id != shard_id]
+    return prepared, by_origin, refused, early
 
 
 class StreamMetricsServer(MetricsServer):
