@@ -23,13 +23,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .processes import (
     StackError,
     _children,
-    _last_line,
     _process_running,
     _read_int,
-    _reap,
     first_free_port,
     run_into_file,
     stop_process_group,
+    wait_until_answering,
 )
 from .sqs import local_client, local_errors
 
@@ -128,22 +127,10 @@ def launch_kinesis_mock(stack_dir: Path, port: int, exclude: tuple[int, ...]) ->
 def wait_for_kinesis_mock(stack_dir: Path, pid: int, port: int) -> None:
     """Wait until it answers ListStreams; fail early when the process died."""
     client = kinesis_client(kinesis_endpoint(port), attempts=1)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        _reap(pid)
-        if not _process_running(pid, KINESIS_MOCK_HINT):
-            log = stack_dir / KINESIS_LOG_FILE
-            raise StackError(f"kinesis-mock exited while starting (see {log}): {_last_line(log)}")
-        try:
-            client.list_streams()
-            return
-        except (BotoCoreError, ClientError):
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"kinesis-mock did not answer on port {port} within {START_TIMEOUT:.0f} s "
-                    f"(see {stack_dir / KINESIS_LOG_FILE})"
-                ) from None
-            time.sleep(0.2)
+    wait_until_answering(
+        pid, KINESIS_MOCK_HINT, client.list_streams, (BotoCoreError, ClientError),
+        "kinesis-mock", port, stack_dir / KINESIS_LOG_FILE, START_TIMEOUT,
+    )  # fmt: skip
 
 
 def stop_kinesis_mock(stack_dir: Path) -> None:

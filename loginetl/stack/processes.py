@@ -100,6 +100,29 @@ def last_line_of(text: str) -> str:
     return next((line for line in reversed(lines) if line), "")
 
 
+def wait_until_answering(
+    pid: int, command_hint: str, probe: Callable[[], object], errors: tuple[type[Exception], ...],
+    what: str, port: int, log_path: Path, timeout: float,
+) -> None:  # fmt: skip
+    """Wait until `probe()` stops raising `errors` (the server answers); fail early, with the
+    last line of its log, when the process died, and after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap(pid)
+        if not _process_running(pid, command_hint):
+            last = _last_line(log_path)
+            raise StackError(f"{what} exited while starting (see {log_path}): {last}")
+        try:
+            probe()
+            return
+        except errors:
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"{what} did not answer on port {port} within {timeout:.0f} s (see {log_path})"
+                ) from None
+            time.sleep(0.2)
+
+
 def _wait_until_gone(pid: int, command_hint: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

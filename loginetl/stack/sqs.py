@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .processes import (
     StackError,
     _children,
-    _last_line,
     _process_running,
     _read_int,
-    _reap,
     first_free_port,
     port_is_free,
     run_into_file,
     stop_process_group,
+    wait_until_answering,
 )
 
 QUEUE_NAME = "login-queue"
@@ -88,24 +86,10 @@ def wait_for_sqs_server(
 ) -> None:
     """Wait until the server answers ListQueues; fail early when the process died."""
     client = _sqs_client(sqs_endpoint(port), attempts=1)
-    deadline = time.monotonic() + timeout
-    while True:
-        _reap(pid)
-        if not _process_running(pid, "moto.server"):
-            log_path = stack_dir / SQS_LOG_FILE
-            raise StackError(
-                f"the SQS server exited while starting (see {log_path}): {_last_line(log_path)}"
-            )
-        try:
-            client.list_queues()
-            return
-        except (BotoCoreError, ClientError):
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"the SQS server did not answer on port {port} within {timeout:.0f} s "
-                    f"(see {stack_dir / SQS_LOG_FILE})"
-                ) from None
-            time.sleep(0.2)
+    wait_until_answering(
+        pid, "moto.server", client.list_queues, (BotoCoreError, ClientError),
+        "the SQS server", port, stack_dir / SQS_LOG_FILE, timeout,
+    )  # fmt: skip
 
 
 def start_sqs_server(stack_dir: Path, port: int | None = None) -> str:
