@@ -77,15 +77,14 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-# One decoder for every body (json.loads with hooks would build a new one each call).
-_DECODER = json.JSONDecoder(
-    parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_reject_constant
-)
+_HOOKS = {"parse_int": JsonNumber, "parse_float": JsonNumber, "parse_constant": _reject_constant}
+# One decoder for every text body (json.loads with hooks would build a new one each call).
+_DECODER = json.JSONDecoder(**_HOOKS)
 
 
 def parse_body(body: str) -> dict[str, Any]:
     try:
-        document = _DECODER.decode(body) if type(body) is str else _decode_bytes(body)
+        document = _DECODER.decode(body) if type(body) is str else json.loads(body, **_HOOKS)
     except RecursionError:
         raise InvalidMessage("json: nested too deeply") from None
     except ValueError as error:
@@ -93,12 +92,6 @@ def parse_body(body: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidMessage(f"schema: expected a JSON object, got {_json_type(document)}")
     return document
-
-
-def _decode_bytes(body) -> Any:
-    return json.loads(
-        body, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_reject_constant
-    )
 
 
 def validate(body: str) -> Login:
