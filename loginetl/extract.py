@@ -6,6 +6,7 @@ Errors come back as QueueError / ConfigError with one line naming the queue.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from datetime import datetime, timezone
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.loaders
 import botocore.session
 
 from . import __version__
@@ -72,17 +74,19 @@ def sqs_client(settings: Settings, pool_size: int = 10):
     """A client for the settings' endpoint; local endpoints get a region and dummy credentials
     when the AWS chain has none, as LocalStack and moto accept any."""
     endpoint = settings.sqs_endpoint
-    core = botocore.session.get_session()
+    core = botocore_session()
     session = boto3.session.Session(botocore_session=core)
     region = session.region_name or region_from_queue_url(settings.queue_url) or LOCAL_REGION
     credentials = {}
     if endpoint and not is_aws_host(endpoint) and session.get_credentials() is None:
         credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
     config = botocore.config.Config(
-        # botocore's own retries: backoff with jitter on errors and 5xx, and in adaptive mode a
-        # client-side rate limit that slows down when SQS throttles. AWS_RETRY_MODE and
-        # AWS_MAX_ATTEMPTS override, as for any AWS tool.
-        retries=_retries(),
+        # botocore's own retries: backoff with jitter on errors, 5xx and throttling. Standard
+        # mode: adaptive mode's client-side rate limit takes one lock of the whole process
+        # on every request (with 16 receivers, 10% of a run's CPU; issue 13), for a service
+        # that throttles a standard queue hardly ever. AWS_RETRY_MODE and AWS_MAX_ATTEMPTS
+        # override, as for any AWS tool.
+        retries=_retries("standard"),
         user_agent=user_agent(core),
         connect_timeout=5,
         read_timeout=60,  # longer than the longest long-poll (20 s)
@@ -97,6 +101,21 @@ def sqs_client(settings: Settings, pool_size: int = 10):
     )
 
 
+def botocore_session() -> botocore.session.Session:
+    """A botocore session of its own (credentials, region and settings read afresh), sharing
+    one data loader with every other in the process: the service models, endpoints and
+    partitions are read and parsed once, not once a client (30 ms of CPU each: a run
+    --stream makes two, where start-up is a tenth of a 50,000-record run; issue 17)."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _data_loader())
+    return core
+
+
+@functools.cache
+def _data_loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
 def user_agent(core: botocore.session.Session) -> str:
     """The User-Agent of every AWS request: botocore's own name and versions, then loginetl's,
     so CloudTrail and server logs say who called. Fixed for the client's life: botocore's
@@ -108,8 +127,8 @@ def user_agent(core: botocore.session.Session) -> str:
     return f"{agent} app/{app_id}" if app_id else agent
 
 
-def _retries() -> dict:
-    mode = os.environ.get("AWS_RETRY_MODE", "adaptive")
+def _retries(default_mode: str) -> dict:
+    mode = os.environ.get("AWS_RETRY_MODE", default_mode)
     attempts = os.environ.get("AWS_MAX_ATTEMPTS", "6")
     if mode not in ("standard", "adaptive", "legacy"):
         raise ConfigError(f"AWS_RETRY_MODE must be standard, adaptive or legacy, not {mode!r}")

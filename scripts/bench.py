@@ -34,7 +34,9 @@ measures just those (PostgreSQL only, no SQS server):
 
 With --rtt, instead: the bench at real round-trip times on the first --messages N (bench_rtt.py):
 bare consumers, `run` with its defaults and with each --fixed concurrency, behind a proxy that
-delays each direction, and CPU per message; issue 13's targets marked met or not met.
+delays each direction, and CPU per message; issue 13's targets marked met or not met. The CPU
+figure moves with the machine: --repeat 3 pairs each defaults run with a bare one beside it
+and reports the median pair.
 
 This file is the command line; the set-up is in bench_setup.py, the measurements in
 bench_measure.py and bench_privacy.py, and the report (results, targets, tables, JSON) in
@@ -58,6 +60,7 @@ from bench_measure import measure_naive, measure_size  # noqa: E402
 from bench_report import print_json, print_privacy, print_tables, results  # noqa: E402
 from bench_rtt import measure_rtts, print_rtt_tables, rtt_results  # noqa: E402
 from bench_setup import (  # noqa: E402
+    byte_compile_loginetl,
     child_environment,
     fresh_database,
     init_table,
@@ -76,7 +79,8 @@ INTEGER_OPTIONS = {
     "--concurrency": (4, "threads for the bare drain and loginetl's --concurrency"),
     "--batch-size": (500, "loginetl --batch-size"),
     "--naive-messages": (2_000, "messages for the naive loop, which is slow"),
-    "--repeat": (1, "rounds per queue size; medians are reported"),
+    "--repeat": (1, "rounds per queue size (with --rtt: of bare and defaults per round trip);"
+                 " medians are reported"),
     "--seed-threads": (8, "threads sending the messages"),
     "--rekey-rows": (100_000, "siv rows to rekey"),
     "--mask-messages": (20_000, "messages masked per mode for the masking CPU figure"),
@@ -95,6 +99,7 @@ def bench(args: argparse.Namespace) -> dict:
     if args.privacy_only:
         return {"privacy": privacy_costs(args)}
     mask_key = secrets.token_hex(32)
+    byte_compile_loginetl()
     environment = child_environment(mask_key)
     args.revision = loginetl_revision()  # before the run: the code may change meanwhile
     with ExitStack() as cleanup:

@@ -5,7 +5,13 @@ freshly seeded queues of --messages N each: the bare consumer at --concurrency t
 16, `loginetl run` with its defaults (adaptive receivers), and with each --fixed concurrency.
 Reported: msg/s, the defaults against the best fixed --concurrency and against bare at
 --concurrency threads, and CPU per message (each process's own, from wait4) of loginetl's
-defaults against the bare consumer at --concurrency threads; issue 13's targets met or not."""
+defaults against the bare consumer at --concurrency threads; issue 13's targets met or not.
+
+With --repeat R, the bare consumer at --concurrency threads and the defaults run R times each,
+one after the other (bare, defaults, bare, defaults...): each pair shares the machine's mood
+of the moment (here one bare drain's CPU per message moves by up to 40% from one to the
+next, the two of a pair together). Reported: the median round's rates, and the median of the
+R pairs' CPU ratios, every pair's listed beside it."""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.table import Table
 
-from bench_measure import RunResult, measure_bare, measure_run
+from bench_measure import RunResult, measure_bare, measure_run, median
 from bench_setup import REPO, Endpoint, Rate, console
 
 sys.path.insert(0, str(REPO))  # tests/faults.py holds the proxy the fault tests use
@@ -32,13 +38,26 @@ CPU_VS_BARE = 1.2  # loginetl's CPU per message <= 1.2 x the bare consumer's
 @dataclass
 class RttResult:
     rtt_ms: int
-    bare: dict[int, Rate]  # threads -> rate
-    defaults: RunResult
+    pairs: list[tuple[Rate, RunResult]]  # (bare at --concurrency, defaults), one per round
+    wide: Rate  # bare at BARE_WIDE threads
     fixed: dict[int, RunResult]  # --concurrency -> run
 
     @property
     def best_fixed(self) -> int:
         return max(self.fixed, key=lambda n: self.fixed[n].rate.per_second)
+
+    @property
+    def bare(self) -> Rate:
+        return median([bare for bare, _ in self.pairs], key=lambda rate: rate.per_second)
+
+    @property
+    def defaults(self) -> RunResult:
+        return median([run for _, run in self.pairs], key=lambda run: run.rate.per_second)
+
+    @property
+    def cpu_ratios(self) -> list[float]:
+        """Each pair's CPU per message, defaults over bare."""
+        return [run.rate.ms_per_message / bare.ms_per_message for bare, run in self.pairs]
 
 
 @contextmanager
@@ -61,11 +80,15 @@ def measure_rtts(sqs, endpoint: Endpoint, database: str, environment: dict, args
     for rtt in args.rtt:
         console.print(f"[bold]round trip {rtt} ms[/]")
         with behind_latency(endpoint, rtt) as far:
-            bare = {t: measure_bare(sqs, far, n, args, t) for t in (args.concurrency, BARE_WIDE)}
-            defaults = measure_run(sqs, far, database, environment, n, args, None)
+            pairs = [
+                (measure_bare(sqs, far, n, args, args.concurrency),
+                 measure_run(sqs, far, database, environment, n, args, None))
+                for _ in range(args.repeat)
+            ]  # fmt: skip
+            wide = measure_bare(sqs, far, n, args, BARE_WIDE)
             fixed = {c: measure_run(sqs, far, database, environment, n, args, c)
                      for c in args.fixed}  # fmt: skip
-        found.append(RttResult(rtt, bare, defaults, fixed))
+        found.append(RttResult(rtt, pairs, wide, fixed))
     return found
 
 
@@ -86,11 +109,14 @@ def rtt_results(args, endpoint: str, found: list[RttResult]) -> dict:
 def rtt_row(result: RttResult, threads: int) -> dict:
     best = result.best_fixed
     defaults = result.defaults.rate
-    bare = result.bare[threads]
-    runs = [result.defaults, *result.fixed.values()]
+    bare = result.bare
+    runs = [run for _, run in result.pairs] + list(result.fixed.values())
+    cpu = sorted(result.cpu_ratios)
     return {
         "rtt_ms": result.rtt_ms,
-        "bare_per_second": {t: round(rate.per_second, 1) for t, rate in result.bare.items()},
+        "rounds": len(result.pairs),
+        "bare_per_second": {threads: round(bare.per_second, 1),
+                            BARE_WIDE: round(result.wide.per_second, 1)},  # fmt: skip
         "defaults_per_second": round(defaults.per_second, 1),
         "fixed_per_second": {c: round(run.rate.per_second, 1) for c, run in result.fixed.items()},
         "best_fixed": best,
@@ -98,12 +124,13 @@ def rtt_row(result: RttResult, threads: int) -> dict:
             defaults.per_second / result.fixed[best].rate.per_second, 3
         ),
         "defaults_vs_bare": round(defaults.per_second / bare.per_second, 3),
-        "cpu_ms_per_message": {
-            "defaults": round(defaults.ms_per_message, 3),
-            "bare": round(bare.ms_per_message, 3),
+        "cpu_ms_per_message": {  # the medians of the rounds
+            "defaults": round(median([r.rate.ms_per_message for _, r in result.pairs], float), 3),
+            "bare": round(median([b.ms_per_message for b, _ in result.pairs], float), 3),
             **{f"fixed_{c}": round(run.rate.ms_per_message, 3) for c, run in result.fixed.items()},
         },
-        "cpu_vs_bare": round(defaults.ms_per_message / bare.ms_per_message, 3),
+        "cpu_vs_bare": round(median(cpu, float), 3),  # the median pair's
+        "cpu_vs_bare_rounds": [round(ratio, 3) for ratio in result.cpu_ratios],
         "checks_passed": not any(run.problems for run in runs),
         "problems": [problem for run in runs for problem in run.problems],
     }
@@ -124,6 +151,14 @@ def rtt_targets(row: dict, threads: int) -> list[dict]:
     ]
 
 
+def cpu_cell(row: dict) -> str:
+    cpu = row["cpu_ms_per_message"]
+    cell = f"{cpu['defaults']:.3f} / {cpu['bare']:.3f} = {row['cpu_vs_bare']:.2f}"
+    if row["rounds"] > 1:
+        cell += " (" + " ".join(f"{ratio:.2f}" for ratio in row["cpu_vs_bare_rounds"]) + ")"
+    return cell
+
+
 def print_rtt_tables(result: dict) -> None:
     out = Console()
     if not out.is_terminal:  # piped: wide enough not to wrap
@@ -142,7 +177,6 @@ def print_rtt_tables(result: dict) -> None:
     for name in columns:
         table.add_column(name, justify="left" if name == "checks" else "right")
     for row in rows:
-        cpu = row["cpu_ms_per_message"]
         table.add_row(
             f"{row['rtt_ms']} ms",
             *(f"{row['bare_per_second'][t]:,.0f}" for t in threads),
@@ -150,13 +184,16 @@ def print_rtt_tables(result: dict) -> None:
             *(f"{row['fixed_per_second'][c]:,.0f}" for c in fixed),
             f"{row['defaults_vs_best_fixed']:.2f} ({row['best_fixed']})",
             f"{row['defaults_vs_bare']:.2f}",
-            f"{cpu['defaults']:.3f} / {cpu['bare']:.3f} = {row['cpu_vs_bare']:.2f}",
+            cpu_cell(row),
             "ok" if row["checks_passed"] else "[red]" + "; ".join(row["problems"]) + "[/]",
         )
+    rounds = rows[0]["rounds"]
     table.caption = (
         f"bare N: receive + DeleteMessageBatch from N threads, no database; defaults/bare: "
         f"against bare {threads[0]}; CPU: each process's own, start-up included"
-    )
+        + (f"; bare {threads[0]} and defaults: medians of {rounds} rounds, the CPU ratio the"
+           f" median pair's (each pair's in brackets)" if rounds > 1 else "")
+    )  # fmt: skip
     table.caption_justify = "left"
     out.print(table)
     targets = Table(title="targets (issue 13)", title_justify="left")

@@ -46,6 +46,7 @@ from loginetl.stream.client import kinesis_client  # noqa: E402
 from loginetl.stream.reading import MAX_RECORDS  # noqa: E402
 from bench_setup import (  # noqa: E402
     LOGINETL,
+    byte_compile_loginetl,
     child_environment,
     fresh_database,
     init_table,
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bare:
         print(bare(kinesis_client(args.endpoint), args.bare))
         return 0
+    byte_compile_loginetl()
     server = kinesis_mock.start()
     try:
         with sqs_endpoint(args.sqs_endpoint_url) as sqs_server:

@@ -20,3 +20,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
     echo "$wanted" > "$stamp"
 fi
+# loginetl's own sources byte-compiled, as pip leaves an installed package: where
+# PYTHONDONTWRITEBYTECODE is set, an editable install would compile them at every start.
+.venv/bin/python -m compileall -q loginetl > /dev/null

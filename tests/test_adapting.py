@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from loginetl.pipeline.adapting import MOST_RECEIVERS, Adaptation
+from loginetl.pipeline.adapting import COOLDOWN, MOST_RECEIVERS, Adaptation
 
 from .conftest import rows
 from .faults import RecordingSqs, TcpProxy, Watched, wait_until
@@ -66,6 +66,33 @@ def test_receives_slowing_down_stop_the_growth_then_shrink_it():
     for _ in range(60):
         adaptation.received(10, 10, False, 20 * FAST)
     assert adaptation.wanted() < grown
+
+
+def test_a_receiver_that_slows_the_others_down_is_taken_back_until_the_cooldown_ends():
+    """On loopback the client's own CPU is what limits: one receiver more makes every receive
+    slower, so the receivers together bring less. That receiver is taken back."""
+    adaptation = Adaptation()
+    for _ in range(1 + 2 + 3 + 4):
+        adaptation.received(10, 10, False, FAST)
+    assert adaptation.wanted() == 5
+    for _ in range(5):  # with 5, each receive takes twice as long: 2.5 a FAST, not 4
+        adaptation.received(10, 10, False, 2 * FAST)
+    assert adaptation.wanted() == 4
+    for _ in range(4 * (COOLDOWN - 1)):
+        adaptation.received(10, 10, False, 2 * FAST)
+    assert adaptation.wanted() == 4  # held, though receives are full and not much slower
+    for _ in range(4):
+        adaptation.received(10, 10, False, 2 * FAST)
+    assert adaptation.wanted() == 5  # tried again
+
+
+def test_a_receiver_that_keeps_the_pace_up_stays():
+    adaptation = Adaptation(start=4)
+    for _ in range(4):
+        adaptation.received(10, 10, False, FAST)
+    for _ in range(5):  # a little slower each, more together: 5 / 1.1 > 4
+        adaptation.received(10, 10, False, 1.1 * FAST)
+    assert adaptation.wanted() == 6
 
 
 def test_a_server_slow_for_good_is_forgiven_and_growth_tried_again():

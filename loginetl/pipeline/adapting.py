@@ -5,9 +5,13 @@ as there are receivers), adds one while receives come back full and the inbox ha
 room (the queue holds more, and the loader keeps up) and SQS answers about as fast as it did
 with fewer receivers, or drops one when full receives take much longer than they used to (the
 server is what limits: more receivers would only queue there, and cost CPU here) or the inbox
-is backed up (the loader is what limits). It drops one at once for each receive that comes
-back empty. Idle, that leaves one receiver long-polling: a few requests a minute.
-`--concurrency N` pins the count at N (least = most = N).
+is backed up (the loader is what limits). A receiver added that slowed the others down so
+much that together they receive less than the best so far (their pace: receivers over a
+full receive's mean duration, in its first round) is taken back, and not tried again for
+COOLDOWN rounds: on loopback that stops at 3 to 5 receivers, where 16 took 10% more CPU for
+no more messages (issue 13). It drops one at once for each receive that comes back empty. Idle, that leaves
+one receiver long-polling: a few requests a minute. `--concurrency N` pins the count at N
+(least = most = N).
 
 Each receiver asks `wanted()` before it polls and retires when there are more of them than
 wanted; the receivers start new ones while `wanted()` is above their number.
@@ -26,6 +30,9 @@ SHRINK_BEYOND = 12.0
 SMOOTHING = 0.2  # weight of each full receive's duration in the running average
 FORGETTING = 1.001  # the fastest creeps up 0.1% a full receive: a server slow for good is
 # not held against it forever (twice as slow is the norm after ~700 full receives)
+PROBED_FROM = 4  # a receiver added to at least this many must pay (fewer: too few samples)
+WORSE = 0.9  # it is taken back when their pace falls under 0.9 x the best so far
+COOLDOWN = 50  # rounds before a receiver taken back is tried again
 
 
 class Adaptation:
@@ -39,7 +46,12 @@ class Adaptation:
         self.lock = threading.Lock()
         self.average: float | None = None  # seconds a full receive takes, smoothed
         self.fastest: float | None = None  # the lowest that average has been
-        self.round = 0  # full receives since the last change
+        self.round = 0  # receives since the last change
+        self.durations: list[float] = []  # of this round's full receives
+        self.was = self.target  # the last round's target
+        self.best = 0.0  # the highest pace of a round, creeping down as `fastest` creeps up
+        self.ceiling = most + 1  # no growth to this many while the cooldown lasts
+        self.cooldown = 0  # rounds left
 
     @classmethod
     def fixed(cls, receivers: int) -> Adaptation:
@@ -62,15 +74,30 @@ class Adaptation:
                 return self.target
             full = got >= asked
             slower = self._slowdown(seconds) if full else 1.0  # a partial one waited, maybe
+            if full:
+                self.durations.append(seconds)
             self.round += 1
             if self.round < self.target:  # one change a round: each receiver had its say
                 return self.target
-            self.round = 0
-            if backed_up or slower > SHRINK_BEYOND:
-                self.target = max(self.least, self.target - 1)
-            elif full and slower <= GROW_WITHIN:
-                self.target = min(self.most, self.target + 1)
+            self._end_round(full, backed_up, slower)
             return self.target
+
+    def _end_round(self, full: bool, backed_up: bool, slower: float) -> None:
+        target, durations = self.target, self.durations
+        # Receives a second from all receivers together, as this round's full ones took.
+        pace = target * len(durations) / sum(durations) if sum(durations) > 0 else 0.0
+        added = self.was == target - 1 and target >= PROBED_FROM  # this round tried one more
+        self.was, self.round, self.durations = target, 0, []
+        self.cooldown = max(0, self.cooldown - 1)
+        self.best /= FORGETTING ** len(durations)
+        if added and pace and pace < WORSE * self.best:
+            self.target, self.ceiling, self.cooldown = target - 1, target, COOLDOWN
+            return
+        self.best = max(self.best, pace)
+        if backed_up or slower > SHRINK_BEYOND:
+            self.target = max(self.least, target - 1)
+        elif full and slower <= GROW_WITHIN and not (self.cooldown and target + 1 >= self.ceiling):
+            self.target = min(self.most, target + 1)
 
     def _slowdown(self, seconds: float) -> float:
         """The smoothed duration of full receives over the fastest it has been."""

@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 import boto3
 import botocore.config
 import botocore.exceptions
-import botocore.session
 import botocore.utils
 
 from .. import extract
@@ -48,7 +47,7 @@ class Throttled(StreamError):
 
 def kinesis_client(endpoint_url: str | None, pool_size: int = 10):
     endpoint = service_endpoint("kinesis", endpoint_url)
-    core = botocore.session.get_session()
+    core = extract.botocore_session()
     # botocore turns each record's ApproximateArrivalTimestamp (epoch seconds) into a datetime
     # through dateutil's tzlocal: measured with py-spy, a third of a reader's CPU.
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
@@ -57,8 +56,10 @@ def kinesis_client(endpoint_url: str | None, pool_size: int = 10):
     if endpoint and not is_aws_host(endpoint) and session.get_credentials() is None:
         credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
     config = botocore.config.Config(
-        retries=extract._retries(), user_agent=extract.user_agent(core), connect_timeout=5,
-        read_timeout=30,
+        # Adaptive retries: a shard over its read limit throttles (ProvisionedThroughput-
+        # Exceeded), and the client-side rate limit then slows every reader down.
+        retries=extract._retries("adaptive"), user_agent=extract.user_agent(core),
+        connect_timeout=5, read_timeout=30,
         max_pool_connections=pool_size,
     )  # fmt: skip
     return session.client(
