@@ -111,7 +111,6 @@ def rtt_row(result: RttResult, threads: int) -> dict:
     defaults = result.defaults.rate
     bare = result.bare
     runs = [run for _, run in result.pairs] + list(result.fixed.values())
-    cpu = sorted(result.cpu_ratios)
     return {
         "rtt_ms": result.rtt_ms,
         "rounds": len(result.pairs),
@@ -129,7 +128,7 @@ def rtt_row(result: RttResult, threads: int) -> dict:
             "bare": round(median([b.ms_per_message for b, _ in result.pairs], float), 3),
             **{f"fixed_{c}": round(run.rate.ms_per_message, 3) for c, run in result.fixed.items()},
         },
-        "cpu_vs_bare": round(median(cpu, float), 3),  # the median pair's
+        "cpu_vs_bare": round(median(result.cpu_ratios, float), 3),  # the median pair's
         "cpu_vs_bare_rounds": [round(ratio, 3) for ratio in result.cpu_ratios],
         "checks_passed": not any(run.problems for run in runs),
         "problems": [problem for run in runs for problem in run.problems],
