@@ -43,7 +43,7 @@ MISSING_QUEUE_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotE
 CREDENTIAL_CODES = ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: that costs 2 us a message (see transform.Login)
 class QueueMessage:
     message_id: str
     receipt_handle: str = field(repr=False)

@@ -51,7 +51,7 @@ class MaskKey:
     """One secret key, in one mode for new masks; its repr and `key_id` are safe to show, the
     key itself never is."""
 
-    __slots__ = ("_secret", "_siv", "key_id", "mode")
+    __slots__ = ("_hmac", "_secret", "_siv", "key_id", "mode")
 
     def __init__(self, secret: str, mode: str = HMAC, env: str = MASK_KEY_ENV) -> None:
         if len(secret) < MIN_KEY_LENGTH:
@@ -67,6 +67,9 @@ class MaskKey:
         # Names the key in each row without revealing it, so rows masked under a rotated key
         # can be told apart. The same for both modes: the mode is in the mask itself.
         self.key_id = hmac.new(self._secret, b"loginetl key id", hashlib.sha256).hexdigest()[:16]
+        # The key's HMAC state, made once: each mask starts from a copy of it (half the CPU of
+        # a one-shot hmac.digest, which sets the key up again every call).
+        self._hmac = hmac.new(self._secret, digestmod=hashlib.sha256)
         # AES-256-SIV takes a 512-bit key: derived from the secret, never the secret itself.
         derive = HKDF(hashes.SHA256(), 64, salt=None, info=b"loginetl aes-siv")
         self._siv = AESSIV(derive.derive(self._secret))
@@ -76,7 +79,9 @@ class MaskKey:
         return self.siv_mask(value) if self.mode == SIV else self.hmac_mask(value)
 
     def hmac_mask(self, value: str) -> str:
-        return hmac.digest(self._secret, value.encode(), "sha256").hex()  # OpenSSL's one-shot
+        state = self._hmac.copy()
+        state.update(value.encode())
+        return state.hexdigest()
 
     def siv_mask(self, value: str) -> str:
         sealed = self._siv.encrypt(value.encode(), None)

@@ -90,6 +90,7 @@ class Loader:
         done: list[QueueMessage] = []
         loaded = duplicates = erased = 0
         erased_ids = set(result.erased)
+        inserted = set(result.inserted)  # a list's `in` made this loop quadratic in the batch
         for origin_id, messages in by_origin.items():
             if origin_id in result.rejected:
                 refused += [(message, result.rejected[origin_id]) for message in messages]
@@ -98,7 +99,7 @@ class Loader:
             if origin_id in erased_ids:
                 erased += len(messages)
                 continue
-            first_is_new = origin_id in result.inserted
+            first_is_new = origin_id in inserted
             loaded += int(first_is_new)
             duplicates += len(messages) - int(first_is_new)
         self.shared.count_committed(loaded, duplicates, erased)

@@ -84,7 +84,9 @@ def checkpoint(connection, stream: str, owner: str, positions: dict[str, tuple[i
 def last_positions(batch: list[StreamRecord]) -> dict[str, tuple[int, int]]:
     last: dict[str, tuple[int, int]] = {}
     for record in batch:
-        last[record.shard_id] = max(last.get(record.shard_id, record.position), record.position)
+        position = record.position  # parses a 56-digit sequence number: once a record
+        if position > last.get(record.shard_id, (-1, -1)):
+            last[record.shard_id] = position
     return last
 
 

@@ -107,7 +107,7 @@ def record_id(stream: str, shard_id: str, sequence: str, sub: int | None = None)
     return stream + tail
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: that costs 2 us a record (see transform.Login)
 class StreamRecord:
     """One (user) record of a shard, shaped as the loader reads a queue message: `message_id`
     and `origin_id` are its identity, `body` its data as text (a record that is not UTF-8 is
