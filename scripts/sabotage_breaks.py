@@ -90,10 +90,9 @@ DLQ_REFUSES_TEST = (
     "test_a_message_the_dead_letter_queue_refuses_stays_on_the_source_queue"
 )
 
-LOAD_CALL = """        rows, by_origin, refused = self._transform(batch)
-        result = self.db.call(  # committed on return
+LOAD_CALL = """        result = self.db.call(  # committed on return
 """
-DELETE_BEFORE_COMMIT = """        rows, by_origin, refused = self._transform(batch)
+DELETE_BEFORE_COMMIT = """\
         from .. import extract  # SABOTAGE: the batch's valid messages deleted before COMMIT
         extract.delete(self.settlers.source.sqs, self.settlers.source.url,
                        [m for copies in by_origin.values() for m in copies])
@@ -252,8 +251,9 @@ BREAKS: tuple[Break, ...] = (
         HOSTILE,
         "JSON numbers parsed as int/float, not kept as text",
         "transform.py",
-        "body, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_reject_constant",
-        "body, parse_constant=_reject_constant  # SABOTAGE: numbers parsed",
+        '_HOOKS = {"parse_int": JsonNumber, "parse_float": JsonNumber, '
+        '"parse_constant": _reject_constant}',
+        '_HOOKS = {"parse_constant": _reject_constant}  # SABOTAGE: numbers parsed',
         ("tests/test_hostile_input.py",),
     ),
     Break(
