@@ -35,8 +35,8 @@ measures just those (PostgreSQL only, no SQS server):
 With --rtt, instead: the bench at real round-trip times on the first --messages N (bench_rtt.py):
 bare consumers, `run` with its defaults and with each --fixed concurrency, behind a proxy that
 delays each direction, and CPU per message; issue 13's targets marked met or not met. The CPU
-figure moves with the machine: --repeat 3 pairs each defaults run with a bare one beside it
-and reports the median pair.
+figures move with the machine: --repeat 3 measures three rounds of every consumer, one after
+the other, and reports the median of the rounds' own ratios.
 
 This file is the command line; the set-up is in bench_setup.py, the measurements in
 bench_measure.py and bench_privacy.py, and the report (results, targets, tables, JSON) in
@@ -79,7 +79,7 @@ INTEGER_OPTIONS = {
     "--concurrency": (4, "threads for the bare drain and loginetl's --concurrency"),
     "--batch-size": (500, "loginetl --batch-size"),
     "--naive-messages": (2_000, "messages for the naive loop, which is slow"),
-    "--repeat": (1, "rounds per queue size (with --rtt: of bare and defaults per round trip);"
+    "--repeat": (1, "rounds per queue size (with --rtt: of every consumer per round trip);"
                  " medians are reported"),
     "--seed-threads": (8, "threads sending the messages"),
     "--rekey-rows": (100_000, "siv rows to rekey"),

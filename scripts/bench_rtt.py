@@ -7,11 +7,13 @@ Reported: msg/s, the defaults against the best fixed --concurrency and against b
 --concurrency threads, and CPU per message (each process's own, from wait4) of loginetl's
 defaults against the bare consumer at --concurrency threads; issue 13's targets met or not.
 
-With --repeat R, the bare consumer at --concurrency threads and the defaults run R times each,
-one after the other (bare, defaults, bare, defaults...): each pair shares the machine's mood
-of the moment (here one bare drain's CPU per message moves by up to 40% from one to the
-next, the two of a pair together). Reported: the median round's rates, and the median of the
-R pairs' CPU ratios, every pair's listed beside it."""
+With --repeat R, R rounds, each the bare consumer at --concurrency threads, the defaults and
+every --fixed concurrency, one after the other: the runs of a round share the machine's mood
+of the moment (on a shared 2-core machine one consumer's rate or CPU per message moves by up
+to 40% from one round to the next, the runs of a round together). Reported: each consumer's
+median rate; the best fixed concurrency is the one with the highest median, and each ratio
+(defaults against it, against bare, CPU against bare) is the median of the rounds' own
+ratios, every round's listed beside it."""
 
 from __future__ import annotations
 
@@ -40,11 +42,25 @@ class RttResult:
     rtt_ms: int
     pairs: list[tuple[Rate, RunResult]]  # (bare at --concurrency, defaults), one per round
     wide: Rate  # bare at BARE_WIDE threads
-    fixed: dict[int, RunResult]  # --concurrency -> run
+    fixed: dict[int, list[RunResult]]  # --concurrency -> its run in each round
+
+    def fixed_median(self, concurrency: int) -> RunResult:
+        return median(self.fixed[concurrency], key=lambda run: run.rate.per_second)
 
     @property
     def best_fixed(self) -> int:
-        return max(self.fixed, key=lambda n: self.fixed[n].rate.per_second)
+        return max(self.fixed, key=lambda n: self.fixed_median(n).rate.per_second)
+
+    @property
+    def best_ratios(self) -> list[float]:
+        """Each round's defaults over its run at the best fixed concurrency."""
+        best = self.fixed[self.best_fixed]
+        return [run.rate.per_second / fixed.rate.per_second
+                for (_, run), fixed in zip(self.pairs, best)]  # fmt: skip
+
+    @property
+    def bare_ratios(self) -> list[float]:
+        return [run.rate.per_second / bare.per_second for bare, run in self.pairs]
 
     @property
     def bare(self) -> Rate:
@@ -80,14 +96,13 @@ def measure_rtts(sqs, endpoint: Endpoint, database: str, environment: dict, args
     for rtt in args.rtt:
         console.print(f"[bold]round trip {rtt} ms[/]")
         with behind_latency(endpoint, rtt) as far:
-            pairs = [
-                (measure_bare(sqs, far, n, args, args.concurrency),
-                 measure_run(sqs, far, database, environment, n, args, None))
-                for _ in range(args.repeat)
-            ]  # fmt: skip
+            pairs, fixed = [], {c: [] for c in args.fixed}
+            for _ in range(args.repeat):
+                pairs.append((measure_bare(sqs, far, n, args, args.concurrency),
+                              measure_run(sqs, far, database, environment, n, args, None)))
+                for c in args.fixed:
+                    fixed[c].append(measure_run(sqs, far, database, environment, n, args, c))
             wide = measure_bare(sqs, far, n, args, BARE_WIDE)
-            fixed = {c: measure_run(sqs, far, database, environment, n, args, c)
-                     for c in args.fixed}  # fmt: skip
         found.append(RttResult(rtt, pairs, wide, fixed))
     return found
 
@@ -110,23 +125,24 @@ def rtt_row(result: RttResult, threads: int) -> dict:
     best = result.best_fixed
     defaults = result.defaults.rate
     bare = result.bare
-    runs = [run for _, run in result.pairs] + list(result.fixed.values())
+    runs = [run for _, run in result.pairs] + [run for c in result.fixed for run in result.fixed[c]]
+    medians = {c: result.fixed_median(c) for c in result.fixed}
     return {
         "rtt_ms": result.rtt_ms,
         "rounds": len(result.pairs),
         "bare_per_second": {threads: round(bare.per_second, 1),
                             BARE_WIDE: round(result.wide.per_second, 1)},  # fmt: skip
         "defaults_per_second": round(defaults.per_second, 1),
-        "fixed_per_second": {c: round(run.rate.per_second, 1) for c, run in result.fixed.items()},
+        "fixed_per_second": {c: round(run.rate.per_second, 1) for c, run in medians.items()},
         "best_fixed": best,
-        "defaults_vs_best_fixed": round(
-            defaults.per_second / result.fixed[best].rate.per_second, 3
-        ),
-        "defaults_vs_bare": round(defaults.per_second / bare.per_second, 3),
+        "defaults_vs_best_fixed": round(median(result.best_ratios, float), 3),  # the median round's
+        "defaults_vs_best_fixed_rounds": [round(ratio, 3) for ratio in result.best_ratios],
+        "defaults_vs_bare": round(median(result.bare_ratios, float), 3),
+        "defaults_vs_bare_rounds": [round(ratio, 3) for ratio in result.bare_ratios],
         "cpu_ms_per_message": {  # the medians of the rounds
             "defaults": round(median([r.rate.ms_per_message for _, r in result.pairs], float), 3),
             "bare": round(median([b.ms_per_message for b, _ in result.pairs], float), 3),
-            **{f"fixed_{c}": round(run.rate.ms_per_message, 3) for c, run in result.fixed.items()},
+            **{f"fixed_{c}": round(run.rate.ms_per_message, 3) for c, run in medians.items()},
         },
         "cpu_vs_bare": round(median(result.cpu_ratios, float), 3),  # the median pair's
         "cpu_vs_bare_rounds": [round(ratio, 3) for ratio in result.cpu_ratios],
@@ -153,9 +169,14 @@ def rtt_targets(row: dict, threads: int) -> list[dict]:
 def cpu_cell(row: dict) -> str:
     cpu = row["cpu_ms_per_message"]
     cell = f"{cpu['defaults']:.3f} / {cpu['bare']:.3f} = {row['cpu_vs_bare']:.2f}"
-    if row["rounds"] > 1:
-        cell += " (" + " ".join(f"{ratio:.2f}" for ratio in row["cpu_vs_bare_rounds"]) + ")"
-    return cell
+    return cell + rounds_of(row, "cpu_vs_bare_rounds")
+
+
+def rounds_of(row: dict, key: str) -> str:
+    """Each round's ratio, in brackets, when there was more than one round."""
+    if row["rounds"] < 2:
+        return ""
+    return " (" + " ".join(f"{ratio:.2f}" for ratio in row[key]) + ")"
 
 
 def print_rtt_tables(result: dict) -> None:
@@ -181,8 +202,9 @@ def print_rtt_tables(result: dict) -> None:
             *(f"{row['bare_per_second'][t]:,.0f}" for t in threads),
             f"{row['defaults_per_second']:,.0f}",
             *(f"{row['fixed_per_second'][c]:,.0f}" for c in fixed),
-            f"{row['defaults_vs_best_fixed']:.2f} ({row['best_fixed']})",
-            f"{row['defaults_vs_bare']:.2f}",
+            f"{row['defaults_vs_best_fixed']:.2f} vs {row['best_fixed']}"
+            + rounds_of(row, "defaults_vs_best_fixed_rounds"),
+            f"{row['defaults_vs_bare']:.2f}" + rounds_of(row, "defaults_vs_bare_rounds"),
             cpu_cell(row),
             "ok" if row["checks_passed"] else "[red]" + "; ".join(row["problems"]) + "[/]",
         )
@@ -190,8 +212,9 @@ def print_rtt_tables(result: dict) -> None:
     table.caption = (
         f"bare N: receive + DeleteMessageBatch from N threads, no database; defaults/bare: "
         f"against bare {threads[0]}; CPU: each process's own, start-up included"
-        + (f"; bare {threads[0]} and defaults: medians of {rounds} rounds, the CPU ratio the"
-           f" median pair's (each pair's in brackets)" if rounds > 1 else "")
+        + (f"; rates: medians of {rounds} rounds (each a bare {threads[0]}, the defaults and each"
+           f" --concurrency); ratios: the median of the rounds' own (each round's in brackets)"
+           if rounds > 1 else "")
     )  # fmt: skip
     table.caption_justify = "left"
     out.print(table)

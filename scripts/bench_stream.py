@@ -14,12 +14,17 @@ PostgreSQL, a fresh stream of S shards holding N records (1% invalid):
                    rows and the dead-letter queue (LocalStack, scripts/localstack.py) checked
                    afterwards.
 
+--repeat R measures R rounds at each shard count, each on its own fresh stream: the bare
+consumer, then the run. The ratio is the median of the rounds' own ratios (the two of a round
+share the machine's mood of the moment; on a shared 2-core machine one run's rate moves by
+20% from one round to the next), each round's listed beside it.
+
 BENCH_PREFIX, when set, is put before the run's command line: `py-spy record -o FILE --` to
 profile it (its peak RSS is then py-spy's).
 
 Example:
 
-    .venv/bin/python scripts/bench.py --stream --messages 50000 --shards 4 16
+    .venv/bin/python scripts/bench.py --stream --messages 50000 --shards 4 16 --repeat 3
     .venv/bin/python scripts/bench_stream.py --messages 5000 --shards 4 --json
 """
 
@@ -185,10 +190,12 @@ def measure(args, client, sqs, endpoint, environment, shards: int) -> dict:
             )
     bare_rate = statistics.median(r[0] for r in rounds)
     run_rate = statistics.median(r[1] for r in rounds)
+    ratios = [run / bare for bare, run, *_ in rounds]  # each round's pair: the same mood
     return {
         "shards": shards, "messages": args.messages, "bare_per_second": round(bare_rate),
         "run_per_second": round(run_rate),
-        "ratio": round(run_rate / bare_rate, 2),
+        "ratio": round(statistics.median(ratios), 2),
+        "ratios": [round(ratio, 2) for ratio in ratios],
         "bare_in_process_per_second": round(statistics.median(r[3] for r in rounds)),
         "peak_rss_mb": round(max(r[2] for r in rounds)), "problems": problems,
         # CPU of each process, start-up included, per record read
@@ -246,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             verdict = "met" if size["ratio"] >= TARGET_RATIO else "NOT met"
             cpu = f"{size['run_cpu_ms_per_record']:.3f}/{size['bare_cpu_ms_per_record']:.3f}"
+            ratio = f"{size['ratio']}" + (f" {size['ratios']}" if len(size["ratios"]) > 1 else "")
             print(f"{size['shards']:>6}  {size['bare_per_second']:>10}  "
-                  f"{size['run_per_second']:>9}  {size['ratio']:>8} ({verdict})  "
+                  f"{size['run_per_second']:>9}  {ratio:>8} ({verdict})  "
                   f"{size['peak_rss_mb']:>5} MB  {cpu:>18}  {'; '.join(size['problems']) or 'ok'}"
                   f"  ({size['bare_in_process_per_second']})")  # fmt: skip
     return 0 if all(not size["problems"] for size in sizes) else 1

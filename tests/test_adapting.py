@@ -9,7 +9,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from loginetl.pipeline.adapting import COOLDOWN, MOST_RECEIVERS, Adaptation
+from loginetl.pipeline.adapting import (
+    COOLDOWN,
+    MOST_RECEIVERS,
+    PLAINLY,
+    PROBED_FROM,
+    WINDOW,
+    Adaptation,
+)
 
 from .conftest import rows
 from .faults import RecordingSqs, TcpProxy, Watched, wait_until
@@ -68,31 +75,51 @@ def test_receives_slowing_down_stop_the_growth_then_shrink_it():
     assert adaptation.wanted() < grown
 
 
-def test_a_receiver_that_slows_the_others_down_is_taken_back_until_the_cooldown_ends():
-    """On loopback the client's own CPU is what limits: one receiver more makes every receive
-    slower, so the receivers together bring less. That receiver is taken back."""
+def served(adaptation: Adaptation, receives: int, seconds_at) -> list[int]:
+    """`receives` full receives, each taking `seconds_at(n)` with n receivers wanted; the
+    receivers wanted after each."""
+    return [adaptation.received(10, 10, False, seconds_at(adaptation.wanted()))
+            for _ in range(receives)]  # fmt: skip
+
+
+def test_a_receiver_that_lowers_the_pace_is_taken_back_and_tried_again_later_and_later():
+    """On loopback the client's own CPU limits: past two receivers, each one more makes every
+    receive slower by more than its share (context switches), so together they bring less.
+    From PROBED_FROM on each receiver added is a trial, and that one is taken back."""
     adaptation = Adaptation()
-    for _ in range(1 + 2 + 3 + 4):
-        adaptation.received(10, 10, False, FAST)
-    assert adaptation.wanted() == 5
-    for _ in range(5):  # with 5, each receive takes twice as long: 2.5 a FAST, not 4
-        adaptation.received(10, 10, False, 2 * FAST)
-    assert adaptation.wanted() == 4
-    for _ in range(4 * (COOLDOWN - 1)):
-        adaptation.received(10, 10, False, 2 * FAST)
-    assert adaptation.wanted() == 4  # held, though receives are full and not much slower
-    for _ in range(4):
-        adaptation.received(10, 10, False, 2 * FAST)
-    assert adaptation.wanted() == 5  # tried again
+    wanted = served(adaptation, 4000, lambda n: FAST * max(1, n / 2) ** 1.5)
+    assert max(wanted) == PROBED_FROM + 1 == 5  # the trial
+    assert wanted[-1] == PROBED_FROM
+    trials = [i for i in range(1, len(wanted)) if wanted[i] > wanted[i - 1] == PROBED_FROM]
+    gaps = [later - earlier for earlier, later in zip(trials, trials[1:])]
+    assert len(gaps) >= 3 and gaps == sorted(gaps)  # each failure waits longer
+    assert gaps[0] >= COOLDOWN * WINDOW
+    assert wanted.count(5) < len(wanted) / 10  # the trials are a small share of the time
 
 
-def test_a_receiver_that_keeps_the_pace_up_stays():
-    adaptation = Adaptation(start=4)
-    for _ in range(4):
-        adaptation.received(10, 10, False, FAST)
-    for _ in range(5):  # a little slower each, more together: 5 / 1.1 > 4
-        adaptation.received(10, 10, False, 1.1 * FAST)
-    assert adaptation.wanted() == 6
+def slowing(n: int) -> float:
+    """Receives slow down with each receiver (15% of one alone's time), yet each brings more."""
+    return FAST * (1 + 0.15 * n)
+
+
+def test_receivers_that_keep_the_pace_up_stay_up_to_the_most():
+    adaptation = Adaptation()
+    wanted = served(adaptation, 3000, slowing)
+    assert wanted[-1] == MOST_RECEIVERS
+    assert slowing(MOST_RECEIVERS) / slowing(1) > PLAINLY  # trials did some of the judging
+    assert wanted == sorted(wanted)  # none taken back
+
+
+def test_a_trial_is_judged_on_a_window_not_on_one_slow_round():
+    """Once a window (every WINDOW receives) the loader's commit stalls receives for a while:
+    four take three times as long. Judged a round at a time, a trial that met the stall would
+    fail (a round of 16 has it or not); judged a window at a time, none does."""
+    adaptation = Adaptation()
+    receive = iter(range(10**6))
+    wanted = served(adaptation, 3000, lambda n: slowing(n)
+                    * (3 if next(receive) % WINDOW < 4 else 1))  # fmt: skip
+    assert wanted[-1] == MOST_RECEIVERS
+    assert wanted == sorted(wanted)
 
 
 def test_a_server_slow_for_good_is_forgiven_and_growth_tried_again():

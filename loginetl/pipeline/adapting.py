@@ -1,17 +1,27 @@
 """Adapting: how many receivers should poll, from what each receive brings back.
 
-With no `--concurrency`, a run starts with one receiver and, once a round (as many receives
-as there are receivers), adds one while receives come back full and the inbox has
-room (the queue holds more, and the loader keeps up) and SQS answers about as fast as it did
-with fewer receivers, or drops one when full receives take much longer than they used to (the
-server is what limits: more receivers would only queue there, and cost CPU here) or the inbox
-is backed up (the loader is what limits). A receiver added that slowed the others down so
-much that together they receive less than the best so far (their pace: receivers over a
-full receive's mean duration, in its first round) is taken back, and not tried again for
-COOLDOWN rounds: on loopback, where 16 receivers brought no more messages than 4 and more
-CPU (issue 13), runs measured held between 3 and 11. It drops one at once for each receive
-that comes back empty. Idle, that leaves one receiver long-polling: a few requests a minute.
-`--concurrency N` pins the count at N (least = most = N).
+With no `--concurrency`, a run starts with one receiver. Once a round (as many receives as
+there are receivers) it adds one while receives come back full and the inbox has room (the
+queue holds more, and the loader keeps up), and drops one when the inbox is backed up (the
+loader is what limits) or full receives take much longer than the fastest seen (the server is
+what limits: more receivers would only queue there, and cost CPU here). It drops one at once
+for each receive that comes back empty. Idle, that leaves one receiver long-polling: a few
+requests a minute. `--concurrency N` pins the count at N (least = most = N).
+
+Up to PROBED_FROM receivers, and further while receives take at most PLAINLY times as long as
+the fastest seen (behind 50 ms round trips that held to 10-13 receivers), one more receiver
+plainly brings more. Past that (and again only after idle has brought the count down to one),
+each added receiver is a trial: the receivers' pace (full receives a second, all receivers
+together) over a window of WINDOW full receives at the new count is set against the window
+just before, at the count before. A receiver under which the pace fell by more than LOSS is
+taken back, and that count is not tried again for COOLDOWN windows, twice as long after each
+trial that fails in a row. Windows, not single rounds: one round's pace moves by half from one
+round to the next (the loader's commits stall every receiver at once); against the window just
+before, not the best ever seen, as a run's pace drifts (a fresh queue answers faster than one
+being deleted from). A window's pace still moves by 10-15% on a shared 2-core machine, more
+than one receiver in 16 adds, so the rule gives a receiver the benefit of the doubt: on
+loopback, where receivers past a few bring no more (issue 13), the count then wanders between
+a few and 16, which costs no throughput there; a receiver that makes things plainly worse goes.
 
 Each receiver asks `wanted()` before it polls and retires when there are more of them than
 wanted; the receivers start new ones while `wanted()` is above their number.
@@ -23,16 +33,18 @@ import threading
 
 MOST_RECEIVERS = 16  # with no --concurrency: enough for 50 ms round trips (about 3,000 msg/s)
 # Grow while full receives take at most GROW_WITHIN times the fastest seen, shrink beyond
-# SHRINK_BEYOND: only a server choking on the load slows that much (behind 50 ms round trips,
-# LocalStack on 2 cores answers 16 receivers ~8 times slower than one, yet 16 drain fastest).
+# SHRINK_BEYOND: only a server choking on the load slows that much.
 GROW_WITHIN = 8.0
 SHRINK_BEYOND = 12.0
+PLAINLY = 2.0  # while receives take at most this times the fastest, one more plainly pays
 SMOOTHING = 0.2  # weight of each full receive's duration in the running average
 FORGETTING = 1.001  # the fastest creeps up 0.1% a full receive: a server slow for good is
 # not held against it forever (twice as slow is the norm after ~700 full receives)
-PROBED_FROM = 4  # a receiver added to at least this many must pay (fewer: too few samples)
-WORSE = 0.9  # it is taken back when their pace falls under 0.9 x the best so far
-COOLDOWN = 50  # rounds before a receiver taken back is tried again
+PROBED_FROM = 4  # a receiver added to at least this many is a trial, whatever the durations
+WINDOW = 50  # full receives (500 messages) a trial's pace is measured over, at each count
+LOSS = 0.05  # a trial receiver is taken back when the pace falls by more than 5%
+COOLDOWN = 4  # windows before a count that failed its trial is tried again (doubling)
+MOST_COOLDOWN = 64  # windows, at most
 
 
 class Adaptation:
@@ -46,12 +58,13 @@ class Adaptation:
         self.lock = threading.Lock()
         self.average: float | None = None  # seconds a full receive takes, smoothed
         self.fastest: float | None = None  # the lowest that average has been
-        self.round = 0  # receives since the last change
-        self.durations: list[float] = []  # of this round's full receives
-        self.was = self.target  # the last round's target
-        self.best = 0.0  # the highest pace of a round, creeping down as `fastest` creeps up
-        self.ceiling = most + 1  # no growth to this many while the cooldown lasts
-        self.cooldown = 0  # rounds left
+        self.round = 0  # receives since the round began
+        self.ramping = True  # receives as fast as ever so far: growth is not a trial
+        self.settling = True  # the first round at a new count is not measured
+        self.window: list[float] = []  # durations of full receives at this count
+        self.before: float | None = None  # the pace at the count before, in a trial
+        self.waiting = 0  # windows before the failed count may be tried again
+        self.cooldown = COOLDOWN  # windows the next failure waits
 
     @classmethod
     def fixed(cls, receivers: int) -> Adaptation:
@@ -69,35 +82,57 @@ class Adaptation:
         """After a receive that asked for `asked` and got `got` messages in `seconds`;
         `backed_up`: the inbox is full, the loader behind. Returns the receivers now wanted."""
         with self.lock:
+            if not self.adaptive:
+                return self.target
             if got == 0:  # nothing there: one receiver fewer at once
-                self.target = max(self.least, self.target - 1)
+                self._change(self.target - 1)
+                self.ramping = self.ramping or self.target == self.least  # idle: start afresh
                 return self.target
             full = got >= asked
             slower = self._slowdown(seconds) if full else 1.0  # a partial one waited, maybe
-            if full:
-                self.durations.append(seconds)
+            if full and not self.settling:
+                self.window.append(seconds)
             self.round += 1
-            if self.round < self.target:  # one change a round: each receiver had its say
-                return self.target
-            self._end_round(full, backed_up, slower)
+            if self.round >= self.target:  # one change a round: each receiver had its say
+                self.round, self.settling = 0, False
+                self._end_round(full, backed_up, slower)
             return self.target
 
     def _end_round(self, full: bool, backed_up: bool, slower: float) -> None:
-        target, durations = self.target, self.durations
-        # Receives a second from all receivers together, as this round's full ones took.
-        pace = target * len(durations) / sum(durations) if sum(durations) > 0 else 0.0
-        added = self.was == target - 1 and target >= PROBED_FROM  # this round tried one more
-        self.was, self.round, self.durations = target, 0, []
-        self.cooldown = max(0, self.cooldown - 1)
-        self.best /= FORGETTING ** len(durations)
-        if added and pace and pace < WORSE * self.best:
-            self.target, self.ceiling, self.cooldown = target - 1, target, COOLDOWN
-            return
-        self.best = max(self.best, pace)
         if backed_up or slower > SHRINK_BEYOND:
-            self.target = max(self.least, target - 1)
-        elif full and slower <= GROW_WITHIN and not (self.cooldown and target + 1 >= self.ceiling):
-            self.target = min(self.most, target + 1)
+            self._change(self.target - 1)
+            return
+        may_grow = full and slower <= GROW_WITHIN and self.target < self.most
+        self.ramping = self.ramping and (self.target < PROBED_FROM or slower <= PLAINLY)
+        if self.ramping:  # one more plainly pays
+            if may_grow:
+                self.before = None
+                self._change(self.target + 1)
+            return
+        if len(self.window) < WINDOW:
+            return
+        pace = self.target * WINDOW / sum(self.window[:WINDOW])  # windows of one length
+        self.window = []
+        if self.before is not None:  # this window judges the receiver added
+            if pace < self.before * (1 - LOSS):
+                self.waiting, self.cooldown = self.cooldown, min(MOST_COOLDOWN, 2 * self.cooldown)
+                self._change(self.target - 1)
+                return
+            self.cooldown = COOLDOWN  # it paid
+        self.before = None
+        self.waiting = max(0, self.waiting - 1)
+        if may_grow and not self.waiting:
+            self.before = pace
+            self._change(self.target + 1)
+
+    def _change(self, target: int) -> None:
+        """To `target` receivers (within bounds); what was measured at the old count is void,
+        but for the pace a trial is judged against."""
+        target = min(self.most, max(self.least, target))
+        if target != self.target:
+            if target < self.target:
+                self.before = None
+            self.target, self.round, self.window, self.settling = target, 0, [], True
 
     def _slowdown(self, seconds: float) -> float:
         """The smoothed duration of full receives over the fastest it has been."""
