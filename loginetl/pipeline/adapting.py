@@ -9,8 +9,9 @@ for each receive that comes back empty. Idle, that leaves one receiver long-poll
 requests a minute. `--concurrency N` pins the count at N (least = most = N).
 
 Up to PROBED_FROM receivers, and further while receives take at most PLAINLY times as long as
-the fastest seen (behind 50 ms round trips that held to 10-13 receivers), one more receiver
-plainly brings more. Past that (and again only after idle has brought the count down to one),
+the fastest seen, one more receiver plainly brings more (on loopback, receives took 3 to 6
+times as long with 4 or 5 receivers as with one; behind 20 and 50 ms round trips, 2 to 3 times
+with 16, which beat 4 and 8 by a quarter or more). Past that (and again only after idle has brought the count down to one),
 each added receiver is a trial: the receivers' pace (full receives a second, all receivers
 together) over a window of WINDOW full receives at the new count is set against the window
 just before, at the count before. A receiver under which the pace fell by more than LOSS is
@@ -36,7 +37,7 @@ MOST_RECEIVERS = 16  # with no --concurrency: enough for 50 ms round trips (abou
 # SHRINK_BEYOND: only a server choking on the load slows that much.
 GROW_WITHIN = 8.0
 SHRINK_BEYOND = 12.0
-PLAINLY = 2.0  # while receives take at most this times the fastest, one more plainly pays
+PLAINLY = 6.0  # while receives take at most this times the fastest, one more plainly pays
 SMOOTHING = 0.2  # weight of each full receive's duration in the running average
 FORGETTING = 1.001  # the fastest creeps up 0.1% a full receive: a server slow for good is
 # not held against it forever (twice as slow is the norm after ~700 full receives)
