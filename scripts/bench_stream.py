@@ -14,10 +14,13 @@ PostgreSQL, a fresh stream of S shards holding N records (1% invalid):
                    rows and the dead-letter queue (LocalStack, scripts/localstack.py) checked
                    afterwards.
 
---repeat R measures R rounds at each shard count, each on its own fresh stream: the bare
-consumer, then the run. The ratio is the median of the rounds' own ratios (the two of a round
-share the machine's mood of the moment; on a shared 2-core machine one run's rate moves by
-20% from one round to the next), each round's listed beside it.
+--repeat R measures R rounds at each shard count, each on its own fresh stream, deleted after
+its round (kinesis-mock's PutRecords slows with every record it holds: a 50,000-record fill of
+4 shards took 4.5 min here as the only stream, while a second stream beside it held only
+34,500 records after 9 min): the bare consumer, then the run. The ratio is the median of the
+rounds' own ratios (the two of a round share the machine's mood of the moment; on a shared
+2-core machine one run's rate moves by 20% from one round to the next), each round's listed
+beside it.
 
 BENCH_PREFIX, when set, is put before the run's command line: `py-spy record -o FILE --` to
 profile it (its peak RSS is then py-spy's).
@@ -181,6 +184,8 @@ def measure(args, client, sqs, endpoint, environment, shards: int) -> dict:
             dead = sum(queue_depth(sqs, dlq))
         finally:
             sqs.delete_queue(QueueUrl=dlq)
+            # the next round's fill as fast as the first (see the docstring)
+            client.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
         rounds.append((bare_rate, rate, rss, in_process, bare_cpu, cpu))
         if (rows, dead, summary.get("dead_lettered")) != (args.messages - invalid, invalid, invalid):
             problems.append(
