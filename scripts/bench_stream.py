@@ -146,9 +146,10 @@ def bare_process(endpoint: str, stream: str) -> tuple[float, float]:
     return int(out) / seconds, usage.ru_utime + usage.ru_stime
 
 
-def loginetl_run(stream: str, environment: dict, batch_size: int) -> tuple:
+def loginetl_run(stream: str, environment: dict, batch_size: int | None) -> tuple:
     """(records/s from wall time, peak RSS in MB, its --json summary, CPU seconds)."""
-    command = [str(LOGINETL), "run", "--json", "--stream", stream, "--batch-size", str(batch_size)]
+    command = [str(LOGINETL), "run", "--json", "--stream", stream]
+    command += [] if batch_size is None else ["--batch-size", str(batch_size)]
     command = os.environ.get("BENCH_PREFIX", "").split() + command  # e.g. a profiler
     with tempfile.TemporaryDirectory(prefix="loginetl-bench-") as folder:
         out = Path(folder, "stdout")
@@ -159,7 +160,9 @@ def loginetl_run(stream: str, environment: dict, batch_size: int) -> tuple:
             _, status, usage = os.wait4(process.pid, 0)
             seconds = time.monotonic() - started
         text = out.read_text()
-    summary = json.loads(text[text.index("{") :]) if "{" in text else {"error": text[-300:]}
+    summary = {"error": text[-300:]}
+    if "{" in text:  # raw_decode: a profiler in BENCH_PREFIX may print after the summary
+        summary = json.JSONDecoder().raw_decode(text, text.index("{"))[0]
     cpu = usage.ru_utime + usage.ru_stime
     return summary.get("received", 0) / seconds, usage.ru_maxrss / 1024, summary, cpu
 
@@ -213,7 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=50_000, help="records per stream")
     parser.add_argument("--shards", type=int, nargs="+", default=[4, 16])
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, help="the run's --batch-size (default: its own)")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--database-url", default=ADMIN_URL)
     parser.add_argument("--sqs-endpoint-url", help="the dead-letter queue's SQS endpoint "

@@ -22,7 +22,7 @@ from loginetl.stream.checkpoints import LeaseLost, checkpoint
 from loginetl.stream.client import record_id
 from loginetl.stream.leases import SHARDS, Leases
 from tests.conftest import rows, sample_messages
-from tests.faults import ThrottlingSqs, Watched, wait_until
+from tests.faults import ThrottlingSqs, Watched, start_loginetl, wait_until
 
 SAMPLE = len(sample_messages())
 VALID = SAMPLE - 1  # the sample has one invalid login
@@ -75,6 +75,23 @@ def test_loads_each_record_once_under_its_stream_shard_and_sequence(stream_env, 
     third = run_stream(stream_env, stream)
     assert (third["received"], third["loaded"]) == (SAMPLE, VALID)
     assert len(rows(db)) == 2 * VALID
+
+
+def test_the_default_batch_is_one_full_read_and_an_explicit_size_wins(stream_env, stream):
+    """A stream run commits up to a GetRecords' worth (1,000) a transaction by default, a queue
+    run 500 (test_cli_surface); --batch-size, or LOGINETL_BATCH_SIZE, still says otherwise."""
+    stream.put_sample()
+    assert invoke(stream_env, "init-db").exit_code == 0
+    sizes = []
+    for args, env in (((), {}), (("--batch-size", "7"), {}), ((), {"LOGINETL_BATCH_SIZE": "9"})):
+        process = start_loginetl("--log-format", "json", "run", "--stream", stream.name, *args,
+                                 env=stream_env | env)  # fmt: skip
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        start = json.loads(stderr.splitlines()[0])
+        assert start["event"] == "start"
+        sizes.append(start["options"]["batch_size"])
+    assert sizes == [1000, 7, 9]
 
 
 def test_poison_and_binary_records_go_to_the_dead_letter_queue(stream_env, stream, queues, db):

@@ -37,6 +37,9 @@ def _both_sources(ctx: typer.Context) -> bool:
     return queue == command_line or (queue != ParameterSource.DEFAULT and stream != command_line)
 
 
+default_batch = pipeline.RunOptions.batch_size
+
+
 class StartAt(str, Enum):
     trim_horizon = "trim-horizon"
     latest = "latest"
@@ -74,8 +77,15 @@ def run(
         ),
     ] = None,
     batch_size: Annotated[
-        int, option("--batch-size", "Most messages per database transaction.", min=1, max=10000)
-    ] = pipeline.RunOptions.batch_size,
+        Optional[int],
+        option(
+            "--batch-size",
+            f"Most messages per database transaction (default {default_batch}; "
+            f"with --stream {stream_run.BATCH_SIZE}, one full read of a shard).",
+            min=1,
+            max=10000,
+        ),
+    ] = None,
     concurrency: Annotated[
         Optional[int],
         option(
@@ -151,7 +161,7 @@ def run(
         logs.as_service()
     options = pipeline.RunOptions(
         max_messages=max_messages,
-        batch_size=batch_size,
+        batch_size=batch_size or (stream_run.BATCH_SIZE if stream else default_batch),
         concurrency=concurrency,
         wait_time=(20 if follow else 5) if wait_time is None else wait_time,
         retry_for=retry_for,

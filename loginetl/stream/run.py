@@ -26,11 +26,15 @@ from .checkpoints import LeaseLost, StreamSettlers
 from .client import kinesis_client
 from .leases import Leases, new_owner
 from .metrics import StreamMetrics
-from .reading import Reading
+from .reading import MAX_RECORDS, Reading
 
 log = logging.getLogger(__name__)
 
 PREPARED_AHEAD = 1  # batches validated and masked ahead of the one committing
+# The default --batch-size of a stream run: one full GetRecords a transaction. Against 500 (the
+# queue's default, 50 receives of 10), half the transactions and dead-letter sends: measured
+# 0.86 against 0.80 x a bare consumer (mean of 8 paired rounds, 16 shards), and 2,000 no better.
+BATCH_SIZE = MAX_RECORDS
 
 NO_DLQ = (
     "run --stream needs a dead-letter queue (--dlq-url, an SQS queue): a record that cannot be "
