@@ -37,9 +37,6 @@ def _both_sources(ctx: typer.Context) -> bool:
     return queue == command_line or (queue != ParameterSource.DEFAULT and stream != command_line)
 
 
-default_batch = pipeline.RunOptions.batch_size
-
-
 class StartAt(str, Enum):
     trim_horizon = "trim-horizon"
     latest = "latest"
@@ -80,7 +77,7 @@ def run(
         Optional[int],
         option(
             "--batch-size",
-            f"Most messages per database transaction (default {default_batch}; "
+            f"Most messages per database transaction (default {pipeline.QUEUE_BATCH_SIZE}; "
             f"with --stream {stream_run.BATCH_SIZE}, one full read of a shard).",
             min=1,
             max=10000,
@@ -161,7 +158,7 @@ def run(
         logs.as_service()
     options = pipeline.RunOptions(
         max_messages=max_messages,
-        batch_size=batch_size or (stream_run.BATCH_SIZE if stream else default_batch),
+        batch_size=batch_size,
         concurrency=concurrency,
         wait_time=(20 if follow else 5) if wait_time is None else wait_time,
         retry_for=retry_for,

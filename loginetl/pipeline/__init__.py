@@ -31,11 +31,11 @@ from .giving_back import GivingBack
 from .loading import Loader
 from .receiving import Receivers
 from .settling import NO_DLQ, Settlers
-from .state import RunOptions, RunSummary, Shared, SourceQueue
+from .state import QUEUE_BATCH_SIZE, RunOptions, RunSummary, Shared, SourceQueue
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NO_DLQ", "RunOptions", "RunSummary", "run"]
+__all__ = ["NO_DLQ", "QUEUE_BATCH_SIZE", "RunOptions", "RunSummary", "run"]
 
 
 class Run:
@@ -139,6 +139,7 @@ def run(
     """Drain the queue into the table; configuration errors raise, errors mid-run are reported
     in the summary (with what was done until then) and its exit code. Logs a `start` event
     before and a `stop` event after, whatever happens."""
+    options = options.with_batch_size(QUEUE_BATCH_SIZE)
     return drive(
         settings, key, options, lambda: Run(settings, key, options, on_batch, stop, metrics)
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from typing import Any
 
@@ -33,16 +33,25 @@ class SourceQueue:
     keeper: VisibilityKeeper
 
 
+QUEUE_BATCH_SIZE = 500  # a queue run's default --batch-size: 50 receives of 10
+
+
 @dataclass(frozen=True)
 class RunOptions:
     max_messages: int | None = None  # None: until the queue is drained
-    batch_size: int = 500  # most messages per database transaction
+    # Most messages per database transaction; None: the source's own (QUEUE_BATCH_SIZE, or
+    # stream.run.BATCH_SIZE), which its run() fills in with `with_batch_size`.
+    batch_size: int | None = None
     concurrency: int | None = None  # receiving threads (None: adapt, see adapting.py)
     wait_time: int = 5  # long-poll seconds; an empty receive means drained
     retry_for: float = 300.0  # seconds to keep retrying an unavailable database
     follow: bool = False  # keep polling when the queue is empty, until stopped
     metrics_port: int | None = None  # serve /metrics and /healthz there
     metrics_host: str = "0.0.0.0"  # all interfaces, as exporters do: a scraper is elsewhere
+
+    def with_batch_size(self, default: int) -> RunOptions:
+        """These options with `default` as the batch size, unless one was given."""
+        return self if self.batch_size else replace(self, batch_size=default)
 
     @property
     def most_receivers(self) -> int:

@@ -230,6 +230,7 @@ def run(
     metrics: Metrics | None = None,
 ) -> RunSummary:
     """As pipeline.run, reading the stream `settings.stream`."""
+    options = options.with_batch_size(BATCH_SIZE)
     return drive(
         settings, key, options,
         lambda: StreamRun(settings, key, options, stream_options, on_batch, stop, metrics),
