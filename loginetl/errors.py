@@ -7,6 +7,9 @@ package prints.
 EXIT_OK = 0
 EXIT_FAILED = 1  # had to stop on an error (queue or database unreachable, ...)
 EXIT_USAGE = 2  # bad usage or configuration
+# Ended without error but without doing all it was asked: a one-shot stream run that left
+# shards to another process still holding them. Run again later (or after that process ends).
+EXIT_INCOMPLETE = 3
 
 
 class LoginetlError(Exception):

@@ -18,6 +18,30 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from . import database, extract
 from .errors import LoginetlError
 
+# Every value each labelled counter can take, exported at 0 from the start: a series that
+# appears only with its first event is invisible to rate() and to the alert rules until then.
+DEAD_LETTER_REASONS = ("json", "schema", "encoding", "database")  # a reason's "category:"
+SQS_ACTIONS = (
+    "ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch", "SendMessageBatch",
+    "GetQueueAttributes", "GetQueueUrl",
+)  # fmt: skip
+# An error's kind: its class's, or the nearest base class's that has one.
+ERROR_KINDS = {
+    "CertificateError": "certificate",
+    "DatabaseError": "database",
+    "StreamError": "stream",
+    "QueueError": "queue",
+    "ConfigError": "config",
+}
+OTHER_ERROR = "other"
+
+
+def error_kind(error: LoginetlError) -> str:
+    return next(
+        (ERROR_KINDS[c.__name__] for c in type(error).__mro__ if c.__name__ in ERROR_KINDS),
+        OTHER_ERROR,
+    )
+
 
 class Metrics:
     """What a run counts. The pipeline calls these methods; nothing here blocks it."""
@@ -59,6 +83,12 @@ class Metrics:
             "loginetl_receivers", "Receivers polling the source queue now.", registry=self.registry
         )
         self.last_receive = time.monotonic()
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_lettered.labels(reason)
+        for kind in (*ERROR_KINDS.values(), OTHER_ERROR):
+            self.errors.labels(kind)
+        for action in SQS_ACTIONS:
+            self.sqs_requests.labels(action)
 
     def count_requests(self, sqs_client) -> None:
         """Count every request the client sends, by action, and the receives that come back
@@ -89,6 +119,10 @@ class Metrics:
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()
+
+    def failed(self, error: LoginetlError) -> None:
+        """The run stopped on `error`: count it under its kind."""
+        self.error(error_kind(error))
 
 
 class MetricsServer:

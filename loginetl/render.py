@@ -281,6 +281,11 @@ def stream_shards(stream: dict) -> Group:
         shown = facts(f"shard {shard['id']}")
         for name in ("state", "parent", "owner", "checkpoint", "lease_expires"):
             shown.add_row(name.replace("_", " "), safe(shard[name] or "-"))
+        if shard.get("renewed_seconds_ago") is not None:
+            stale = " (stale: its holder stopped renewing)" if shard.get("stale") else ""
+            shown.add_row("renewed", f"{shard['renewed_seconds_ago']:g} s ago{stale}")
+        if shard.get("behind"):
+            shown.add_row("behind", "records wait after the checkpoint, nobody reads them")
         records.append(shown)
     return Group(*records)
 

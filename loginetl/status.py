@@ -15,6 +15,7 @@ from .config import Settings
 from .errors import LoginetlError
 from .masking import UNKNOWN, KeyRing
 from .results import plain
+from .stream.leases import RENEWAL_SECONDS
 
 DEPTH = {
     "visible": "ApproximateNumberOfMessages",
@@ -39,10 +40,13 @@ class StatusReport:
         return plain(self)
 
 
-def status(settings: Settings, ring: KeyRing | None) -> StatusReport:
+def status(
+    settings: Settings, ring: KeyRing | None, renewal_seconds: float = RENEWAL_SECONDS
+) -> StatusReport:
+    """What `run` touches, and what looks wrong; `renewal_seconds` is the runs' --renewal."""
     report = StatusReport(current_key_id=ring.primary.key_id if ring else None)
     if settings.stream:
-        _stream(settings, report)
+        _stream(settings, renewal_seconds, report)
     _queues(settings, report)
     _table(settings, ring, report)
     return report
@@ -59,13 +63,25 @@ def _depth(sqs, url: str) -> dict:
     return {"url": url, **depth, "redrive_policy": "RedrivePolicy" in attributes}
 
 
-def _stream(settings: Settings, report: StatusReport) -> None:
+def _stream(settings: Settings, renewal_seconds: float, report: StatusReport) -> None:
     from .stream import inspect  # the stream's own module, loaded only for a stream
 
     try:
-        report.stream = inspect.shards(settings)
+        report.stream = inspect.judged(settings, renewal_seconds)
     except LoginetlError as error:
-        _failed(report, error)
+        return _failed(report, error)
+    for shard in report.stream["shards"]:
+        if shard["stale"]:
+            report.problems.append(
+                f"shard {shard['id']}: the lease of {shard['owner']} was last renewed "
+                f"{shard['renewed_seconds_ago']:g} s ago (renewal every {renewal_seconds:g} s): "
+                "its process has likely stopped; a run takes the shard once the lease expires"
+            )
+        if shard["behind"]:
+            report.problems.append(
+                f"shard {shard['id']} has records after its checkpoint and no process reading "
+                "it: `loginetl run --stream` loads them"
+            )
 
 
 def _queues(settings: Settings, report: StatusReport) -> None:

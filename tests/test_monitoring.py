@@ -285,3 +285,76 @@ def test_every_metric_the_rules_and_dashboard_use_is_exposed_by_a_real_run(
     assert not {n for n in names if not n.startswith("loginetl_")}, "a name loginetl cannot expose"
     assert [n for n in sorted(names) if not exposed(n, families)] == []
     assert sorted(names - samples) == []
+
+
+def used_label_values() -> set[tuple[str, str, str]]:
+    """(counter, label, value) for each label value the rules and the dashboard select."""
+    counters = {
+        "kind": "loginetl_errors_total",
+        "reason": "loginetl_messages_dead_lettered_total",
+        "action": "loginetl_sqs_requests_total",
+    }
+    exprs = [rule["expr"] for rule in rules()] + dashboard_expressions()
+    return {
+        (counters[label], label, value)
+        for expr in exprs
+        for label, value in re.findall(r'\b(kind|reason|action)="(\w+)"', expr)
+    }
+
+
+def first_scrape(args: list[str], env: dict) -> str:
+    """/metrics of a fresh `loginetl run --follow ARGS`, as soon as it answers: nothing
+    received, nothing failed yet."""
+    port = free_port()
+    process = start_loginetl(
+        "run", "--follow", *args, "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+        env=env,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: scrape(port, "/metrics")[0] == 200 or process.poll() is not None)
+        assert process.poll() is None, process.stderr.read()
+        return scrape(port, "/metrics")[1]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("source", ["queue", "stream"])
+def test_every_series_the_rules_use_exists_from_the_first_scrape(source, request, database_url):
+    from loginetl.metrics import DEAD_LETTER_REASONS, ERROR_KINDS, OTHER_ERROR
+
+    init(database_url)
+    if source == "queue":
+        queues = request.getfixturevalue("queues")
+        args, env = ["--wait-time", "1"], env_for(queues.url, database_url)
+    else:
+        stream = request.getfixturevalue("stream")
+        args, env = ["--stream", stream.name], request.getfixturevalue("stream_env")
+    text = first_scrape(args, env)
+    samples = {
+        (s.name, *label): s.value
+        for f in text_string_to_metric_families(text) for s in f.samples
+        for label in (s.labels.items() or [("", "")])
+    }  # fmt: skip
+    names = {name for name, *_ in samples}
+    assert sorted(used_names() - names) == []
+    used = used_label_values()
+    assert {("loginetl_errors_total", "kind", "database")} <= used  # the test reads the rules
+    assert sorted(u for u in used if u not in samples) == []
+    every = {("loginetl_errors_total", "kind", k) for k in (*ERROR_KINDS.values(), OTHER_ERROR)}
+    every |= {("loginetl_messages_dead_lettered_total", "reason", r) for r in DEAD_LETTER_REASONS}
+    assert {samples[series] for series in every} == {0.0}
+
+
+def test_every_dead_letter_reason_the_code_gives_is_exported_from_the_start():
+    """Each "category:" a reason can start with (InvalidMessage, the loader's database refusal,
+    a stream record that is not text) is one DEAD_LETTER_REASONS names."""
+    from loginetl.metrics import DEAD_LETTER_REASONS
+    from loginetl.stream.client import NOT_UTF8
+
+    source = "\n".join(p.read_text() for p in (ROOT / "loginetl").rglob("*.py"))
+    made = set(re.findall(r'InvalidMessage\(\s*f?"(\w+):', source))
+    made |= set(re.findall(r'rejected\[[^\]]+\] = f?"(\w+):', source))
+    made.add(NOT_UTF8.split(":")[0])
+    assert {"json", "schema", "database", "encoding"} <= made
+    assert sorted(made - set(DEAD_LETTER_REASONS)) == []

@@ -294,7 +294,7 @@ def test_kill_9_at_random_points_loses_nothing_and_doubles_nothing(kinesis, stre
     assert invoke(stream_env, "init-db").exit_code == 0
     rng = random.Random(20261202)
     for round_number in range(3):
-        leases_expired(db, stream)  # the killed process's (a run without --follow skips held ones)
+        leases_expired(db, stream)  # each round starts from free leases
         before = len(rows(db))
         process = start_loginetl("run", "--stream", stream.name, "--batch-size", "7",
                                  env=far)  # fmt: skip
@@ -392,7 +392,8 @@ def test_status_and_peek_show_the_stream_changing_nothing(stream_env, stream, qu
     [read] = [s for s in summary["shards"] if s["checkpoint"]]
     assert shards[read["id"]]["checkpoint"] == read["checkpoint"]
     assert set(shards[read["id"]]) == {"id", "parent", "state", "owner", "checkpoint",
-                                       "lease_expires"}  # fmt: skip
+                                       "lease_expires", "renewed_seconds_ago", "stale",
+                                       "behind"}  # fmt: skip
     table = invoke(stream_env | {"COLUMNS": "80"}, "status", "--stream", stream.name)
     assert table.exit_code == 0 and read["checkpoint"] in table.stdout.replace("\n", "")
     assert "…" not in table.stdout

@@ -9,6 +9,7 @@ from .. import config, render
 from .. import peek as peeking
 from .. import status as checking
 from ..stream import inspect as stream_inspect
+from ..stream.leases import RENEWAL_SECONDS
 from ..config import Settings
 from ..masking import MASK_KEY_ENV, key_ring_from_env, mask_key_from_env
 from .app import command
@@ -78,6 +79,11 @@ def status(
     dlq_url: DlqUrl = None,
     endpoint_url: EndpointUrl = None,
     database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
+    renewal: Annotated[
+        float,
+        option("--renewal", "With --stream: how often the runs renew their leases; a lease not "
+               "renewed for twice this looks wrong.", min=0.1, metavar="SECONDS"),
+    ] = RENEWAL_SECONDS,
     json: JsonOutput = False,
 ):
     """Show the queues and the table at a glance.
@@ -85,7 +91,8 @@ def status(
     It says what looks wrong, and changes nothing: it consumes no message (the reasons of
     the first few dead-lettered messages are peeked and made visible again at once). Exit 0
     unless a server cannot be reached. With --stream it shows each shard's state, lease and
-    checkpoint, and the dead-letter queue (--dlq-url), not the source queue.
+    checkpoint, and the dead-letter queue (--dlq-url), not the source queue; a stale lease,
+    or records waiting on a shard nobody reads, looks wrong.
 
     Examples:
 
@@ -99,6 +106,6 @@ def status(
         stream=stream,
     )  # fmt: skip
     ring = key_ring_from_env() if config.secret_configured(os.environ, MASK_KEY_ENV) else None
-    report = checking.status(settings, ring)
+    report = checking.status(settings, ring, renewal)
     show(json, report.as_dict(), render.status_report(report))
     finish("; ".join(report.errors) or None, report.exit_code)

@@ -11,7 +11,7 @@ from typer._click.core import ParameterSource  # typer vendors click (typer==0.2
 
 from .. import config, logs, pipeline, render
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import EXIT_INCOMPLETE, ConfigError
 from ..masking import mask_key_from_env
 from ..stream import run as stream_run
 from .app import command
@@ -137,6 +137,9 @@ def run(
 
     With --stream NAME it reads a Kinesis data stream: each shard's checkpoint is committed
     in the transaction of its rows, and processes running on one stream share its shards.
+    Without --follow it reads every shard to its tip, waiting out (at most --lease-for) a
+    lease whose owner stopped renewing; shards whose holder keeps renewing are named in the
+    summary and the exit code is 3.
 
     Examples:
 
@@ -177,5 +180,10 @@ def run(
             work = lambda: pipeline.run(settings, key, options, on_batch, stop)
         summary = in_worker_thread(work)
     left = sum(summary.left_on_queue.values())
-    warning = f"{left} invalid messages were left on the queue (see the summary)" if left else None
-    conclude(json, summary, render.run_summary(summary), warning)
+    warnings = [f"{left} invalid messages were left on the queue (see the summary)"] if left else []
+    if summary.exit_code == EXIT_INCOMPLETE:
+        warnings.append(
+            "the stream was not read to its tip (exit 3): another process holds some shards "
+            "and keeps renewing its leases (see the summary)"
+        )
+    conclude(json, summary, render.run_summary(summary), "; ".join(warnings) or None)

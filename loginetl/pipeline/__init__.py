@@ -114,7 +114,7 @@ class Run:
         self.settlers.wait()  # the deletes of every committed batch
         self.giving_back.release_everything_in_hand()
         if self.shared.failure is not None:
-            self.metrics.error(type(self.shared.failure).__name__.removesuffix("Error").lower())
+            self.metrics.failed(self.shared.failure)
         return self.shared.finish(time.monotonic() - started)
 
     def close(self) -> None:

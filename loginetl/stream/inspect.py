@@ -1,7 +1,13 @@
 """Looking at a stream, changing nothing: each shard's lease and checkpoint for `status`, and
-for `peek --stream` the records after each shard's checkpoint (the checkpoint does not move)."""
+for `peek --stream` the records after each shard's checkpoint (the checkpoint does not move).
+
+For `status`, each shard is judged too: a lease not renewed for over twice the renewal interval
+is stale (its holder has most likely stopped, and the shard waits for the lease to expire), and
+a shard with records after its checkpoint that no live holder reads is behind."""
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 from .. import database, peek
 from ..config import Settings
@@ -25,10 +31,29 @@ def shards(settings: Settings) -> dict:
     for shard in listed:
         blank = {"id": shard.id, "parent": ",".join(shard.parents) or None, "owner": None,
                  "state": "closed" if shard.closed else "open", "checkpoint": None,
-                 "lease_expires": None}  # fmt: skip
+                 "lease_expires": None, "renewed_seconds_ago": None}  # fmt: skip
         result.append(known.pop(shard.id, blank))
     result += known.values()  # past the stream's retention, still in the table
     return {"name": settings.stream, "shards": sorted(result, key=lambda shard: shard["id"])}
+
+
+def judged(settings: Settings, renewal_seconds: float) -> dict:
+    """As `shards`, each shard with `stale` (its lease not renewed for over twice
+    `renewal_seconds`, or expired) and `behind` (records wait after its checkpoint and no live
+    holder reads them; None when a live holder does, or the shard is finished)."""
+    stream = shards(settings)
+    client = kinesis.kinesis_client(settings.endpoint_url)
+    now = datetime.now(timezone.utc)
+    for shard in stream["shards"]:
+        age, expires = shard.get("renewed_seconds_ago"), shard["lease_expires"]
+        expired = expires is not None and datetime.fromisoformat(expires) <= now
+        shard["stale"] = shard["owner"] is not None and (expired or age > 2 * renewal_seconds)
+        unread = shard["owner"] is None or shard["stale"]
+        shard["behind"] = (
+            bool(_after_checkpoint(client, settings.stream, shard, 1))
+            if unread and shard["state"] != "finished" else None
+        )  # fmt: skip
+    return stream
 
 
 def _rows(settings: Settings) -> list[dict]:

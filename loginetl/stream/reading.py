@@ -7,6 +7,11 @@ A shard reader starts just after its checkpoint (or at TRIM_HORIZON / LATEST whe
 none). It stops at the shard's tip unless following; a closed shard read to its end is marked
 finished once all of it is committed, so its children (which the coordinator takes only
 then) are read after it, in order for each partition key.
+
+A run without --follow ends only when every shard it may read is read to its tip, or held by
+another process that is seen renewing its lease: a lease whose owner stopped renewing (killed,
+say) is waited out and taken, so the run never calls the stream read while part of it was
+skipped. The shards left to live holders are `not_read`, for the summary to name.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 from ..errors import LoginetlError
 from ..pipeline.state import Shared
 from . import client as kinesis
-from .leases import Lease, Leases
+from .leases import Held, Lease, Leases
 from .metrics import StreamMetrics
 
 log = logging.getLogger(__name__)
@@ -61,6 +66,10 @@ class Reading:
         self.done = threading.Event()
         self.last_committed: dict[str, tuple[int, int] | None] = {}  # every shard read
         self.reserved = 0  # of the budget, taken by readers whose GetRecords is under way
+        # Another owner's lease on each shard as first seen (owner, last renewal): a lease seen
+        # to change since is alive; one that does not is waited out until it expires.
+        self.first_seen: dict[str, tuple[str, object]] = {}
+        self.not_read: list[Held] = []  # left to live holders when a one-shot run ended
         self.coordinator = threading.Thread(target=self._coordinate, name="leases", daemon=True)
 
     def start(self) -> None:
@@ -141,17 +150,32 @@ class Reading:
                 if self._closed_since_sync:
                     self.leases.sync(kinesis.list_shards(self.client, self.stream))
                     self._closed_since_sync = False
-                outcome = self.leases.round(wanted=shared.budget != 0)
+                follow = shared.options.follow
+                outcome = self.leases.round(wanted=shared.budget != 0, steal=follow)
                 last_round = time.monotonic()
                 for shard_id in outcome.lost:
                     self.drop(shard_id)
                 for lease in outcome.taken:
                     self._start_reader(lease)
                 self.metrics.held(len(self.leases.held), len(outcome.taken))
-                if not shared.options.follow and not outcome.taken and not self._readers_alive():
-                    return  # every shard this process could hold is read to its tip
+                if not follow and not outcome.taken and not self._readers_alive():
+                    if shared.budget == 0 or self._only_live_holders(outcome.held_by_others):
+                        return  # every shard is read to its tip or left to a live holder
             self.changed.wait(min(self.renew_seconds, 1.0))
             self.changed.clear()
+
+    def _only_live_holders(self, held: list[Held]) -> bool:
+        """Whether each shard another owner holds was seen renewed since first seen: those
+        are `not_read`. A lease not seen renewed yet may be a dead owner's: wait for it."""
+        live = []
+        for lease in held:
+            now = (lease.owner, lease.updated_at)
+            if self.first_seen.setdefault(lease.shard_id, now) != now:
+                live.append(lease)
+        if len(live) < len(held):
+            return False
+        self.not_read = live
+        return True
 
     _closed_since_sync = False
 
@@ -239,9 +263,11 @@ class ShardReader:
                 self._finish(state)
                 return
             if not kept:
-                if read.millis_behind == 0 and not shared.options.follow:
-                    return  # at the tip
                 self.metrics.polled(0)
+                if read.millis_behind > 0:
+                    continue  # records are further on: read again at once
+                if not shared.options.follow:
+                    return  # at the tip
                 if shared.stop.wait(IDLE_WAIT):
                     return
 

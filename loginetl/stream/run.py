@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .. import database, extract, load, schema
 from ..config import Settings
-from ..errors import ConfigError, LoginetlError
+from ..errors import EXIT_INCOMPLETE, ConfigError, LoginetlError
 from ..masking import MaskKey
 from ..metrics import Metrics, MetricsServer
 from ..pipeline import drive
@@ -24,7 +24,7 @@ from ..pipeline.loading import Loader
 from ..pipeline.state import RunOptions, RunSummary, Shared
 from .checkpoints import LeaseLost, StreamSettlers
 from .client import kinesis_client
-from .leases import Leases, new_owner
+from .leases import LEASE_SECONDS, RENEWAL_SECONDS, Leases, new_owner
 from .metrics import StreamMetrics
 from .reading import MAX_RECORDS, Reading
 
@@ -45,14 +45,16 @@ NO_DLQ = (
 @dataclass(frozen=True)
 class StreamOptions:
     start_at: str = "trim-horizon"  # where a shard without a checkpoint starts: or "latest"
-    lease_seconds: float = 10.0  # a lease not renewed for this long may be taken
-    renew_seconds: float = 3.0  # how often leases are renewed and taken
+    lease_seconds: float = LEASE_SECONDS  # a lease not renewed for this long may be taken
+    renew_seconds: float = RENEWAL_SECONDS  # how often leases are renewed and taken
 
 
 @dataclass
 class StreamSummary(RunSummary):
     stream: str = ""
     shards: list = field(default_factory=list)  # [{"id", "checkpoint"}] of each shard read
+    # [{"shard", "owner", "lease_expires"}]: shards a one-shot run left to a live holder
+    shards_not_read: list = field(default_factory=list)
 
 
 class StreamRun:
@@ -90,8 +92,9 @@ class StreamRun:
         table = self.db.call(schema.require_ready, "checking the table")
         extract.queue_attributes(self.sqs, settings.dlq_url, ["QueueArn"])  # it exists
         self.leases = Leases(
-            settings.database_url, settings.stream, self.stream_options.lease_seconds, self.owner
-        )
+            settings.database_url, settings.stream, self.stream_options.lease_seconds, self.owner,
+            options.retry_for, self.shared.stop, on_outage=lambda: self.metrics.error("database"),
+        )  # fmt: skip
         stream_metrics = StreamMetrics(self.metrics)
         self.reading = Reading(
             self.shared, self.kinesis, settings.stream, self.leases,
@@ -134,10 +137,10 @@ class StreamRun:
         self.reading.join()
         summary = self.shared.finish(time.monotonic() - started)
         if summary.stopped_because == "queue drained":
-            summary.stopped_because = "stream read to its tip"
+            _read_to_tip_or_not(summary, self.reading.not_read)
         summary.shards = self.reading.checkpoints()
         if self.shared.failure is not None:
-            self.metrics.error(type(self.shared.failure).__name__.removesuffix("Error").lower())
+            self.metrics.failed(self.shared.failure)
         return summary
 
     draining = True  # until drain stops taking prepared batches
@@ -193,6 +196,25 @@ class StreamRun:
             self.metrics_server.close()
         if self.db is not None:
             self.db.close()
+
+
+def _read_to_tip_or_not(summary: StreamSummary, not_read: list) -> None:
+    """The stream is read to its tip only if no shard was left to another holder; else the
+    stop reason names those shards and their owners, and the exit code says incomplete."""
+    if not not_read:
+        summary.stopped_because = "stream read to its tip"
+        return
+    summary.shards_not_read = [
+        {"shard": held.shard_id, "owner": held.owner,
+         "lease_expires": held.lease_expires.isoformat()}
+        for held in not_read
+    ]  # fmt: skip
+    named = ", ".join(f"{held.shard_id} (owner {held.owner})" for held in not_read)
+    summary.stopped_because = (
+        f"{len(not_read)} shards not read, held by a process that keeps renewing its leases: "
+        f"{named}"
+    )
+    summary.exit_code = EXIT_INCOMPLETE
 
 
 def _without_shard(ready: tuple, shard_id: str) -> tuple:
