@@ -305,3 +305,13 @@ def test_shell_completion_completes_commands_and_options(tmp_path):
     options = subprocess.run([loginetl], capture_output=True, text=True,
                              env=complete | {"COMP_WORDS": "loginetl run --max", "COMP_CWORD": "2"})  # fmt: skip
     assert options.stdout.split() == ["--max-messages"]
+
+
+def test_version_comes_from_the_package_metadata():
+    from importlib.metadata import version
+
+    from loginetl.stack.cli import app as stack_app
+
+    for command in (app, stack_app):
+        result = CliRunner().invoke(command, ["--version"])
+        assert (result.exit_code, result.stdout) == (0, version("loginetl") + "\n")

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from .. import version_callback
 from rich.console import Console
 from rich.table import Table
 
@@ -74,6 +76,17 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(highlight=False)
+
+
+@app.callback()
+def stack_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print loginetl's version and exit.",
+                     callback=version_callback, is_eager=True),
+    ] = False,
+) -> None:
+    """The local stack for loginetl without Docker."""
 
 DirOption = Annotated[
     Path, typer.Option("--dir", help="The stack folder: data, logs and pid files.")
