@@ -12,7 +12,7 @@ import psycopg2
 from dotenv import dotenv_values
 from rich.console import Console
 
-from loginetl.render import NARROW, facts, table
+from loginetl.cli.render import NARROW, facts, table
 
 NAMES = ["user_id", "device_type", "masked_ip", "masked_device_id", "locale", "app_version",
          "create_date"]

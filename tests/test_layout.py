@@ -39,3 +39,18 @@ def test_every_room_is_short_enough_to_read_in_one_sitting(path):
             if lines > MAX_FUNCTION_BODY_LINES:
                 too_long.append(f"def {node.name}: body of {lines} lines")
     assert not too_long
+
+
+def test_each_cli_module_is_named_after_the_one_command_it_holds():
+    import re
+
+    found = {}
+    for path in (ROOT / "loginetl" / "cli").glob("*.py"):
+        commands = re.findall(r'^@command\("([\w-]+)"\)', path.read_text(), re.M)
+        if commands:
+            assert len(commands) == 1, f"{path.name} holds {commands}"
+            assert path.stem == commands[0].replace("-", "_")
+            found[commands[0]] = path.name
+    assert len(found) == 11
+    assert not (ROOT / "loginetl" / "render.py").exists()  # the CLI's rooms are under cli/
+    assert not (ROOT / "loginetl" / "logs.py").exists()

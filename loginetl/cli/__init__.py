@@ -5,13 +5,14 @@ without overriding the environment), then the defaults. Every service error beco
 stderr and an exit code: 0 done, 1 stopped on an error, 2 bad usage or configuration, 3 a
 stream run that left shards to another process (errors.EXIT_INCOMPLETE).
 
-One module per command group: table (init-db), loading (run), inspecting (peek), dlq
-(replay-dlq), privacy (verify-masking), keys (unmask, rekey), people (lookup, erase); common
-holds the shared options and the one way to end.
+One module per command, named after it (`loginetl replay-dlq` is replay_dlq.py); app holds the
+Typer app and the options of loginetl itself, common the options shared by commands and the one
+way to end, render the tables, logs the log lines.
 """
 
-# Each module registers its commands on `app`; imported in the order --help lists them.
-from . import table, loading, inspecting, dlq, privacy, keys, people  # noqa: F401, I001
+# Each module registers its command on `app`; imported in the order --help lists them.
+from . import init_db, prune, run, peek, status, replay_dlq, verify_masking  # noqa: F401, I001
+from . import unmask, rekey, lookup, erase  # noqa: F401, I001
 from .app import app
 
 

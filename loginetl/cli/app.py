@@ -15,8 +15,9 @@ from dotenv import load_dotenv
 from typer._click.exceptions import ClickException  # typer vendors click (typer==0.29.2)
 from typer.core import TyperGroup
 
-from .. import logs, version_callback
-from ..logs import LogFormat, LogLevel
+from .. import version_callback
+from .logs import LogFormat, LogLevel
+from . import logs
 from .common import option, reports_errors, stderr
 
 GLOBAL_EPILOG = (

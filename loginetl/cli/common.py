@@ -9,13 +9,14 @@ import os
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 from typer._click.core import ParameterSource
 from typer._click.exceptions import ClickException  # typer vendors click (typer==0.29.2)
-from rich.console import Console
 
-from .. import config, logs, render
+from .. import config
 from ..config import redact
 from ..errors import EXIT_FAILED, ConfigError, LoginetlError
+from . import logs, render
 
 log = logging.getLogger("loginetl.cli")
 stdout = Console()
@@ -43,6 +44,13 @@ def option(flag: str, help: str, **settings):
 
 
 QueueUrl = Annotated[str, option("--queue-url", "URL of the source SQS queue.")]
+
+# The value asked about is personal data: no env var (it would sit in .env), never echoed.
+Ip = Annotated[Optional[str], option("--ip", "Rows masked from this IP address.", envvar=None)]
+DeviceId = Annotated[
+    Optional[str], option("--device-id", "Rows masked from this device id.", envvar=None)
+]
+UserId = Annotated[Optional[str], option("--user-id", "Rows of this user_id.", envvar=None)]
 DlqUrl = Annotated[
     Optional[str],
     option(

@@ -16,7 +16,7 @@ from enum import Enum
 from rich.console import Console
 from rich.logging import RichHandler
 
-from .config import redact
+from ..config import redact
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and goes into JSON.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
-from .. import audit, config, render
+from .. import audit, config
 from ..config import Settings
 from ..masking import key_ring_from_env
+from . import render
 from .app import command
 from .common import (
     DatabaseUrl,

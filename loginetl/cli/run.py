@@ -1,19 +1,28 @@
-"""`loginetl run`: load the queue into the table, with a progress line and signal handling."""
+"""`loginetl run`: load the queue or stream into the table, and how it behaves at the terminal:
+signals finish the batch in hand, the work runs in a worker thread so that a second signal can
+exit at once, and a live progress line on stderr."""
 
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import threading
+from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated, Optional
 
 import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer._click.core import ParameterSource  # typer vendors click (typer==0.29.2)
 
-from .. import config, logs, pipeline, render
+from .. import config, pipeline
 from ..config import Settings
 from ..errors import EXIT_INCOMPLETE, ConfigError
 from ..masking import mask_key_from_env
+from ..pipeline import RunSummary
 from ..stream import run as stream_run
+from . import logs, render
 from .app import command
 from .common import (
     MAX_MESSAGES,
@@ -25,8 +34,9 @@ from .common import (
     StreamName,
     conclude,
     option,
+    say,
+    stderr,
 )
-from .running import in_worker_thread, run_progress, stop_on_signals
 
 
 def _both_sources(ctx: typer.Context) -> bool:
@@ -187,3 +197,79 @@ def run(
             "and keeps renewing its leases (see the summary)"
         )
     conclude(json, summary, render.run_summary(summary), "; ".join(warnings) or None)
+
+
+@contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM: finish the batch in hand, then stop. A second one exits at once, which is
+    still safe: nothing is deleted from the queue before it is committed."""
+    stop = threading.Event()
+
+    def handle(signum, frame):
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+        say(
+            f"{signal.Signals(signum).name}: finishing the batch in hand "
+            "(signal again to exit at once)",
+            "signal",
+        )
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def in_worker_thread(work):
+    """Run `work` in a thread and wait for it here: Python runs signal handlers only in the main
+    thread, between bytecodes, so the main thread must not sit in a blocking C call (a query
+    waiting on a lock) if a second signal is to exit at once."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # handed to the main thread below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name="run")
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+class run_progress:
+    """A live line on stderr while `run` works; yields the callback the pipeline calls."""
+
+    def __init__(self, total: int | None) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn() if total else TextColumn(""),
+            TextColumn("{task.completed} received"),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+            disable=logs.json_lines() or not stderr.is_terminal,
+        )
+        self.task = self.progress.add_task("loading", total=total)
+
+    def __enter__(self):
+        self.progress.start()
+        return self.update
+
+    def update(self, summary: RunSummary) -> None:
+        self.progress.update(
+            self.task,
+            completed=summary.received,
+            description=f"loaded {summary.loaded}, dead-lettered {sum(summary.dead_lettered.values())}",
+        )
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()

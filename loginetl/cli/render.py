@@ -15,14 +15,14 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .schema import InitReport
-from .retention import PruneReport
-from .peek import PeekResult
-from .pipeline import RunSummary
-from .audit import AuditReport
-from .replay import ReplaySummary
-from .status import StatusReport
-from .privacy import EraseResult, LookupResult, RekeyReport, Unmasked
+from ..audit import AuditReport
+from ..peek import PeekResult
+from ..pipeline import RunSummary
+from ..privacy import EraseResult, LookupResult, RekeyReport, Unmasked
+from ..replay import ReplaySummary
+from ..retention import PruneReport
+from ..schema import InitReport
+from ..status import StatusReport
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 

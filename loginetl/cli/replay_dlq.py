@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Annotated, Optional
 
-from .. import config, render, replay
+from .. import config, replay
 from ..masking import MASK_KEY_ENV, mask_key_from_env
+from . import render
 from .app import command
 from .common import DlqUrl, EndpointUrl, JsonOutput, QueueUrl, WaitTime, conclude, option, stdout
 

@@ -1,0 +1,39 @@
+"""`loginetl lookup`: one person's rows, by ip, device_id or user_id."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from .. import config, privacy
+from ..config import Settings
+from ..masking import key_ring_from_env
+from . import render
+from .app import command
+from .common import DatabaseUrl, DeviceId, Ip, JsonOutput, UserId, option, show
+
+
+@command("lookup")
+def lookup(
+    ip: Ip = None,
+    device_id: DeviceId = None,
+    user_id: UserId = None,
+    limit: Annotated[int, option("--limit", "Most rows to show.", min=1, envvar=None)] = 100,
+    database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
+    json: JsonOutput = False,
+):
+    """Show one person's rows, newest first, masked as stored.
+
+    Give exactly one of --ip, --device-id, --user-id. Rows under every key of the ring
+    (LOGINETL_MASK_KEY, LOGINETL_OLD_MASK_KEYS), in either mask mode, are found through
+    indexes. The value asked about is never logged.
+
+    Examples:
+
+    \b
+        loginetl lookup --ip 199.172.111.135
+        loginetl lookup --user-id 424cdd21-063a-43a7-b91b-7ca1a833afae --json
+    """
+    settings = Settings(database_url=database_url)
+    person = privacy.Person(ip=ip, device_id=device_id, user_id=user_id)
+    result = privacy.lookup(settings, key_ring_from_env(), person, limit)
+    show(json, {"rows": result.rows} if not json else result.rows, render.lookup_rows(result))
