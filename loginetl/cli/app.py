@@ -15,7 +15,7 @@ from dotenv import load_dotenv
 from typer._click.exceptions import ClickException  # typer vendors click (typer==0.29.2)
 from typer.core import TyperGroup
 
-from .. import version_callback
+from ..version_option import VersionOption
 from .logs import LogFormat, LogLevel
 from . import logs
 from .common import option, reports_errors, stderr
@@ -125,11 +125,7 @@ def main_options(
         LogFormat,
         option("--log-format", "text (rich on a terminal) or json (one object per line)."),
     ] = LogFormat.text,
-    version: Annotated[
-        bool,
-        typer.Option("--version", help="Print loginetl's version and exit.",
-                     callback=version_callback, is_eager=True),
-    ] = False,
+    version: VersionOption = False,
 ) -> None:
     logs.configure(log_level, log_format, stderr)
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .. import version_callback
+from ..version_option import VersionOption
 from rich.console import Console
 from rich.table import Table
 
@@ -80,11 +80,7 @@ console = Console(highlight=False)
 
 @app.callback()
 def stack_options(
-    version: Annotated[
-        bool,
-        typer.Option("--version", help="Print loginetl's version and exit.",
-                     callback=version_callback, is_eager=True),
-    ] = False,
+    version: VersionOption = False,
 ) -> None:
     """The local stack for loginetl without Docker."""
 
