@@ -86,7 +86,7 @@ def sqs_client(settings: Settings, pool_size: int = 10):
         # on every request (with 16 receivers, 10% of a run's CPU; issue 13), for a service
         # that throttles a standard queue hardly ever. AWS_RETRY_MODE and AWS_MAX_ATTEMPTS
         # override, as for any AWS tool.
-        retries=_retries("standard"),
+        retries=retry_config("standard"),
         user_agent=user_agent(core),
         connect_timeout=5,
         read_timeout=60,  # longer than the longest long-poll (20 s)
@@ -127,7 +127,9 @@ def user_agent(core: botocore.session.Session) -> str:
     return f"{agent} app/{app_id}" if app_id else agent
 
 
-def _retries(default_mode: str) -> dict:
+def retry_config(default_mode: str) -> dict:
+    """botocore's retries: AWS_RETRY_MODE and AWS_MAX_ATTEMPTS as every AWS SDK reads them,
+    else `default_mode` (each client's own choice) and 6 attempts."""
     mode = os.environ.get("AWS_RETRY_MODE", default_mode)
     attempts = os.environ.get("AWS_MAX_ATTEMPTS", "6")
     if mode not in ("standard", "adaptive", "legacy"):

@@ -72,12 +72,12 @@ def peek(
     messages = extract.peek(sqs, settings.queue_url, max_messages, wait_time)
     return PeekResult(
         queue_url=settings.queue_url,
-        messages=[_peeked(message, key, show_pii) for message in messages],
+        messages=[peeked(message, key, show_pii) for message in messages],
         max_receive_count=limit,
     )
 
 
-def _peeked(message: QueueMessage, key: MaskKey | None, show_pii: bool) -> PeekedMessage:
+def peeked(message: QueueMessage, key: MaskKey | None, show_pii: bool) -> PeekedMessage:
     verdict = judge(message)
     return PeekedMessage(
         message_id=message.message_id,

@@ -166,47 +166,22 @@ def init_db(
     """Create user_logins, or add to an existing one what it lacks; never drops anything.
     `partition_by="month"` creates it partitioned on create_date (partitions are then made by
     the loader as months come); an existing table is never converted. Each role of `grant_to`
-    (which must exist) gets exactly GRANTS, and the right to have the loader's partitions made."""
+    (which must exist) gets exactly GRANTS, and the right to have the loader's partitions made.
+
+    One transaction, under an advisory lock so that two init-db at once take turns; each step
+    is idempotent, so running it again on a table it made changes nothing."""
     existing = describe(connection)
     _require_roles(connection, grant_to)
-    if partition_by and existing.exists and not existing.partitioned:
-        raise ConfigError(
-            f"table {TABLE} on database {location_of(connection)} exists and is not "
-            "partitioned: converting it is a migration to plan, not something init-db does"
-        )
-    partitioned = existing.partitioned or (bool(partition_by) and not existing.exists)
+    partitioned = _partitioning(connection, existing, partition_by)
     with database_errors(connection, f"cannot create or upgrade table {TABLE}"):
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INIT_LOCK,))
-            before = _columns(cursor)
-            created = not before
-            if created:
-                cursor.execute(create_table_sql(partitioned))
-            added = [name for name in COLUMNS if before and name not in before]
-            for name in added:
-                cursor.execute(
-                    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {COLUMNS[name]}"
-                )
-            unique = LOADED_IDS if partitioned else MESSAGE_ID_INDEX
-            cursor.execute("SELECT to_regclass(%s) IS NULL", (unique,))
-            index_missing = cursor.fetchone()[0]
-            if partitioned:
-                cursor.execute(
-                    f"CREATE TABLE IF NOT EXISTS {LOADED_IDS} "
-                    "(sqs_message_id varchar(128) PRIMARY KEY)"
-                )
-            else:
-                cursor.execute(
-                    f"CREATE UNIQUE INDEX IF NOT EXISTS {MESSAGE_ID_INDEX} "
-                    f"ON {TABLE} (sqs_message_id)"
-                )
+            created, added = _create_or_upgrade_table(cursor, partitioned)
+            created_index = _make_ids_unique(cursor, partitioned)
             created_indexes = _privacy_tables(cursor, partitioned)
             cursor.execute(CREATE_SHARDS_SQL)  # leases and checkpoints of `run --stream`
             if partitioned:
-                cursor.execute("SELECT current_schema()")
-                here = sql.Identifier(cursor.fetchone()[0])
-                cursor.execute(sql.SQL(CREATE_PARTITION_SQL).format(schema=here))
-                cursor.execute(f"REVOKE ALL ON FUNCTION {CREATE_PARTITION}(date) FROM PUBLIC")
+                _create_partition_maker(cursor)
             for role in grant_to:
                 grant(cursor, role, partitioned)
             cursor.execute(f"SELECT count(*) FROM {TABLE}")
@@ -218,13 +193,62 @@ def init_db(
         created=created,
         partitioned=partitioned,
         added_columns=added,
-        created_index=index_missing,
+        created_index=created_index,
         columns=columns,
         row_count=row_count,
         legacy_app_version=TableInfo(columns, True).legacy_app_version,
         created_indexes=created_indexes,
         granted_to=list(grant_to),
     )
+
+
+def _partitioning(connection, existing: TableInfo, partition_by: str | None) -> bool:
+    """Whether the table is (or is to be) partitioned; converting an existing one is refused."""
+    if partition_by and existing.exists and not existing.partitioned:
+        raise ConfigError(
+            f"table {TABLE} on database {location_of(connection)} exists and is not "
+            "partitioned: converting it is a migration to plan, not something init-db does"
+        )
+    return existing.partitioned or (bool(partition_by) and not existing.exists)
+
+
+def _create_or_upgrade_table(cursor, partitioned: bool) -> tuple[bool, list[str]]:
+    """Create the table, or add the columns it lacks: (created, the columns added)."""
+    before = _columns(cursor)
+    if not before:
+        cursor.execute(create_table_sql(partitioned))
+        return True, []
+    added = [name for name in COLUMNS if name not in before]
+    for name in added:
+        cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {COLUMNS[name]}")
+    return False, added
+
+
+def _make_ids_unique(cursor, partitioned: bool) -> bool:
+    """What keeps each message id loaded once: the unique index, or for a partitioned table
+    (whose unique indexes must include the partition key) the table of loaded ids. Whether it
+    was missing."""
+    unique = LOADED_IDS if partitioned else MESSAGE_ID_INDEX
+    cursor.execute("SELECT to_regclass(%s) IS NULL", (unique,))
+    missing = cursor.fetchone()[0]
+    if partitioned:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {LOADED_IDS} (sqs_message_id varchar(128) PRIMARY KEY)"
+        )
+    else:
+        cursor.execute(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {MESSAGE_ID_INDEX} ON {TABLE} (sqs_message_id)"
+        )
+    return missing
+
+
+def _create_partition_maker(cursor) -> None:
+    """The function the loader calls to make a month's partition, in this schema, callable
+    only by the roles granted it."""
+    cursor.execute("SELECT current_schema()")
+    here = sql.Identifier(cursor.fetchone()[0])
+    cursor.execute(sql.SQL(CREATE_PARTITION_SQL).format(schema=here))
+    cursor.execute(f"REVOKE ALL ON FUNCTION {CREATE_PARTITION}(date) FROM PUBLIC")
 
 
 def _privacy_tables(cursor, partitioned: bool) -> list[str]:

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from .. import __version__, database, extract, schema
 from ..config import Settings
@@ -36,6 +37,23 @@ from .state import QUEUE_BATCH_SIZE, RunOptions, RunSummary, Shared, SourceQueue
 log = logging.getLogger(__name__)
 
 __all__ = ["NO_DLQ", "QUEUE_BATCH_SIZE", "RunOptions", "RunSummary", "run"]
+
+
+class Pipeline(Protocol):
+    """What `drive` runs: a source wired to the Loader, started, drained, then closed. This
+    module's Run (a queue) and stream.run.StreamRun (a stream) are the two."""
+
+    shared: Shared  # the run's shared state, whose summary `drive` finishes on an error
+
+    def start(self) -> None:
+        """Connect to both ends and start the threads; errors here are configuration's."""
+
+    def drain(self) -> RunSummary:
+        """Load until the source is done or the run stops; the summary of what was done."""
+
+    def close(self) -> None:
+        """Release connections and threads, whatever happened (called after start failed
+        too)."""
 
 
 class Run:
@@ -146,10 +164,9 @@ def run(
 
 
 def drive(
-    settings: Settings, key: MaskKey, options: RunOptions, pipeline_of: Callable
+    settings: Settings, key: MaskKey, options: RunOptions, pipeline_of: Callable[[], Pipeline]
 ) -> RunSummary:
-    """Start and drain the pipeline `pipeline_of()` makes (this module's Run, or a stream's),
-    close it whatever happens, and log the `start` and `stop` events around it. An error
+    """Start and drain the pipeline `pipeline_of()` makes, close it whatever happens, and log the `start` and `stop` events around it. An error
     mid-run raises, its summary (what was done until then) logged with the error."""
     log_start(settings, key, options)
     pipeline = pipeline_of()

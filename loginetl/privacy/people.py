@@ -73,7 +73,7 @@ class EraseResult:
 
 def lookup(settings: Settings, ring: KeyRing, person: Person, limit: int) -> LookupResult:
     where, parameters = person.condition(ring)
-    connection = _ready(settings)
+    connection = ready_connection(settings)
     try:
         connection.set_session(readonly=True)
         with database.database_errors(connection, f"cannot look up rows of {schema.TABLE}"):
@@ -93,7 +93,7 @@ def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> E
     """Count the person's rows; with `confirm`, delete them and record their message ids in
     schema.ERASED_IDS, in one transaction, so the loader never loads those messages again."""
     where, parameters = person.condition(ring)
-    connection = _ready(settings, erasing=confirm)
+    connection = ready_connection(settings, erasing=confirm)
     try:
         with database.database_errors(connection, f"cannot erase rows of {schema.TABLE}"):
             with connection.cursor() as cursor:
@@ -125,7 +125,7 @@ def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> E
     return EraseResult(settings.database_location, len(deleted), len(deleted), key_ids)
 
 
-def _ready(settings: Settings, erasing: bool = False):
+def ready_connection(settings: Settings, erasing: bool = False):
     """A connection to a database whose table has what these commands need."""
     connection = database.connect(settings.database_url)
     try:

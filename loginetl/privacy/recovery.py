@@ -21,7 +21,7 @@ from ..config import Settings
 from ..errors import LoginetlError
 from ..masking import SIV_PREFIX, CannotUnmask, KeyRing
 from ..results import plain
-from .people import _ready
+from .people import ready_connection
 
 log = logging.getLogger(__name__)
 SIV_LIKE = SIV_PREFIX + "%"
@@ -54,7 +54,7 @@ class RekeyReport:
 
 
 def unmask(settings: Settings, ring: KeyRing, message_id: str) -> Unmasked:
-    connection = _ready(settings)
+    connection = ready_connection(settings)
     try:
         connection.set_session(readonly=True)
         with database.database_errors(connection, f"cannot read {schema.TABLE}"):
@@ -90,7 +90,7 @@ def unmask(settings: Settings, ring: KeyRing, message_id: str) -> Unmasked:
 
 def rekey(settings: Settings, ring: KeyRing, batch_size: int, dry_run: bool) -> RekeyReport:
     report = RekeyReport(ring.primary.key_id, dry_run)
-    connection = _ready(settings)
+    connection = ready_connection(settings)
     try:
         with database.database_errors(connection, f"cannot rekey {schema.TABLE}"):
             if dry_run:

@@ -58,7 +58,7 @@ def kinesis_client(endpoint_url: str | None, pool_size: int = 10):
     config = botocore.config.Config(
         # Adaptive retries: a shard over its read limit throttles (ProvisionedThroughput-
         # Exceeded), and the client-side rate limit then slows every reader down.
-        retries=extract._retries("adaptive"), user_agent=extract.user_agent(core),
+        retries=extract.retry_config("adaptive"), user_agent=extract.user_agent(core),
         connect_timeout=5, read_timeout=30,
         max_pool_connections=pool_size,
     )  # fmt: skip

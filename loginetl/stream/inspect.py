@@ -101,7 +101,7 @@ def _after_checkpoint(client, stream: str, shard: dict, most: int) -> list:
 def _peeked(record: kinesis.StreamRecord, key: MaskKey | None, show_pii: bool) -> PeekedMessage:
     text, binary = record.text_or_base64
     if not binary:
-        return peek._peeked(record, key, show_pii)
+        return peek.peeked(record, key, show_pii)
     return PeekedMessage(
         message_id=record.message_id,
         sent_at=record.sent_at.isoformat(timespec="seconds"),

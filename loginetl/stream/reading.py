@@ -147,9 +147,9 @@ class Reading:
             readers_alive = self._readers_alive()
             due = time.monotonic() - last_round >= self.renew_seconds
             if due or not readers_alive:
-                if self._closed_since_sync:
+                if self.closed_since_sync:
                     self.leases.sync(kinesis.list_shards(self.client, self.stream))
-                    self._closed_since_sync = False
+                    self.closed_since_sync = False
                 follow = shared.options.follow
                 outcome = self.leases.round(wanted=shared.budget != 0, steal=follow)
                 last_round = time.monotonic()
@@ -177,7 +177,7 @@ class Reading:
         self.not_read = live
         return True
 
-    _closed_since_sync = False
+    closed_since_sync = False  # a shard finished: list the shards again at the next round
 
     def _readers_alive(self) -> bool:
         with self.lock:
@@ -288,7 +288,7 @@ class ShardReader:
         if not self._reading(state) and state.committed != state.read_to:
             return
         self.reading.leases.finish(state.lease.shard_id)
-        self.reading._closed_since_sync = True  # before it ends: the coordinator then lists
+        self.reading.closed_since_sync = True  # before it ends: the coordinator then lists
         with self.reading.lock:
             self.reading.shards.pop(state.lease.shard_id, None)
         log.info("shard %s finished", state.lease.shard_id, extra={"event": "shard_finished",
