@@ -43,7 +43,7 @@ MISSING_QUEUE_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotE
 CREDENTIAL_CODES = ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch")
 
 
-@dataclass(slots=True)  # not frozen: that costs 2 us a message (see transform.Login)
+@dataclass(slots=True)  # not frozen, as transform.Login: made per message, changed by none
 class QueueMessage:
     message_id: str
     receipt_handle: str = field(repr=False)
@@ -82,9 +82,9 @@ def sqs_client(settings: Settings, pool_size: int = 10):
         credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
     config = botocore.config.Config(
         # botocore's own retries: backoff with jitter on errors, 5xx and throttling. Standard
-        # mode: adaptive mode's client-side rate limit takes one lock of the whole process
-        # on every request (with 16 receivers, 10% of a run's CPU; issue 13), for a service
-        # that throttles a standard queue hardly ever. AWS_RETRY_MODE and AWS_MAX_ATTEMPTS
+        # mode: adaptive mode's client-side rate limit takes one lock of the whole process on
+        # every request, which many receivers contend for, to guard against throttling that
+        # SQS hardly ever does on a standard queue. AWS_RETRY_MODE and AWS_MAX_ATTEMPTS
         # override, as for any AWS tool.
         retries=retry_config("standard"),
         user_agent=user_agent(core),
@@ -92,8 +92,8 @@ def sqs_client(settings: Settings, pool_size: int = 10):
         read_timeout=60,  # longer than the longest long-poll (20 s)
         max_pool_connections=pool_size,
         # SQS checks every request itself, and answers what loginetl handles (a refused entry
-        # is resent alone); botocore's own check of each request's shape would cost CPU per
-        # call (issue 13: CPU per message).
+        # is resent alone): botocore's second check of each request's shape is CPU spent per
+        # call for nothing.
         parameter_validation=False,
     )
     return session.client(
@@ -104,8 +104,8 @@ def sqs_client(settings: Settings, pool_size: int = 10):
 def botocore_session() -> botocore.session.Session:
     """A botocore session of its own (credentials, region and settings read afresh), sharing
     one data loader with every other in the process: the service models, endpoints and
-    partitions are read and parsed once, not once a client (30 ms of CPU each: a run
-    --stream makes two, where start-up is a tenth of a 50,000-record run; issue 17)."""
+    partitions are read and parsed once, not once a client (parsing them is most of the cost
+    of making a client, and a run makes several)."""
     core = botocore.session.get_session()
     core.register_component("data_loader", _data_loader())
     return core
@@ -119,9 +119,8 @@ def _data_loader() -> botocore.loaders.Loader:
 def user_agent(core: botocore.session.Session) -> str:
     """The User-Agent of every AWS request: botocore's own name and versions, then loginetl's,
     so CloudTrail and server logs say who called. Fixed for the client's life: botocore's
-    default rebuilds the header for every request, twice (7% of a run's CPU, measured with
-    py-spy for issue 13), to report which SDK features the call used. AWS_SDK_UA_APP_ID is
-    kept."""
+    default rebuilds the header for every request, twice, to report which SDK features the
+    call used, a cost per request for nothing loginetl needs. AWS_SDK_UA_APP_ID is kept."""
     agent = f"{core.user_agent()} loginetl/{__version__}"
     app_id = os.environ.get("AWS_SDK_UA_APP_ID", "").strip()
     return f"{agent} app/{app_id}" if app_id else agent

@@ -125,13 +125,12 @@ _INSERT_CLAIMED_SQL = (
     f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES %s RETURNING sqs_message_id"
 )
 # Plain tables: COPY the batch into a session-local staging table, then one INSERT ... SELECT
-# ... ON CONFLICT. Measured here against one multi-row INSERT (execute_values) of 500 rows:
-# 16-18 ms a batch against 28-37 ms.
+# ... ON CONFLICT: faster than one multi-row INSERT of the batch (docs/performance.md).
 STAGE = "loginetl_stage"
 _COLUMN_LIST = ", ".join(INSERT_COLUMNS)
 # One round trip: the staging table made if this session has none, emptied of what an earlier
 # row-by-row try in this transaction left. (Round trips matter beyond the network: each one
-# gives up the GIL, and getting it back from busy threads may take a switch interval, 5 ms.)
+# gives up the GIL, and getting it back from busy threads may take a whole switch interval.)
 _CREATE_STAGE_SQL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE {TABLE} INCLUDING DEFAULTS) "
     f"ON COMMIT DELETE ROWS; DELETE FROM {STAGE}"

@@ -67,8 +67,8 @@ class MaskKey:
         # Names the key in each row without revealing it, so rows masked under a rotated key
         # can be told apart. The same for both modes: the mode is in the mask itself.
         self.key_id = hmac.new(self._secret, b"loginetl key id", hashlib.sha256).hexdigest()[:16]
-        # The key's HMAC state, made once: each mask starts from a copy of it (half the CPU of
-        # a one-shot hmac.digest, which sets the key up again every call).
+        # The key's HMAC state, made once: each mask starts from a copy of it, where a one-shot
+        # hmac.digest would set the key up again on every call.
         self._hmac = hmac.new(self._secret, digestmod=hashlib.sha256)
         # AES-256-SIV takes a 512-bit key: derived from the secret, never the secret itself.
         derive = HKDF(hashes.SHA256(), 64, salt=None, info=b"loginetl aes-siv")

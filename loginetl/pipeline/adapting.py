@@ -9,20 +9,20 @@ for each receive that comes back empty. Idle, that leaves one receiver long-poll
 requests a minute. `--concurrency N` pins the count at N (least = most = N).
 
 Up to PROBED_FROM receivers, and further while receives take at most PLAINLY times as long as
-the fastest seen, one more receiver plainly brings more (on loopback, receives took 3 to 6
-times as long with 4 or 5 receivers as with one; behind 20 and 50 ms round trips, 2 to 3 times
-with 16, which beat 4 and 8 by a quarter or more). Past that (and again only after idle has brought the count down to one),
-each added receiver is a trial: the receivers' pace (full receives a second, all receivers
-together) over a window of WINDOW full receives at the new count is set against the window
-just before, at the count before. A receiver under which the pace fell by more than LOSS is
-taken back, and that count is not tried again for COOLDOWN windows, twice as long after each
-trial that fails in a row. Windows, not single rounds: one round's pace moves by half from one
-round to the next (the loader's commits stall every receiver at once); against the window just
-before, not the best ever seen, as a run's pace drifts (a fresh queue answers faster than one
-being deleted from). A window's pace still moves by 10-15% on a shared 2-core machine, more
-than one receiver in 16 adds, so the rule gives a receiver the benefit of the doubt: on
-loopback, where receivers past a few bring no more (issue 13), the count then wanders between
-a few and 16, which costs no throughput there; a receiver that makes things plainly worse goes.
+the fastest seen, one more receiver plainly brings more: behind real round trips, receives
+slow down little as receivers are added. Past that (and again only after idle has brought the
+count down to one), each added receiver is a trial: the receivers' pace (full receives a
+second, all receivers together) over a window of WINDOW full receives at the new count is set
+against the window just before, at the count before. A receiver under which the pace fell by
+more than LOSS is taken back, and that count is not tried again for COOLDOWN windows, twice as
+long after each trial that fails in a row. Windows, not single rounds: one round's pace jumps
+from one round to the next (the loader's commits stall every receiver at once); against the
+window just before, not the best ever seen, as a run's pace drifts (a fresh queue answers
+faster than one being deleted from). A window's pace is still noisy on a shared machine, more
+than one receiver in many adds, so the rule gives a receiver the benefit of the doubt: where
+receivers past a few bring no more (loopback), the count may wander between a few and
+MOST_RECEIVERS, which costs no throughput there; a receiver that makes things plainly worse
+goes.
 
 Each receiver asks `wanted()` before it polls and retires when there are more of them than
 wanted; the receivers start new ones while `wanted()` is above their number.
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import threading
 
-MOST_RECEIVERS = 16  # with no --concurrency: enough for 50 ms round trips (about 3,000 msg/s)
+MOST_RECEIVERS = 16  # with no --concurrency: enough to keep a queue busy across a region
 # Grow while full receives take at most GROW_WITHIN times the fastest seen, shrink beyond
 # SHRINK_BEYOND: only a server choking on the load slows that much.
 GROW_WITHIN = 8.0

@@ -31,9 +31,9 @@ from .reading import MAX_RECORDS, Reading
 log = logging.getLogger(__name__)
 
 PREPARED_AHEAD = 1  # batches validated and masked ahead of the one committing
-# The default --batch-size of a stream run: one full GetRecords a transaction. Against 500 (the
-# queue's default, 50 receives of 10), half the transactions and dead-letter sends: measured
-# 0.86 against 0.80 x a bare consumer (mean of 8 paired rounds, 16 shards), and 2,000 no better.
+# The default --batch-size of a stream run: one full GetRecords a transaction, so that a read
+# is committed whole, in half the transactions and dead-letter sends of the queue's 500
+# (docs/performance.md has the trials).
 BATCH_SIZE = MAX_RECORDS
 
 NO_DLQ = (
