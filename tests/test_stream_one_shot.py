@@ -233,3 +233,38 @@ def test_an_empty_read_behind_the_tip_is_followed_by_another_at_once():
     ShardReader(reading, ShardState(Lease("shardId-0", None))).run()
     assert client.reads == 4 and shared.failure is None
     assert IDLE_WAIT not in stop.waits
+
+
+def test_from_at_timestamp_starts_a_shard_without_checkpoint_at_that_time(
+    stream_env, stream, db
+):
+    from datetime import timedelta
+
+    stream.put(logins(3, "before"), key="k")
+    [shard] = [s["ShardId"] for s in stream.shards()
+               if stream.client.get_records(ShardIterator=stream.client.get_shard_iterator(
+                   StreamName=stream.name, ShardId=s["ShardId"],
+                   ShardIteratorType="TRIM_HORIZON")["ShardIterator"])["Records"]]  # fmt: skip
+    iterator = stream.client.get_shard_iterator(
+        StreamName=stream.name, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    arrived = max(r["ApproximateArrivalTimestamp"] for r in
+                  stream.client.get_records(ShardIterator=iterator)["Records"])  # fmt: skip
+    # The next whole second: kinesis-mock compares arrival times at one-second resolution.
+    cut = arrived.replace(microsecond=0) + timedelta(seconds=1)
+    wait_until(lambda: datetime.now(timezone.utc) > cut + timedelta(milliseconds=5), timeout=5)
+    stream.put(logins(2, "after"), key="k")
+    assert invoke(stream_env, "init-db").exit_code == 0
+    start = "at-timestamp:" + cut.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    code, summary, _ = one_shot(stream_env, stream, "--from", start)
+    assert code == 0, summary
+    assert sorted(r["user_id"] for r in rows(db)) == ["after-0000", "after-0001"]
+
+
+@pytest.mark.parametrize("start", ["at-timestamp:2026-12-01T00:00:00", "at-timestamp:soon",
+                                   "yesterday"])  # fmt: skip
+def test_a_bad_from_is_a_usage_error(stream_env, stream, start):
+    result = invoke(stream_env, "run", "--stream", stream.name, "--from", start)
+    assert result.exit_code == 2
+    assert "--from must be trim-horizon, latest or at-timestamp:TIME" in result.stderr
+    assert "Traceback" not in result.output

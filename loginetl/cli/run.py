@@ -9,7 +9,6 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
@@ -22,6 +21,7 @@ from ..errors import EXIT_INCOMPLETE, ConfigError
 from ..masking import mask_key_from_env
 from ..pipeline import RunSummary
 from ..stream import run as stream_run
+from ..stream.client import start_position
 from . import logs, render
 from .app import command
 from .common import (
@@ -47,21 +47,17 @@ def _both_sources(ctx: typer.Context) -> bool:
     return queue == command_line or (queue != ParameterSource.DEFAULT and stream != command_line)
 
 
-class StartAt(str, Enum):
-    trim_horizon = "trim-horizon"
-    latest = "latest"
-
-
 @command("run")
 def run(
     ctx: typer.Context,
     queue_url: QueueUrl = config.DEFAULT_QUEUE_URL,
     stream: StreamName = None,
     start_at: Annotated[
-        StartAt,
-        option("--from", "With --stream: where a shard with no checkpoint starts "
-               "(trim-horizon or latest).", envvar="LOGINETL_FROM", metavar="START"),
-    ] = StartAt.trim_horizon,
+        str,
+        option("--from", "With --stream: where a shard with no checkpoint starts: "
+               "trim-horizon, latest, or at-timestamp:TIME (ISO 8601 with a zone, e.g. "
+               "at-timestamp:2026-12-01T00:00:00Z).", envvar="LOGINETL_FROM", metavar="START"),
+    ] = "trim-horizon",
     lease_seconds: Annotated[
         float,
         option("--lease-for", "With --stream: a shard lease not renewed for this long may "
@@ -162,6 +158,7 @@ def run(
         raise ConfigError("--queue-url and --stream name two sources: give one of them")
     if stream and lease_seconds <= renew_seconds:
         raise ConfigError("--lease-for must be longer than --renewal")
+    start = start_position(start_at) if stream else start_at
     settings = Settings(
         queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url,
         stream=stream,
@@ -184,7 +181,7 @@ def run(
     gc.freeze()
     with stop_on_signals() as stop, run_progress(max_messages) as on_batch:
         if stream:
-            more = stream_run.StreamOptions(start_at.value, lease_seconds, renew_seconds)
+            more = stream_run.StreamOptions(start, lease_seconds, renew_seconds)
             work = lambda: stream_run.run(settings, key, options, more, on_batch, stop)
         else:
             work = lambda: pipeline.run(settings, key, options, on_batch, stop)

@@ -204,11 +204,36 @@ def list_shards(client, stream: str) -> list[Shard]:
                 return shards
 
 
+AT_TIMESTAMP = "at-timestamp:"  # `--from at-timestamp:2026-12-01T00:00:00Z`
+
+
+def start_position(text: str) -> str:
+    """`--from` checked: trim-horizon, latest, or at-timestamp: and an ISO 8601 time with its
+    zone (a time without one would mean whatever zone the process runs in)."""
+    if text in ("trim-horizon", "latest"):
+        return text
+    if text.startswith(AT_TIMESTAMP):
+        try:
+            moment = datetime.fromisoformat(text.removeprefix(AT_TIMESTAMP))
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return AT_TIMESTAMP + moment.isoformat()
+    raise ConfigError(
+        f"--from must be trim-horizon, latest or at-timestamp:TIME (ISO 8601 with a zone, e.g. "
+        f"at-timestamp:2026-12-01T00:00:00Z), not {text!r}"
+    )
+
+
 def shard_iterator(client, stream: str, shard_id: str, after: str | None, start: str) -> str:
     """An iterator just after the checkpoint's record (re-reading an aggregated one, whose rest
-    the caller skips), else at TRIM_HORIZON or LATEST."""
-    request = {"StreamName": stream, "ShardId": shard_id}
-    if after is None:
+    the caller skips), else where `start` says: TRIM_HORIZON, LATEST, or the first record that
+    arrived at or after a time."""
+    request: dict = {"StreamName": stream, "ShardId": shard_id}
+    if after is None and start.startswith(AT_TIMESTAMP):
+        request["ShardIteratorType"] = "AT_TIMESTAMP"
+        request["Timestamp"] = datetime.fromisoformat(start.removeprefix(AT_TIMESTAMP))
+    elif after is None:
         request["ShardIteratorType"] = "LATEST" if start == "latest" else "TRIM_HORIZON"
     else:
         request |= {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": after}

@@ -44,7 +44,9 @@ NO_DLQ = (
 
 @dataclass(frozen=True)
 class StreamOptions:
-    start_at: str = "trim-horizon"  # where a shard without a checkpoint starts: or "latest"
+    # Where a shard without a checkpoint starts: trim-horizon, latest or at-timestamp:TIME
+    # (client.start_position checks it).
+    start_at: str = "trim-horizon"
     lease_seconds: float = LEASE_SECONDS  # a lease not renewed for this long may be taken
     renew_seconds: float = RENEWAL_SECONDS  # how often leases are renewed and taken
 
