@@ -8,7 +8,11 @@ which moto's Kinesis does not.
     python scripts/kinesis.py status
     python scripts/kinesis.py down [--purge]         # --purge also deletes .kinesis-mock/
 
-Stdlib only, like scripts/localstack.py. The tests import `start` and `stop` from here.
+`install` needs only the standard library: CI runs it with the system python3, before the venv
+exists. `start` takes the settings kinesis-mock runs with from loginetl.stack.kinesis_mock (one
+definition for `loginetl-stack` and this script; standard library only too), out of this
+checkout where loginetl is not installed. The tests and the stream benchmark import `start` and
+`stop` from here.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "kinesis-local@0.6.2"
@@ -31,14 +36,6 @@ DEFAULT_ROOT = REPO / ".kinesis-mock"
 DEFAULT_PORT = 4568
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
-# Resharding and stream creation take 500 ms each by default; the tests wait on them.
-FAST = {
-    name: "0ms"
-    for name in (
-        "CREATE_STREAM_DURATION", "DELETE_STREAM_DURATION", "MERGE_SHARDS_DURATION",
-        "SPLIT_SHARD_DURATION", "UPDATE_SHARD_COUNT_DURATION",
-    )
-}  # fmt: skip
 
 
 class KinesisMockError(Exception):
@@ -76,8 +73,11 @@ def install(root: Path = DEFAULT_ROOT) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [npm, "install", "--no-audit", "--no-fund", "--prefix", str(root), PACKAGE],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if result.returncode != 0 or not script.exists():
         last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise KinesisMockError(f"npm install {PACKAGE} failed: {last[0]}")
@@ -97,19 +97,17 @@ def start(port: int | None = None, root: Path = DEFAULT_ROOT, log: Path | None =
     if node is None:
         raise KinesisMockError("kinesis-mock needs Node.js: `node` is not on PATH")
     port = port or free_port()
-    env = os.environ | FAST | {
-        "KINESIS_MOCK_PLAIN_PORT": str(port),
-        "KINESIS_MOCK_TLS_PORT": str(free_port()),  # it always serves TLS too
-        "KINESIS_MOCK_CERT_PATH": str(script.parent / "server.json"),
-        "LOG_LEVEL": "WARN",
-        "SHOULD_PERSIST_DATA": "false",
-    }
-    output = open(log or os.devnull, "ab")
-    process = subprocess.Popen(
-        [node, str(script)], env=env, stdin=subprocess.DEVNULL, stdout=output,
-        stderr=subprocess.STDOUT, cwd=root, start_new_session=True,
-    )  # fmt: skip
-    output.close()
+    env = _stack_kinesis_mock().kinesis_mock_env(script, port, free_port())
+    with open(log or os.devnull, "ab") as output:
+        process = subprocess.Popen(
+            [node, str(script)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + START_TIMEOUT
     while not _answers(port):
         if process.poll() is not None:
@@ -119,6 +117,16 @@ def start(port: int | None = None, root: Path = DEFAULT_ROOT, log: Path | None =
             raise KinesisMockError(f"kinesis-mock did not answer within {START_TIMEOUT:g} s")
         time.sleep(0.2)
     return Server(process.pid, f"http://{HOST}:{port}", process)
+
+
+def _stack_kinesis_mock() -> ModuleType:
+    """loginetl.stack.kinesis_mock: the installed loginetl's, else this checkout's."""
+    try:
+        from loginetl.stack import kinesis_mock
+    except ImportError:
+        sys.path.insert(0, str(REPO))
+        from loginetl.stack import kinesis_mock
+    return kinesis_mock
 
 
 def _answers(port: int) -> bool:
@@ -170,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             server = _running(root)
             if server is None:
                 server = start(args.port, root, root / "kinesis-mock.log")
-                _state(root).write_text(json.dumps({"pid": server.pid, "endpoint": server.endpoint}))
+                _state(root).write_text(
+                    json.dumps({"pid": server.pid, "endpoint": server.endpoint})
+                )
             print(server.endpoint)
         elif args.command == "status":
             server = _running(root)

@@ -23,12 +23,12 @@ import pytest
 from dotenv import dotenv_values
 from typer.testing import CliRunner
 
-from loginetl.stack import cli as stack_cli
 from loginetl.stack import files as stack_files
-from loginetl.stack import kinesis as stack_kinesis
+from loginetl.stack import kinesis_mock as stack_kinesis_mock
 from loginetl.stack import postgres as stack_postgres
 from loginetl.stack import processes as stack_processes
 from loginetl.stack import sqs as stack_sqs
+from loginetl.stack import up_steps as stack_up_steps
 from loginetl.stack.cli import app
 from loginetl.stack.processes import StackError
 
@@ -62,14 +62,19 @@ def answers(port: int) -> bool:
         return False
 
 
-def sqs_client(endpoint: str):
+def aws_client(service: str, endpoint: str):
+    """A client of a local server for service ("sqs", "kinesis"), with test credentials."""
     return boto3.client(
-        "sqs",
+        service,
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
+
+
+def sqs_client(endpoint: str):
+    return aws_client("sqs", endpoint)
 
 
 def depth(client, queue_url: str) -> int:
@@ -88,7 +93,7 @@ def tear_down(stack_dir: Path) -> None:
     stops = (
         (stack_postgres.stop_postgres, stack_dir / "pgdata"),
         (stack_sqs.stop_sqs_server, stack_dir),
-        (stack_kinesis.stop_kinesis_mock, stack_dir),
+        (stack_kinesis_mock.stop_kinesis_mock, stack_dir),
     )
     for stop, folder in stops:
         try:
@@ -254,17 +259,11 @@ def test_seed_sends_the_sample_messages_again(stack):
 
 # Where Node.js and an installed kinesis-mock are (CI: .ci/run installs it), `up` puts the
 # stream there; elsewhere on moto. The moto path is also forced below, so both always run.
-ON_KINESIS_MOCK = stack_kinesis.kinesis_mock_missing() is None
+ON_KINESIS_MOCK = stack_kinesis_mock.kinesis_mock_missing() is None
 
 
 def kinesis_client(endpoint: str):
-    return boto3.client(
-        "kinesis",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    return aws_client("kinesis", endpoint)
 
 
 def stream_records(endpoint: str) -> list:
@@ -384,7 +383,8 @@ def running_kinesis_mock_gone(stack: Stack, output: str) -> bool:
     """kinesis-mock, when the stack ran it, was stopped by the switch to moto."""
     if not ON_KINESIS_MOCK:
         return not (stack.dir / "kinesis.pid").exists()
-    return "kinesis-mock stopped" in output and stack_kinesis.running_kinesis_mock(stack.dir) is None
+    gone = stack_kinesis_mock.running_kinesis_mock(stack.dir) is None
+    return "kinesis-mock stopped" in output and gone
 
 
 def test_down_purge_stops_everything_and_removes_the_folder(stack):
@@ -397,10 +397,10 @@ def test_down_purge_stops_everything_and_removes_the_folder(stack):
     assert not stack.dir.exists()
     assert not answers(stack.sqs_port)
     assert not answers(stack.pg_port)
-    assert not stack_processes._process_running(sqs_pid, "moto.server")
+    assert not stack_processes.process_running(sqs_pid, "moto.server")
     if ON_KINESIS_MOCK:
         assert "kinesis-mock stopped (was on port" in result.output
-        assert not stack_processes._process_running(kinesis_pid, "kinesis-local")
+        assert not stack_processes.process_running(kinesis_pid, "kinesis-local")
     # Idempotent: nothing left to stop is not an error.
     again = invoke("down", "--purge", "--dir", str(stack.dir))
     assert again.exit_code == 0, again.output
@@ -467,8 +467,8 @@ def test_without_node_the_stream_goes_on_moto_and_a_forced_kinesis_mock_fails_fi
     tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setenv("PATH", str(tmp_path / "no-node"))  # no `node` to find
-    assert stack_kinesis.kinesis_mock_missing() == "Node.js is missing"
-    assert stack_cli._up_kinesis_mock(tmp_path, "auto", free_port(), ()) is None
+    assert stack_kinesis_mock.kinesis_mock_missing() == "Node.js is missing"
+    assert stack_up_steps.start_kinesis_mock(tmp_path, "auto", free_port(), ()) is None
     assert "Node.js is missing: the stream goes on the SQS server (moto)" in capsys.readouterr().out
     stack_dir = tmp_path / "stack"
     result = invoke("up", "--kinesis", "kinesis-mock", "--dir", str(stack_dir),
@@ -542,7 +542,7 @@ def test_localstack_init_hook_is_an_executable_bash_script():
     subprocess.run(["bash", "-n", HOOK], check=True)
 
 
-@pytest.mark.slow  # the AWS CLI starts slowly: about 17 s
+@pytest.mark.slow  # the AWS CLI starts slowly, and the hook runs it for every step
 def test_localstack_init_hook_creates_and_seeds_the_queues_once(tmp_path):
     """The hook, run against moto with `awslocal` standing in as the AWS CLI with an endpoint."""
     # The AWS CLI comes with the dev extras, next to this interpreter.

@@ -1,10 +1,10 @@
-"""The `loginetl-stack` commands: up, down, status and seed; the only part that prints."""
+"""The `loginetl-stack` commands: up, down, status and seed. It and up_steps.py print (through
+output.py); the other modules of the stack return data or raise StackError.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import re
-import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,60 +12,45 @@ from typing import Annotated
 
 import typer
 
+from ..config import redact_dsn
 from ..version_option import VersionOption
-from rich.console import Console
-from rich.table import Table
-
-from .files import (
-    _check_writable_folder,
-    _is_stack_dir,
-    _mark_stack_dir,
-    merge_env_file,
-    purge_stack_dir,
-    read_env_file,
-    stack_settings,
-)
+from .files import check_purgeable, make_stack_dir, purge_stack_dir, read_env_file
+from .kinesis import STREAM_NAME, KinesisMode, kinesis_endpoint, put_records, stream_shards
+from .kinesis_mock import DEFAULT_KINESIS_PORT, running_kinesis_mock, stop_kinesis_mock
+from .output import say, shown
 from .postgres import (
     DEFAULT_PG_PORT,
     PG_DATA_DIR,
-    PG_LOG_FILE,
     PG_PASSWORD,
-    _dsn,
+    postgres_dsn,
     running_postgres,
-    start_postgres,
     stop_postgres,
 )
-from .kinesis import (
-    DEFAULT_KINESIS_PORT,
-    KINESIS_LOG_FILE,
-    KinesisMode,
-    STREAM_NAME,
-    ensure_stream,
-    kinesis_endpoint,
-    kinesis_mock_missing,
-    launch_kinesis_mock,
-    put_records,
-    running_kinesis_mock,
-    stop_kinesis_mock,
-    stream_shards,
-    wait_for_kinesis_mock,
-)
-from .processes import StackError, first_free_port
+from .processes import StackError
 from .sqs import (
     ACCOUNT_ID,
     DEFAULT_SQS_PORT,
     DLQ_NAME,
     QUEUE_NAME,
-    SQS_LOG_FILE,
     ensure_queues,
-    launch_sqs_server,
     load_sample_messages,
     queue_depth,
     running_sqs_server,
     send_messages,
     sqs_endpoint,
     stop_sqs_server,
-    wait_for_sqs_server,
+)
+from .up_steps import (
+    check_before_starting,
+    create_stream,
+    say_what_next,
+    seed_if_empty,
+    show_stack,
+    start_database,
+    start_kinesis_mock,
+    start_sqs,
+    wait_for_sqs,
+    write_env,
 )
 
 app = typer.Typer(
@@ -75,7 +60,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(highlight=False)
 
 
 @app.callback()
@@ -83,6 +67,7 @@ def stack_options(
     version: VersionOption = False,
 ) -> None:
     """The local stack for loginetl without Docker."""
+
 
 DirOption = Annotated[
     Path, typer.Option("--dir", help="The stack folder: data, logs and pid files.")
@@ -99,11 +84,6 @@ EnvFileOption = Annotated[
 ]
 
 
-def _say(message: str) -> None:
-    # No markup (messages may contain [brackets]) and no wrapping (one message, one line).
-    console.print(message, markup=False, soft_wrap=True)
-
-
 @contextlib.contextmanager
 def _reported_errors() -> Iterator[None]:
     """A StackError becomes one line on stderr and its exit code; never a traceback."""
@@ -112,123 +92,6 @@ def _reported_errors() -> Iterator[None]:
     except StackError as exc:
         typer.echo(f"loginetl-stack: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
-
-
-def _pick_port(service: str, requested: int, exclude: tuple[int, ...] = ()) -> int:
-    port = first_free_port(requested, exclude)
-    if port != requested:
-        _say(f"port {requested} is taken (another server?); {service} listens on {port} instead")
-    return port
-
-
-def _table(title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("what")
-    # Whole URLs where the width allows (they are for copying); folded, never cut, where not.
-    table.add_column("where", no_wrap=True, overflow="fold")
-    return table
-
-
-def _shown(path: Path) -> str:
-    """A path as the operator would type it: relative to the current folder when inside it."""
-    path = path.resolve()
-    with contextlib.suppress(ValueError):
-        return str(path.relative_to(Path.cwd())) or "."
-    return str(path)
-
-
-def _masked(dsn: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", dsn)
-
-
-def _up_sqs(stack_dir: Path, requested_port: int) -> tuple[int, int, bool]:
-    """(pid, port, started) of the stack's SQS server; launched, not yet waited for."""
-    running = running_sqs_server(stack_dir)
-    if running is not None:
-        _say(f"SQS server already running on port {running[1]} (pid {running[0]}); reusing it")
-        return running[0], running[1], False
-    port = _pick_port("the SQS server", requested_port)
-    return launch_sqs_server(stack_dir, port), port, True
-
-
-def _up_postgres(stack_dir: Path, requested_port: int, *taken: int) -> int:
-    data_dir = stack_dir / PG_DATA_DIR
-    running = running_postgres(data_dir)
-    if running is not None:
-        _say(f"PostgreSQL already running on port {running[1]} (pid {running[0]}); reusing it")
-        return running[1]
-    # The SQS server and kinesis-mock may not listen yet: keep their ports out of the choice.
-    port = _pick_port("PostgreSQL", requested_port, exclude=taken)
-    initialised = (data_dir / "PG_VERSION").exists()
-    start_postgres(data_dir, port, log_file=stack_dir / PG_LOG_FILE)
-    _say(f"PostgreSQL started on port {port}" + ("" if initialised else " (new data folder)"))
-    return port
-
-
-def _up_kinesis_mock(
-    stack_dir: Path, mode: str, requested_port: int, exclude: tuple[int, ...]
-) -> tuple[int, int, bool] | None:
-    """(pid, port, started) of the stack's kinesis-mock, launched, not yet waited for; None when
-    the stream goes on moto. Only `--kinesis kinesis-mock` fails when it cannot run."""
-    running = running_kinesis_mock(stack_dir)
-    if mode == "moto":
-        if running is not None:
-            stop_kinesis_mock(stack_dir)
-            _say(f"kinesis-mock stopped (was on port {running[1]}): the stream goes on moto")
-        return None
-    if running is not None:
-        _say(f"kinesis-mock already running on port {running[1]} (pid {running[0]}); reusing it")
-        return running[0], running[1], False
-    missing = kinesis_mock_missing()
-    if missing:
-        if mode == "kinesis-mock":
-            raise StackError(f"cannot start kinesis-mock: {missing}")
-        _say(f"{missing}: the stream goes on the SQS server (moto)")
-        return None
-    port = _pick_port("kinesis-mock", requested_port, exclude)
-    return launch_kinesis_mock(stack_dir, port, exclude), port, True
-
-
-def _wait_kinesis_mock(stack_dir: Path, mode: str, launched: tuple[int, int, bool]) -> bool:
-    """True when the launched kinesis-mock answers; in auto mode a failure falls back to moto."""
-    pid, port, started = launched
-    if not started:
-        return True
-    try:
-        wait_for_kinesis_mock(stack_dir, pid, port)
-    except StackError as exc:
-        stop_kinesis_mock(stack_dir)
-        if mode == "kinesis-mock":
-            raise
-        _say(f"{exc}; the stream goes on the SQS server (moto)")
-        return False
-    _say(f"kinesis-mock started on port {port}")
-    return True
-
-
-def _up_stream(
-    stack_dir: Path, mode: str, mock: tuple[int, int, bool] | None, moto_endpoint: str
-) -> tuple[str, bool, bool]:
-    """(endpoint, on kinesis-mock, created) of the stream, created where missing; in auto mode
-    whatever goes wrong with kinesis-mock puts the stream on moto, never fails `up`."""
-    if mock is not None and _wait_kinesis_mock(stack_dir, mode, mock):
-        endpoint = kinesis_endpoint(mock[1])
-        try:
-            return endpoint, True, ensure_stream(endpoint)
-        except StackError as exc:
-            stop_kinesis_mock(stack_dir)
-            if mode == "kinesis-mock":
-                raise
-            _say(f"{exc}; kinesis-mock stopped, the stream goes on the SQS server (moto)")
-    return moto_endpoint, False, ensure_stream(moto_endpoint)
-
-
-def _seed_if_empty(endpoint: str, queue_url: str) -> str:
-    depth = queue_depth(endpoint, queue_url)
-    if depth:
-        return f"{depth} messages already (not seeded again; `loginetl-stack seed` adds more)"
-    sent = send_messages(endpoint, queue_url, load_sample_messages())
-    return f"seeded {sent} sample messages"
 
 
 @app.command()
@@ -256,51 +119,21 @@ def up(
     """
     with _reported_errors():
         stack_dir, kinesis = stack_dir.resolve(), mode.value
-        _check_writable_folder(env_file.resolve().parent, env_file)  # before starting anything
-        if kinesis == "kinesis-mock" and running_kinesis_mock(stack_dir) is None:
-            missing = kinesis_mock_missing()
-            if missing:
-                raise StackError(f"cannot start kinesis-mock: {missing}")
-        try:
-            stack_dir.mkdir(parents=True, exist_ok=True)
-            _mark_stack_dir(stack_dir)
-        except OSError as exc:
-            raise StackError(f"cannot create {stack_dir}: {exc}") from exc
-        # moto starts in the background while PostgreSQL initialises: both take seconds.
-        sqs_pid, sqs_port, sqs_started = _up_sqs(stack_dir, sqs_port)
-        # kinesis-mock (Node) starts in the background too; pick its port before PostgreSQL's.
-        mock = _up_kinesis_mock(stack_dir, kinesis, kinesis_port, exclude=(sqs_port, pg_port))
-        taken = (sqs_port,) if mock is None else (sqs_port, mock[1])
-        pg_port = _up_postgres(stack_dir, pg_port, *taken)
-        if sqs_started:
-            wait_for_sqs_server(stack_dir, sqs_pid, sqs_port)
-            _say(f"SQS server started on port {sqs_port}")
-        endpoint = sqs_endpoint(sqs_port)
-        queue_url, dlq_url = ensure_queues(endpoint)
-        seeded = _seed_if_empty(endpoint, queue_url)
-        stream_endpoint, on_mock, created = _up_stream(stack_dir, kinesis, mock, endpoint)
-        mask_key = read_env_file(env_file).get("LOGINETL_MASK_KEY") or secrets.token_hex(32)
-        settings = stack_settings(sqs_port, pg_port, mask_key, stream_endpoint)
-        merge_env_file(env_file, settings)
-
-        table = _table("loginetl local stack")
-        table.add_row("SQS server (moto)", endpoint)
-        table.add_row(QUEUE_NAME, queue_url)
-        table.add_row(DLQ_NAME, dlq_url)
-        table.add_row(f"Kinesis ({'kinesis-mock' if on_mock else 'moto'})", stream_endpoint)
-        table.add_row(STREAM_NAME, f"{stream_shards(stream_endpoint)} shards")
-        table.add_row("PostgreSQL", _masked(settings["LOGINETL_DATABASE_URL"]))
-        table.add_row("settings", _shown(env_file))
-        console.print(table)
-        _say(f"{QUEUE_NAME}: {seeded}")
-        _say(
-            f"{STREAM_NAME}: {'created' if created else 'exists'}; fill it with "
-            "`loginetl-stack seed --stream`, read it with `loginetl run --stream login-stream`"
-        )
-        _say(f"settings written to {_shown(env_file)} (mask key and password not shown)")
-        logs = [SQS_LOG_FILE, PG_LOG_FILE] + ([KINESIS_LOG_FILE] if on_mock else [])
-        _say("logs: " + ", ".join(_shown(stack_dir / log) for log in logs))
-        _say("Stop it with: loginetl-stack down   (add --purge to delete its data)")
+        check_before_starting(stack_dir, env_file, kinesis)
+        make_stack_dir(stack_dir)
+        # The SQS server and kinesis-mock start in the background while PostgreSQL initialises;
+        # the ports of those not listening yet are kept out of the later choices.
+        sqs = start_sqs(stack_dir, sqs_port)
+        mock = start_kinesis_mock(stack_dir, kinesis, kinesis_port, (sqs.port, pg_port))
+        taken = (sqs.port,) if mock is None else (sqs.port, mock.port)
+        pg_port = start_database(stack_dir, pg_port, *taken)
+        endpoint = wait_for_sqs(stack_dir, sqs)
+        queues = ensure_queues(endpoint)
+        seeded = seed_if_empty(endpoint, queues[0])
+        stream = create_stream(stack_dir, kinesis, mock, endpoint)
+        dsn = write_env(env_file, sqs.port, pg_port, stream.endpoint)
+        show_stack(endpoint, queues, stream, dsn, env_file)
+        say_what_next(stack_dir, env_file, seeded, stream)
 
 
 @app.command()
@@ -315,28 +148,28 @@ def down(
     with _reported_errors():
         stack_dir = stack_dir.resolve()
         if not stack_dir.exists():
-            _say(f"no stack in {stack_dir}; nothing to stop")
+            say(f"no stack in {stack_dir}; nothing to stop")
             return
-        if purge and not _is_stack_dir(stack_dir) and any(stack_dir.iterdir()):
-            raise StackError(f"refusing to remove {stack_dir}: it is not a loginetl stack folder")
+        if purge:
+            check_purgeable(stack_dir)  # before stopping anything
         postgres = running_postgres(stack_dir / PG_DATA_DIR)
         if postgres is None:
-            _say("PostgreSQL is not running")
+            say("PostgreSQL is not running")
         else:
             stop_postgres(stack_dir / PG_DATA_DIR)
-            _say(f"PostgreSQL stopped (was on port {postgres[1]})")
+            say(f"PostgreSQL stopped (was on port {postgres[1]})")
         sqs = running_sqs_server(stack_dir)
         stop_sqs_server(stack_dir)  # also clears stale pid files
         if sqs is None:
-            _say("SQS server is not running")
+            say("SQS server is not running")
         else:
-            _say(f"SQS server stopped (was on port {sqs[1]})")
+            say(f"SQS server stopped (was on port {sqs[1]})")
         mock = running_kinesis_mock(stack_dir)
         stop_kinesis_mock(stack_dir)  # also clears stale pid files
         if mock is not None:
-            _say(f"kinesis-mock stopped (was on port {mock[1]})")
+            say(f"kinesis-mock stopped (was on port {mock[1]})")
         if purge and purge_stack_dir(stack_dir):
-            _say(f"removed {stack_dir}")
+            say(f"removed {stack_dir}")
 
 
 @app.command()
@@ -345,47 +178,49 @@ def status(stack_dir: DirOption = Path(".loginetl-stack")) -> None:
     with _reported_errors():
         stack_dir = stack_dir.resolve()
         if not stack_dir.exists():
-            _say(f"no stack in {stack_dir}; start one with: loginetl-stack up")
+            say(f"no stack in {stack_dir}; start one with: loginetl-stack up")
             return
         sqs = running_sqs_server(stack_dir)
         postgres = running_postgres(stack_dir / PG_DATA_DIR)
-        _say(f"stack folder: {_shown(stack_dir)}")
+        say(f"stack folder: {shown(stack_dir)}")
         if sqs is None:
-            _say("SQS server (moto): stopped")
+            say("SQS server (moto): stopped")
         else:
             endpoint = sqs_endpoint(sqs[1])
-            _say(f"SQS server (moto): running on {endpoint} (port {sqs[1]}, pid {sqs[0]})")
+            say(f"SQS server (moto): running on {endpoint} (port {sqs[1]}, pid {sqs[0]})")
             for name in (QUEUE_NAME, DLQ_NAME):
                 try:
                     depth = f"{queue_depth(endpoint, f'{endpoint}/{ACCOUNT_ID}/{name}')} messages"
                 except StackError:
                     depth = "missing"
-                _say(f"  {name}: {depth}")
+                say(f"  {name}: {depth}")
         _status_stream(stack_dir, sqs)
         if postgres is None:
-            _say("PostgreSQL: stopped")
+            say("PostgreSQL: stopped")
         else:
-            dsn = _masked(_dsn(PG_PASSWORD, postgres[1]))
-            _say(f"PostgreSQL: running on {dsn} (port {postgres[1]}, pid {postgres[0]})")
+            dsn = redact_dsn(postgres_dsn(PG_PASSWORD, postgres[1]))
+            say(f"PostgreSQL: running on {dsn} (port {postgres[1]}, pid {postgres[0]})")
 
 
 def _status_stream(stack_dir: Path, sqs: tuple[int, int] | None) -> None:
+    """Where the stream's server runs (kinesis-mock, else moto's on the SQS server), and the
+    stream's shards."""
     mock = running_kinesis_mock(stack_dir)
     if mock is not None:
         endpoint = kinesis_endpoint(mock[1])
-        _say(f"Kinesis (kinesis-mock): running on {endpoint} (port {mock[1]}, pid {mock[0]})")
+        say(f"Kinesis (kinesis-mock): running on {endpoint} (port {mock[1]}, pid {mock[0]})")
     elif sqs is not None:
         endpoint = sqs_endpoint(sqs[1])
-        _say(f"Kinesis (moto): on the SQS server, {endpoint}")
+        say(f"Kinesis (moto): on the SQS server, {endpoint}")
     else:
-        _say("Kinesis: stopped")
+        say("Kinesis: stopped")
         return
     try:
         shards = stream_shards(endpoint)
-        shown = "missing" if shards is None else f"{shards} shards"
+        found = "missing" if shards is None else f"{shards} shards"
     except StackError:
-        shown = "missing"
-    _say(f"  {STREAM_NAME}: {shown}")
+        found = "missing"
+    say(f"  {STREAM_NAME}: {found}")
 
 
 def _stack_endpoint(stack_dir: Path, env_file: Path, stream: bool) -> str:
@@ -410,7 +245,7 @@ def _seed_stream(stack_dir: Path, env_file: Path, settings: dict[str, str]) -> N
         stack_dir, env_file, stream=True
     )
     sent = put_records(endpoint, load_sample_messages())
-    _say(f"put {sent} sample records on the stream {STREAM_NAME} at {endpoint}")
+    say(f"put {sent} sample records on the stream {STREAM_NAME} at {endpoint}")
 
 
 @app.command()
@@ -445,7 +280,7 @@ def seed(
                 f"no AWS_ENDPOINT_URL in {env_file}: seed only sends to a local SQS server"
             )
         sent = send_messages(endpoint, queue_url, load_sample_messages())
-        _say(f"sent {sent} sample messages to {queue_url}")
+        say(f"sent {sent} sample messages to {queue_url}")
 
 
 def main() -> None:

