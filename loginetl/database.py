@@ -4,8 +4,10 @@ with backoff (the work it runs must be safe to repeat)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
+import os
 import random
 import threading
 import time
@@ -14,8 +16,9 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg2
+import psycopg2.extensions
 
-from .config import database_location, redact
+from .config import database_location, redact, remember_secret
 from .errors import CertificateError, ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)
@@ -25,11 +28,17 @@ BASE_BACKOFF = 0.5  # seconds before the first reconnect, doubling up to MAX_BAC
 MAX_BACKOFF = 30.0
 
 
+IAM_AUTH_ENV = "LOGINETL_DATABASE_IAM_AUTH"  # 1: sign in to RDS with an IAM token
+# Below `require`, libpq may send the password (here the token) over a plain connection.
+_WITHOUT_TLS = ("disable", "allow", "prefer")
+
+
 def connect(database_url: str, timeout: int = 10):
     location = database_location(database_url)
     try:
         connection = psycopg2.connect(
             database_url,
+            **iam_auth(database_url),
             connect_timeout=timeout,
             application_name="loginetl",
             # Notice a peer that vanished without closing (network cut) within ~30 s.
@@ -48,6 +57,55 @@ def connect(database_url: str, timeout: int = 10):
     except psycopg2.ProgrammingError as error:
         raise ConfigError(f"invalid database URL for {location}: {first_line(error)}") from None
     return connection
+
+
+def iam_auth(database_url: str) -> dict:
+    """With LOGINETL_DATABASE_IAM_AUTH=1, what signs this connection in to RDS: a fresh IAM
+    token as the password (botocore signs it locally; it is valid 15 minutes, so each new
+    connection takes a new one), and TLS, without which RDS refuses a token. Else nothing."""
+    if os.environ.get(IAM_AUTH_ENV, "").strip().lower() not in ("1", "true", "yes"):
+        return {}
+    try:
+        fields = psycopg2.extensions.parse_dsn(database_url)
+    except psycopg2.ProgrammingError as error:
+        raise ConfigError(f"invalid database URL: {first_line(error)}") from None
+    sslmode = fields.get("sslmode", "require")
+    if sslmode in _WITHOUT_TLS:
+        raise ConfigError(
+            f"{IAM_AUTH_ENV}=1 sends an IAM token as the password: it needs TLS (sslmode "
+            f"require, verify-ca or verify-full), not sslmode={sslmode}"
+        )
+    host, user = fields.get("host"), fields.get("user")
+    if not host or not user:
+        raise ConfigError(f"{IAM_AUTH_ENV}=1 needs the database URL's host and user to sign")
+    region = _rds_region(host)
+    token = _rds_client(region).generate_db_auth_token(
+        DBHostname=host, Port=int(fields.get("port", 5432)), DBUsername=user, Region=region
+    )
+    remember_secret(token)
+    return {"password": token, "sslmode": sslmode}
+
+
+def _rds_region(host: str) -> str:
+    """AWS_REGION, AWS_DEFAULT_REGION or the profile's region, else the one in an RDS host name
+    (NAME.ID.REGION.rds.amazonaws.com)."""
+    import boto3
+
+    region = boto3.session.Session().region_name
+    labels = host.split(".")
+    if not region and len(labels) > 4 and labels[-3:-1] == ["rds", "amazonaws"]:
+        region = labels[2]
+    if not region:
+        raise ConfigError(f"{IAM_AUTH_ENV}=1 needs a region: set AWS_REGION")
+    return region
+
+
+@functools.cache
+def _rds_client(region: str):
+    """One RDS client a region for the process: a token is signed locally, no request sent."""
+    import boto3
+
+    return boto3.session.Session().client("rds", region_name=region)
 
 
 # libpq's words for a certificate that does not verify (wrong CA, wrong host name, expired),

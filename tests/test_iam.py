@@ -27,7 +27,11 @@ STREAM_ROLES = {
 # The last part of each ARN in the policies: which of the test's queues or stream it stands for.
 RESOURCES = {
     "login-queue": "source", "login-queue-dlq": "dlq", "logins-dlq": "dlq", "stream/logins": "stream",
+    "dbuser:db-LOGINETLEXAMPLE/loginetl_writer": "database",
 }  # fmt: skip
+# Roles whose commands connect to PostgreSQL: with LOGINETL_DATABASE_IAM_AUTH=1 they sign in
+# with a token (rds-db:connect), which botocore signs locally: no API call to record.
+DATABASE_ROLES = ("service", "stream")
 VALID = [json.dumps(m) for m in sample_messages() if "user_id" in m]
 
 
@@ -67,7 +71,7 @@ def granted(document: dict, service: str | None = None) -> set[tuple[str, str]]:
     found = set()
     for statement in document["Statement"]:
         for resource in statement["Resource"]:
-            which = RESOURCES[resource.rsplit(":", 1)[1]]
+            which = RESOURCES[resource.split(":", 5)[5]]
             found |= {(action, which) for action in statement["Action"]}
     return {grant for grant in found if service is None or grant[0].startswith(f"{service}:")}
 
@@ -120,7 +124,7 @@ def test_the_stream_policies_grant_exactly_what_the_stream_commands_call(
            env=env, stream=stream)  # fmt: skip
     assert queues.count(queues.dlq_url) == 0  # the poison record went back to the stream
     stream_calls = set().union(*(recorded[command] for command in STREAM_ROLES["stream"]))
-    exactly("stream", stream_calls, granted(policy("stream")))
+    exactly("stream", stream_calls, granted(policy("stream")) - granted(policy("stream"), "rds-db"))
     [replay] = STREAM_ROLES["operations"]
     kinesis = {call for call in recorded[replay] if call[0].startswith("kinesis:")}
     exactly("operations", kinesis, granted(policy("operations"), "kinesis"))
@@ -140,7 +144,7 @@ def test_policies_are_well_formed_with_no_wildcards(role):
         for value in [*statement["Action"], *statement["Resource"]]:
             assert "*" not in value and "?" not in value, value
         (service,) = {action.split(":")[0] for action in statement["Action"]}
-        assert service in ("sqs", "kinesis")
+        assert service in ("sqs", "kinesis", "rds-db")
         for resource in statement["Resource"]:
             assert resource.startswith(f"arn:aws:{service}:eu-west-1:123456789012:"), resource
 
@@ -155,7 +159,14 @@ def test_the_service_policy_names_the_deployments_queue():
     account, name = url.rsplit("/", 2)[1:]
     arn = f"arn:aws:sqs:{region_from_queue_url(url)}:{account}:{name}"
     resources = {r for s in policy("service")["Statement"] for r in s["Resource"]}
-    assert {arn, f"{arn}-dlq"} == resources
+    assert {arn, f"{arn}-dlq"} == {r for r in resources if r.startswith("arn:aws:sqs:")}
+
+
+@pytest.mark.parametrize("role", [*ROLES, "stream"])
+def test_the_roles_that_use_the_database_may_sign_in_to_it_with_iam(role):
+    """The writer's database user, and nothing else; roles without the database get none."""
+    expected = {("rds-db:connect", "database")} if role in DATABASE_ROLES else set()
+    assert granted(policy(role), "rds-db") == expected
 
 
 def test_the_kubernetes_readme_points_at_the_files_instead_of_a_copy():
