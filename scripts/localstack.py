@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LocalStack's SQS on loopback, without Docker: for scripts/bench.py, or by hand.
+"""LocalStack's SQS on loopback, without Docker: for benchmarks/, or by hand.
 
     python scripts/localstack.py up [--port 4566]   # install if needed, start, print the endpoint
     python scripts/localstack.py status

@@ -3,7 +3,7 @@
 The proxy sits between loginetl and a real server (PostgreSQL or the SQS server). `cut()` drops
 every open connection and refuses new ones, as a crashed or unreachable server does;
 `restore()` listens again on the same port. With `delay`, every byte waits that long in each
-direction, as over a network with a round trip of twice the delay (scripts/bench.py --rtt).
+direction, as over a network with a round trip of twice the delay (`python -m benchmarks --rtt`).
 """
 
 from __future__ import annotations

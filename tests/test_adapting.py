@@ -1,7 +1,7 @@
 """Adaptive receivers and request accounting: the policy on its own, then `run` against a real
 SQS server (moto's, behind RecordingSqs, which counts what reaches it): it grows under a backlog,
 shrinks to one long-polling receiver when idle, and counts every request by action in /metrics.
-Speed itself is measured by scripts/bench.py --rtt, never asserted here."""
+Speed itself is measured by `python -m benchmarks --rtt`, never asserted here."""
 
 import json
 import time

@@ -34,17 +34,17 @@ NOT_RUN = {
     "init-db, run) are each run here",
     "awslocal sqs receive-message": "LocalStack's CLI, against the Docker setup (no Docker here)",
     "psql -h localhost -p 5432": "against the stack's PostgreSQL on 5432, asks for a password",
-    ".venv/bin/python scripts/bench.py --messages 10000 100000": "the benchmark: minutes of load "
+    ".venv/bin/python -m benchmarks --messages 10000 100000": "the benchmark: minutes of load "
     "on LocalStack; it checks every run itself",
-    ".venv/bin/python scripts/bench.py --stream": "the stream benchmark: minutes of load on "
+    ".venv/bin/python -m benchmarks --stream": "the stream benchmark: minutes of load on "
     "kinesis-mock; it checks every run itself",
     "python3 scripts/kinesis.py up": "starts kinesis-mock on a fixed port, for an operator; the "
     "tests start it on a free port (tests/conftest.py) through the same script",
     "export AWS_ENDPOINT_URL_KINESIS": "sets the shell's environment for the lines that follow",
     "python3 scripts/kinesis.py down": "stops the server the `up` line started",
-    ".venv/bin/python scripts/fuzz_run.py --bodies 10000": "10,000 bodies on LocalStack: a minute "
+    ".venv/bin/python -m benchmarks.fuzz --bodies 10000": "10,000 bodies on LocalStack: a minute "
     "or two of load; it checks its run itself (its figures in the README)",
-    ".venv/bin/python scripts/bench.py --messages 20000 --rtt": "the benchmark at real round "
+    ".venv/bin/python -m benchmarks --messages 20000 --rtt": "the benchmark at real round "
     "trips: half an hour of load on LocalStack behind a latency proxy; it checks every run",
     ".venv/bin/mutmut run": "mutation testing: minutes of the fast tests run once per mutant",
     ".venv/bin/mutmut results": "reads what a mutmut run left in mutants/",

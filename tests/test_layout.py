@@ -10,7 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 MAX_MODULE_LINES = 500
 MAX_CLASS_LINES = 160
 MAX_FUNCTION_BODY_LINES = 80
-SOURCES = sorted([*(ROOT / "loginetl").rglob("*.py"), *(ROOT / "scripts").glob("*.py")])
+SOURCES = sorted(
+    [*(ROOT / "loginetl").rglob("*.py"), *(ROOT / "scripts").glob("*.py"),
+     *(ROOT / "benchmarks").glob("*.py")]
+)
 
 
 def test_the_package_lives_at_the_top_level():
@@ -54,3 +57,10 @@ def test_each_cli_module_is_named_after_the_one_command_it_holds():
     assert len(found) == 11
     assert not (ROOT / "loginetl" / "render.py").exists()  # the CLI's rooms are under cli/
     assert not (ROOT / "loginetl" / "logs.py").exists()
+
+
+def test_the_benchmarks_are_a_package_joined_by_imports_not_sys_path():
+    assert (ROOT / "benchmarks" / "__init__.py").is_file()
+    assert not list((ROOT / "scripts").glob("bench*.py"))
+    for path in (ROOT / "benchmarks").glob("*.py"):
+        assert "sys.path.insert" not in path.read_text(), path.name

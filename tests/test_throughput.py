@@ -1,5 +1,5 @@
 """The concurrent pipeline (several receivers, deletes in parallel with receives) keeps every
-guarantee. Speed itself is measured by scripts/bench.py, never asserted here."""
+guarantee. Speed itself is measured by `python -m benchmarks`, never asserted here."""
 
 import json
 

@@ -16,12 +16,12 @@ machine the figures move by 10-20% from one round to the next: --repeat R report
 
 Example:
 
-    .venv/bin/python scripts/bench.py --messages 10000 100000 --concurrency 4
-    .venv/bin/python scripts/bench.py --messages 2000 --json
-    .venv/bin/python scripts/bench.py --endpoint-url http://127.0.0.1:4566   # an SQS already up
-    .venv/bin/python scripts/bench.py --messages 20000 --py-spy /tmp/profiles  # where time goes
-    .venv/bin/python scripts/bench.py --stream --messages 50000 --shards 4 16  # run --stream
-    .venv/bin/python scripts/bench.py --messages 20000 --rtt 0 20 50  # at real SQS latency
+    .venv/bin/python -m benchmarks --messages 10000 100000 --concurrency 4
+    .venv/bin/python -m benchmarks --messages 2000 --json
+    .venv/bin/python -m benchmarks --endpoint-url http://127.0.0.1:4566   # an SQS already up
+    .venv/bin/python -m benchmarks --messages 20000 --py-spy /tmp/profiles  # where time goes
+    .venv/bin/python -m benchmarks --stream --messages 50000 --shards 4 16  # run --stream
+    .venv/bin/python -m benchmarks --messages 20000 --rtt 0 20 50  # at real SQS latency
 
 Without --endpoint-url it starts LocalStack itself (scripts/localstack.py, no Docker) and stops
 it afterwards. It creates a fresh database (dropped afterwards) and fresh queues (deleted).
@@ -30,17 +30,16 @@ Then the costs of the privacy operations (issue 12): masking CPU per message in 
 (target: siv within 2x), and rekey throughput on --rekey-rows siv rows. `--privacy-only`
 measures just those (PostgreSQL only, no SQS server):
 
-    .venv/bin/python scripts/bench.py --privacy-only --rekey-rows 100000
+    .venv/bin/python -m benchmarks --privacy-only --rekey-rows 100000
 
-With --rtt, instead: the bench at real round-trip times on the first --messages N (bench_rtt.py):
+With --rtt, instead: the bench at real round-trip times on the first --messages N (rtt.py):
 bare consumers, `run` with its defaults and with each --fixed concurrency, behind a proxy that
 delays each direction, and CPU per message; issue 13's targets marked met or not met. The CPU
 figures move with the machine: --repeat 3 measures three rounds of every consumer, one after
 the other, and reports the median of the rounds' own ratios.
 
-This file is the command line; the set-up is in bench_setup.py, the measurements in
-bench_measure.py and bench_privacy.py, and the report (results, targets, tables, JSON) in
-bench_report.py.
+This file is the command line; the set-up is in environment.py, the measurements in
+measure.py and privacy.py, and the report (results, targets, tables, JSON) in report.py.
 """
 
 from __future__ import annotations
@@ -53,13 +52,12 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings: scripts/ is no package
 
-import bench_privacy  # noqa: E402
-from bench_measure import measure_naive, measure_size  # noqa: E402
-from bench_report import print_json, print_privacy, print_tables, results  # noqa: E402
-from bench_rtt import measure_rtts, print_rtt_tables, rtt_results  # noqa: E402
-from bench_setup import (  # noqa: E402
+from . import privacy
+from .measure import measure_naive, measure_size
+from .report import print_json, print_privacy, print_tables, results
+from .rtt import measure_rtts, print_rtt_tables, rtt_results
+from .environment import (
     byte_compile_loginetl,
     child_environment,
     fresh_database,
@@ -90,8 +88,8 @@ INTEGER_OPTIONS = {
 def privacy_costs(args: argparse.Namespace) -> dict:
     """Issue 12's costs, on a fresh database of their own."""
     with fresh_database(args.database_url) as database:
-        return bench_privacy.measure(
-            database, args.mask_messages, args.rekey_rows, bench_privacy.REKEY_BATCH
+        return privacy.measure(
+            database, args.mask_messages, args.rekey_rows, privacy.REKEY_BATCH
         )
 
 
@@ -128,7 +126,7 @@ def add_integer_options(parser: argparse.ArgumentParser, *flags: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Example: .venv/bin/python scripts/bench.py --messages 10000 100000 --concurrency 4",
+        epilog="Example: .venv/bin/python -m benchmarks --messages 10000 100000 --concurrency 4",
     )
     parser.add_argument(
         "--messages", type=int, nargs="+", default=[10_000, 100_000], metavar="N",
@@ -182,8 +180,8 @@ def interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if "--stream" in argv:  # `run --stream` against bare GetRecords: bench_stream.py
-        from bench_stream import main as bench_stream
+    if "--stream" in argv:  # `run --stream` against bare GetRecords: stream.py
+        from .stream import main as bench_stream
 
         return bench_stream([arg for arg in argv if arg != "--stream"])
     args = parse_args(argv)

@@ -8,7 +8,7 @@ PostgreSQL, a fresh stream of S shards holding N records (1% invalid):
                    the tip, each record's data parsed as JSON, no database: the most a consumer
                    gets out of this endpoint. Its own process (loginetl's Kinesis client),
                    records/s from wall time, start-up included as for the run (the target's
-                   basis, as scripts/bench_bare.py is for SQS); also measured in this process,
+                   basis, as benchmarks/bare.py is for SQS); also measured in this process,
                    start-up excluded, for reference;
   loginetl run     `run --stream` as a subprocess: records/s from wall time, its peak RSS;
                    rows and the dead-letter queue (LocalStack, scripts/localstack.py) checked
@@ -27,8 +27,8 @@ profile it (its peak RSS is then py-spy's).
 
 Example:
 
-    .venv/bin/python scripts/bench.py --stream --messages 50000 --shards 4 16 --repeat 3
-    .venv/bin/python scripts/bench_stream.py --messages 5000 --shards 4 --json
+    .venv/bin/python -m benchmarks --stream --messages 50000 --shards 4 16 --repeat 3
+    .venv/bin/python -m benchmarks.stream --messages 5000 --shards 4 --json
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ from pathlib import Path
 
 import boto3
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings: scripts/ is no package
 
-import kinesis as kinesis_mock  # noqa: E402
-from loginetl.stream.client import kinesis_client  # noqa: E402
-from loginetl.stream.reading import MAX_RECORDS  # noqa: E402
-from bench_setup import (  # noqa: E402
+from scripts import kinesis as kinesis_mock
+from loginetl.stream.client import kinesis_client
+from loginetl.stream.reading import MAX_RECORDS
+from .environment import (
     LOGINETL,
+    REPO,
     byte_compile_loginetl,
     child_environment,
     fresh_database,
@@ -137,9 +137,9 @@ def bare_in_process(client, stream: str) -> float:
 def bare_process(endpoint: str, stream: str) -> tuple[float, float]:
     """(records per second, CPU seconds) of `bare` as its own process, from wall time and
     wait4: start-up included, as for `loginetl run`, with the same Kinesis client."""
-    command = [sys.executable, __file__, "--bare", stream, "--endpoint", endpoint]
+    command = [sys.executable, "-m", "benchmarks.stream", "--bare", stream, "--endpoint", endpoint]
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.monotonic() - started

@@ -1,5 +1,5 @@
 """The bench's report: the results as one dict (the figures, the ratios, issue 5's targets met
-or not), printed as rich tables or as JSON. For scripts/bench.py."""
+or not), printed as rich tables or as JSON. For python -m benchmarks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench_measure import SizeResult
-from bench_setup import Rate
+from .measure import SizeResult
+from .environment import Rate
 
 # Issue 5's targets.
 RUN_VS_BARE = 0.9
@@ -26,7 +26,7 @@ def results(args, endpoint: str, naive: Rate, sizes: list[SizeResult]) -> dict:
     largest = max(rows, key=lambda row: row["messages"])
     growth = largest["peak_rss_mb"] / smallest["peak_rss_mb"] if len(rows) > 1 else None
     return {
-        "command": " ".join([".venv/bin/python", "scripts/bench.py", *sys.argv[1:]]),
+        "command": " ".join([".venv/bin/python", "-m", "benchmarks", *sys.argv[1:]]),
         "endpoint": endpoint,
         "loginetl_revision": args.revision,
         "concurrency": args.concurrency,

@@ -1,4 +1,4 @@
-"""The costs of the privacy operations (issue 12), for scripts/bench.py: masking CPU per message in
+"""The costs of the privacy operations (issue 12), for python -m benchmarks: masking CPU per message in
 siv vs hmac mode (validate + mask, the loader's own transform, on the same bodies), and rekey
 throughput on a table of siv rows under a retired key (the real service, batch by batch)."""
 

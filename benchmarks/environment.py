@@ -1,5 +1,5 @@
 """The bench's set-up: the SQS endpoint (LocalStack or a given one), the database, the queues,
-the messages and their seeding, and the CPU a process has used. For scripts/bench.py."""
+the messages and their seeding, and the CPU a process has used. For python -m benchmarks."""
 
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
-from bench_bare import RECEIVE_WAIT, REGION, sqs_client  # noqa: F401 (the bench's, from here)
+from .bare import RECEIVE_WAIT, REGION, sqs_client  # noqa: F401 (the bench's, from here)
 from rich.console import Console
 
 REPO = Path(__file__).resolve().parent.parent
 LOGINETL = REPO / ".venv" / "bin" / "loginetl"
-BARE = REPO / "scripts" / "bench_bare.py"
+BARE = REPO / "benchmarks" / "bare.py"  # run as a file: it imports boto3 alone
 SAMPLE = REPO / "loginetl" / "data" / "sample_data.json"
 INVALID_EVERY = 100  # one message in a hundred is invalid: 1%
 

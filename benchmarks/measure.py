@@ -1,6 +1,6 @@
 """The bench's measurements: the bare drain, the naive loop and `loginetl run` (as a subprocess,
 with its peak RSS and, optionally, py-spy), the checks of every run, and the rounds of each
-queue size. For scripts/bench.py."""
+queue size. For python -m benchmarks."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import boto3
 import psycopg2
 
-from bench_setup import (
+from .environment import (
     BARE,
     LOGINETL,
     RECEIVE_WAIT,
@@ -88,7 +88,7 @@ def median(items: list, key):
 
 
 def bare_drain(endpoint_url: str, queue_url: str, concurrency: int) -> Rate:
-    """scripts/bench_bare.py as a process of its own: its rate, and its CPU time from wait4."""
+    """benchmarks/bare.py as a process of its own: its rate, and its CPU time from wait4."""
     command = [sys.executable, str(BARE), endpoint_url, queue_url, str(concurrency)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)

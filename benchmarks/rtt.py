@@ -1,4 +1,4 @@
-"""The bench at real round-trip times (scripts/bench.py --rtt): loopback hides the ~20 ms an
+"""The bench at real round-trip times (python -m benchmarks --rtt): loopback hides the ~20 ms an
 in-region SQS call takes, so for each RTT a TcpProxy (tests/faults.py) delaying each direction
 by half of it stands between the consumers and the SQS server (seeding goes around it). On
 freshly seeded queues of --messages N each: the bare consumer at --concurrency threads and at
@@ -25,11 +25,10 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.table import Table
 
-from bench_measure import RunResult, measure_bare, measure_run, median
-from bench_setup import REPO, Endpoint, Rate, console
+from .measure import RunResult, measure_bare, measure_run, median
+from .environment import Endpoint, Rate, console
 
-sys.path.insert(0, str(REPO))  # tests/faults.py holds the proxy the fault tests use
-from tests.faults import TcpProxy  # noqa: E402
+from tests.faults import TcpProxy
 
 BARE_WIDE = 16  # the adaptive receivers' ceiling (loginetl/pipeline/adapting.py)
 DEFAULTS_VS_BEST = 0.9  # issue 13: at 20 and 50 ms, defaults >= 0.9 x the best fixed
@@ -110,7 +109,7 @@ def measure_rtts(sqs, endpoint: Endpoint, database: str, environment: dict, args
 def rtt_results(args, endpoint: str, found: list[RttResult]) -> dict:
     rows = [rtt_row(result, args.concurrency) for result in found]
     return {
-        "command": " ".join([".venv/bin/python", "scripts/bench.py", *sys.argv[1:]]),
+        "command": " ".join([".venv/bin/python", "-m", "benchmarks", *sys.argv[1:]]),
         "endpoint": endpoint,
         "loginetl_revision": args.revision,
         "messages": args.messages[0],

@@ -10,8 +10,8 @@ transform in this process, so the expected split between rows and dead letters i
 
 Example:
 
-    .venv/bin/python scripts/fuzz_run.py --bodies 10000
-    .venv/bin/python scripts/fuzz_run.py --bodies 2000 --seed 7 --json
+    .venv/bin/python -m benchmarks.fuzz --bodies 10000
+    .venv/bin/python -m benchmarks.fuzz --bodies 2000 --seed 7 --json
 
 Without --endpoint-url it starts LocalStack (scripts/localstack.py, no Docker) and stops it
 afterwards; it makes a fresh database on --database-url's server and fresh queues, and removes
@@ -30,12 +30,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime, timezone
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings: scripts/ is no package
 
-from bench_measure import check_run, loginetl_run  # noqa: E402
-from bench_setup import (  # noqa: E402
+from .measure import check_run, loginetl_run
+from .environment import (
     SAMPLE,
     child_environment,
     console,
@@ -46,8 +44,8 @@ from bench_setup import (  # noqa: E402
     sqs_endpoint,
 )
 
-from loginetl.masking import MaskKey  # noqa: E402
-from loginetl.transform import InvalidMessage, to_row  # noqa: E402
+from loginetl.masking import MaskKey
+from loginetl.transform import InvalidMessage, to_row
 
 ADMIN_URL = os.environ.get(
     "LOGINETL_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""The bare consumer as a process of its own, for scripts/bench.py: receive 10 and delete them
+"""The bare consumer as a process of its own, for python -m benchmarks: receive 10 and delete them
 with DeleteMessageBatch from THREADS threads, until each sees an empty receive, no database;
 prints {"messages", "seconds"} as JSON. As its own process, its CPU time (the bench reads it
 from wait4) compares with loginetl's, start-up included in both. It imports boto3 alone.
 
-    .venv/bin/python scripts/bench_bare.py ENDPOINT_URL QUEUE_URL THREADS
+    .venv/bin/python benchmarks/bare.py ENDPOINT_URL QUEUE_URL THREADS
 """
 
 from __future__ import annotations

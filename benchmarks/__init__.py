@@ -1,0 +1,1 @@
+"""loginetl's benchmarks and its fuzzer, run from the checkout's root (see README.md here)."""
