@@ -103,7 +103,7 @@ def database_location(dsn: str) -> str:
 
 def is_aws_host(url: str) -> bool:
     host = urlsplit(url).hostname or ""
-    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
 
 
 def service_endpoint(service: str, explicit: str | None) -> str | None:
@@ -173,6 +173,7 @@ class Settings:
 
     def __repr__(self) -> str:
         return (
-            f"Settings(queue_url={self.queue_url!r}, stream={self.stream!r}, dlq_url={self.dlq_url!r}, "
-            f"endpoint_url={self.endpoint_url!r}, database_url={redact_dsn(self.database_url)!r})"
+            f"Settings(queue_url={self.queue_url!r}, stream={self.stream!r}, "
+            f"dlq_url={self.dlq_url!r}, endpoint_url={self.endpoint_url!r}, "
+            f"database_url={redact_dsn(self.database_url)!r})"
         )

@@ -209,9 +209,11 @@ class Database:
             self.outage_since = time.monotonic()
             log.warning(
                 "database %s unavailable (%s); retrying for up to %g s (--retry-for)",
-                self.location, error, self.retry_for,
+                self.location,
+                error,
+                self.retry_for,
                 extra={"event": "database_unavailable", "database": self.location},
-            )  # fmt: skip
+            )
         log.debug(
             "database %s still unavailable (%s); retrying in %.1f s", self.location, error, delay
         )
@@ -222,10 +224,15 @@ class Database:
             return
         seconds, self.outage_since = time.monotonic() - self.outage_since, None
         log.warning(
-            "database %s available again after %.1f s", self.location, seconds,
-            extra={"event": "database_available", "database": self.location,
-                   "seconds": round(seconds, 3)},
-        )  # fmt: skip
+            "database %s available again after %.1f s",
+            self.location,
+            seconds,
+            extra={
+                "event": "database_available",
+                "database": self.location,
+                "seconds": round(seconds, 3),
+            },
+        )
 
     def close(self) -> None:
         if self.connection is not None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import botocore.config
@@ -134,7 +134,9 @@ def retry_config(default_mode: str) -> dict:
     if mode not in ("standard", "adaptive", "legacy"):
         raise ConfigError(f"AWS_RETRY_MODE must be standard, adaptive or legacy, not {mode!r}")
     if not attempts.isdigit() or int(attempts) < 1:
-        raise ConfigError(f"AWS_MAX_ATTEMPTS must be a whole number of at least 1, not {attempts!r}")
+        raise ConfigError(
+            f"AWS_MAX_ATTEMPTS must be a whole number of at least 1, not {attempts!r}"
+        )
     # total_max_attempts counts the first try too, as AWS_MAX_ATTEMPTS does for every AWS SDK;
     # botocore's max_attempts would count only the retries (one attempt more).
     return {"mode": mode, "total_max_attempts": int(attempts)}
@@ -173,7 +175,11 @@ def receive(
         "QueueUrl": queue_url,
         "MaxNumberOfMessages": max(1, min(max_messages, MAX_PER_CALL)),
         "WaitTimeSeconds": wait_time,
-        "MessageSystemAttributeNames": ["SentTimestamp", "ApproximateReceiveCount", "MessageGroupId"],
+        "MessageSystemAttributeNames": [
+            "SentTimestamp",
+            "ApproximateReceiveCount",
+            "MessageGroupId",
+        ],
         "MessageAttributeNames": ["All"],
     }
     if visibility_timeout is not None:
@@ -208,7 +214,11 @@ def change_visibility(
     failures = []
     for chunk in _chunks(messages, MAX_PER_CALL):
         entries = [
-            {"Id": str(index), "ReceiptHandle": message.receipt_handle, "VisibilityTimeout": timeout}
+            {
+                "Id": str(index),
+                "ReceiptHandle": message.receipt_handle,
+                "VisibilityTimeout": timeout,
+            }
             for index, message in enumerate(chunk)
         ]
         with sqs_errors("cannot change visibility on", queue_url):
@@ -308,11 +318,7 @@ def _queue_message(raw: dict) -> QueueMessage:
         message_id=raw["MessageId"],
         receipt_handle=raw["ReceiptHandle"],
         body=raw.get("Body", ""),
-        sent_at=(
-            datetime.fromtimestamp(sent_ms / 1000, tz=timezone.utc)
-            if sent_ms
-            else datetime.now(timezone.utc)
-        ),
+        sent_at=(datetime.fromtimestamp(sent_ms / 1000, tz=UTC) if sent_ms else datetime.now(UTC)),
         receive_count=int(system.get("ApproximateReceiveCount", "1")),
         attributes={
             name: value.get("StringValue", "")

@@ -75,9 +75,10 @@ def insert(
             inserted = _insert_one_by_one(connection, values, result.rejected, table)
         new = set(inserted)
         skipped = [
-            row_values[MESSAGE_ID] for row_values in values
+            row_values[MESSAGE_ID]
+            for row_values in values
             if row_values[MESSAGE_ID] not in new and row_values[MESSAGE_ID] not in result.rejected
-        ]  # fmt: skip
+        ]
         erased = _erased_among(connection, skipped) if table.has_erased_ids else set()
         result.inserted = inserted
         result.erased = [message_id for message_id in skipped if message_id in erased]
@@ -114,9 +115,16 @@ def major_version(app_version: str) -> int:
 def _values(row: LoginRow, table: TableInfo) -> tuple:
     app_version = major_version(row.app_version) if table.legacy_app_version else row.app_version
     return (
-        row.user_id, row.device_type, row.masked_ip, row.masked_device_id, row.locale,
-        app_version, row.create_date, row.message_id, row.mask_key_id,
-    )  # fmt: skip
+        row.user_id,
+        row.device_type,
+        row.masked_ip,
+        row.masked_device_id,
+        row.locale,
+        app_version,
+        row.create_date,
+        row.message_id,
+        row.mask_key_id,
+    )
 
 
 MESSAGE_ID = INSERT_COLUMNS.index("sqs_message_id")
@@ -202,7 +210,9 @@ def _copy_text(values: list[tuple]) -> str:
         elif None not in row:
             lines.append(line)
             continue
-        lines.append("\t".join(["\\N" if v is None else t for v, t in zip(row, texts)]))
+        lines.append(
+            "\t".join(["\\N" if v is None else t for v, t in zip(row, texts, strict=True)])
+        )
     lines.append("")
     return "\n".join(lines)
 

@@ -56,8 +56,8 @@ class MaskKey:
     def __init__(self, secret: str, mode: str = HMAC, env: str = MASK_KEY_ENV) -> None:
         if len(secret) < MIN_KEY_LENGTH:
             raise ConfigError(
-                f"{env} is too short: use at least {MIN_KEY_LENGTH} characters "
-                "(for example the output of `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+                f"{env} is too short: use at least {MIN_KEY_LENGTH} characters (for example "
+                "the output of `python -c 'import secrets; print(secrets.token_hex(32))'`)"
             )
         if mode not in MODES:
             raise ConfigError(f"{MASK_MODE_ENV} must be one of {', '.join(MODES)}")

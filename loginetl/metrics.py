@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -22,9 +22,13 @@ from .errors import LoginetlError
 # appears only with its first event is invisible to rate() and to the alert rules until then.
 DEAD_LETTER_REASONS = ("json", "schema", "encoding", "database")  # a reason's "category:"
 SQS_ACTIONS = (
-    "ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch", "SendMessageBatch",
-    "GetQueueAttributes", "GetQueueUrl",
-)  # fmt: skip
+    "ReceiveMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibilityBatch",
+    "SendMessageBatch",
+    "GetQueueAttributes",
+    "GetQueueUrl",
+)
 # An error's kind: its class's, or the nearest base class's that has one.
 ERROR_KINDS = {
     "CertificateError": "certificate",
@@ -108,7 +112,9 @@ class Metrics:
         self.last_receive = time.monotonic()
         self.received.inc(count)
 
-    def batch_done(self, loaded: int, duplicates: int, dead: dict[str, int], seconds: float) -> None:
+    def batch_done(
+        self, loaded: int, duplicates: int, dead: dict[str, int], seconds: float
+    ) -> None:
         self.loaded.inc(loaded)
         self.duplicates.inc(duplicates)
         for reason, count in dead.items():
@@ -198,7 +204,7 @@ class HealthCheck:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
             return None
-        except Exception as error:  # any failure means unhealthy; the reason is shown
+        except Exception as error:  # noqa: BLE001 - any failure means unhealthy; the reason is shown
             return f"database check failed: {type(error).__name__}"
         finally:
             connection.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from psycopg2 import sql
 
@@ -51,7 +51,7 @@ class PruneReport:
 
 def cutoff_for(age: str, today: date | None = None) -> date:
     """`90d`, `12w` (before today, UTC) or an ISO date: the first day kept."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     match = re.fullmatch(r"\s*(\d{1,6})\s*([dw])\s*", age)
     if match:
         days = int(match.group(1)) * (7 if match.group(2) == "w" else 1)
@@ -135,8 +135,7 @@ def _drop(connection, partition: str) -> int:
 def _delete_in_batches(connection, relation: str, cutoff: date, batch_rows: int, report) -> None:
     """DELETE at most `batch_rows` rows per transaction until none is left before the cutoff."""
     statement = sql.SQL(
-        "DELETE FROM {0} WHERE ctid IN "
-        "(SELECT ctid FROM {0} WHERE create_date < %s LIMIT %s)"
+        "DELETE FROM {0} WHERE ctid IN (SELECT ctid FROM {0} WHERE create_date < %s LIMIT %s)"
     ).format(sql.Identifier(relation))
     while True:
         with connection.cursor() as cursor:

@@ -68,13 +68,27 @@ COLUMNS = {
     "loaded_at": "timestamptz DEFAULT now()",
 }
 NOT_NULL = {
-    "user_id", "device_type", "masked_ip", "masked_device_id", "app_version", "create_date",
-    "sqs_message_id", "mask_key_id", "loaded_at",
-}  # fmt: skip
+    "user_id",
+    "device_type",
+    "masked_ip",
+    "masked_device_id",
+    "app_version",
+    "create_date",
+    "sqs_message_id",
+    "mask_key_id",
+    "loaded_at",
+}
 INSERT_COLUMNS = (
-    "user_id", "device_type", "masked_ip", "masked_device_id", "locale", "app_version",
-    "create_date", "sqs_message_id", "mask_key_id",
-)  # fmt: skip
+    "user_id",
+    "device_type",
+    "masked_ip",
+    "masked_device_id",
+    "locale",
+    "app_version",
+    "create_date",
+    "sqs_message_id",
+    "mask_key_id",
+)
 
 
 @dataclass(frozen=True)
@@ -149,9 +163,10 @@ def require_ready(connection) -> TableInfo:
     missing = [name for name in COLUMNS if name not in info.columns]
     if missing or not info.has_message_id_index:
         unique = (
-            f"table {LOADED_IDS} or function {CREATE_PARTITION}" if info.partitioned
+            f"table {LOADED_IDS} or function {CREATE_PARTITION}"
+            if info.partitioned
             else "the unique index on sqs_message_id"
-        )  # fmt: skip
+        )
         what = f"columns {', '.join(missing)}" if missing else unique
         raise ConfigError(
             f"table {TABLE} on database {location_of(connection)} lacks {what}: "
@@ -308,9 +323,7 @@ def grant(cursor, role: str, partitioned: bool) -> None:
         if cursor.fetchone()[0]:
             name = sql.Identifier(table)
             cursor.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(name, who))
-            cursor.execute(
-                sql.SQL("GRANT " + privileges + " ON TABLE {} TO {}").format(name, who)
-            )
+            cursor.execute(sql.SQL("GRANT " + privileges + " ON TABLE {} TO {}").format(name, who))
     if partitioned:
         cursor.execute(
             sql.SQL(f"GRANT EXECUTE ON FUNCTION {CREATE_PARTITION}(date) TO {{}}").format(who)

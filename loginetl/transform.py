@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from .masking import MaskKey
@@ -130,7 +130,7 @@ def mask_login(login: Login, key: MaskKey, message_id: str, sent_at: datetime) -
         masked_device_id=masked_device_id,
         locale=login.locale,
         app_version=login.app_version,
-        create_date=login.create_date or sent_at.astimezone(timezone.utc).date(),
+        create_date=login.create_date or sent_at.astimezone(UTC).date(),
         mask_key_id=key.key_id,
     )
 
@@ -141,8 +141,10 @@ def to_row(body: str, key: MaskKey, message_id: str, sent_at: datetime) -> Login
 
 # A dotted quad with no leading zeros: already its canonical spelling (the common case, and
 # ipaddress takes microseconds to say so).
-_CANONICAL_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
-                             r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")  # fmt: skip
+_CANONICAL_IPV4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+)
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -202,7 +204,7 @@ def _optional_date(value: Any) -> date | None:
         return None
     if moment.tzinfo is not None:
         try:
-            moment = moment.astimezone(timezone.utc)
+            moment = moment.astimezone(UTC)
         except OverflowError:  # its UTC day is before year 1 or after 9999: no such date
             return None
     return moment.date()

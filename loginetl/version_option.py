@@ -16,7 +16,9 @@ def _print_version(shown: bool) -> None:
 VersionOption = Annotated[
     bool,
     typer.Option(
-        "--version", help="Print loginetl's version and exit.", callback=_print_version,
+        "--version",
+        help="Print loginetl's version and exit.",
+        callback=_print_version,
         is_eager=True,
     ),
 ]

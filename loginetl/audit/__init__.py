@@ -18,16 +18,29 @@ from ..config import Settings
 from ..masking import KeyRing
 from ..results import plain
 from .checks import (
-    FAIL, Check, key_id_check, key_match_check, mask_shape_check, pii_check, reversible_check,
+    FAIL,
+    Check,
+    key_id_check,
+    key_match_check,
+    mask_shape_check,
+    pii_check,
+    reversible_check,
     siv_check,
-)  # fmt: skip
+)
 from .raw import RawLogin, RawMessage, peek_raw, raw_login, read_raw_file, unkeyed_forms
 from .table import MASK_COLUMNS, audited_columns, rows_of, scan_table, scope, siv_scan
 
 __all__ = [
-    "AuditOptions", "AuditReport", "Check", "RawLogin", "RawMessage", "raw_login",
-    "read_raw_file", "unkeyed_forms", "verify_masking",
-]  # fmt: skip
+    "AuditOptions",
+    "AuditReport",
+    "Check",
+    "RawLogin",
+    "RawMessage",
+    "raw_login",
+    "read_raw_file",
+    "unkeyed_forms",
+    "verify_masking",
+]
 
 
 @dataclass(frozen=True)

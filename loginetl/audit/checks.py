@@ -30,10 +30,7 @@ class Check:
 def mask_shape_check(column: str, scan: dict) -> Check:
     rows, bad = scan["rows"], scan[f"bad_shape {column}"]
     shapes = "64 lowercase hex characters (hmac) or siv: and base64 (siv)"
-    if bad:
-        detail = f"{bad} of {rows} rows are not {shapes}"
-    else:
-        detail = f"all {rows} rows are {shapes}"
+    detail = f"{bad} of {rows} rows are not {shapes}" if bad else f"all {rows} rows are {shapes}"
     return Check(f"{column} well-formed", FAIL if bad else PASS, rows, bad, detail)
 
 
@@ -75,9 +72,11 @@ def key_id_check(scan: dict, columns: dict[str, str], ring: KeyRing, strict: boo
         + ("" if strict else " (fails with --strict-key)")
     )
     breakdown = {
-        "other_key_ids": ids, "retired": other - unknown, "unknown": unknown,
+        "other_key_ids": ids,
+        "retired": other - unknown,
+        "unknown": unknown,
         "key_ids": scan["key ids"],
-    }  # fmt: skip
+    }
     return Check(name, FAIL if strict else WARN, rows, other, detail, breakdown)
 
 

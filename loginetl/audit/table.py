@@ -116,7 +116,7 @@ def scan_table(cursor, columns: dict[str, str], scope: sql.Composable, ring: Key
         )
     query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(aggregates.values()), scope)
     cursor.execute(query)
-    scan = dict(zip(aggregates, cursor.fetchone()))
+    scan = dict(zip(aggregates, cursor.fetchone(), strict=True))
     scan["text columns"] = text_columns
     if "mask_key_id" in columns:  # rows per key id, each the primary, retired or unknown
         cursor.execute(sql.SQL("SELECT mask_key_id, count(*) FROM {} GROUP BY 1").format(scope))
@@ -143,9 +143,11 @@ def rows_of(cursor, columns: dict[str, str], logins: list[RawLogin]) -> list[Sto
         "SELECT {}::text, user_id::text, masked_ip::text, masked_device_id::text, {}::text "
         "FROM {} WHERE {}::text = ANY(%s) OR user_id::text = ANY(%s)"
     ).format(
-        column("sqs_message_id"), column("mask_key_id"), sql.Identifier(schema.TABLE),
         column("sqs_message_id"),
-    )  # fmt: skip
+        column("mask_key_id"),
+        sql.Identifier(schema.TABLE),
+        column("sqs_message_id"),
+    )
     cursor.execute(query, (ids, users))
     return [StoredRow(*row) for row in cursor.fetchall()]
 

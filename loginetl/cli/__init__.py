@@ -12,7 +12,7 @@ way to end, render the tables, logs the log lines.
 
 # Each module registers its command on `app`; imported in the order --help lists them.
 from . import init_db, prune, run, peek, status, replay_dlq, verify_masking  # noqa: F401, I001
-from . import unmask, rekey, lookup, erase  # noqa: F401, I001
+from . import unmask, rekey, lookup, erase  # noqa: F401
 from .app import app
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from dotenv import load_dotenv
@@ -16,9 +16,9 @@ from typer._click.exceptions import ClickException  # typer vendors click (typer
 from typer.core import TyperGroup
 
 from ..version_option import VersionOption
-from .logs import LogFormat, LogLevel
 from . import logs
 from .common import option, reports_errors, stderr
+from .logs import LogFormat, LogLevel
 
 GLOBAL_EPILOG = (
     "The options of loginetl itself (--log-format, --log-level) may come before or after the "
@@ -52,7 +52,7 @@ class GlobalOptionsGroup(TyperGroup):
         try:
             result = super().main(args, prog_name, complete_var, False, **extra)
         except ClickException as error:  # a usage error, as one JSON line
-            entry = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+            entry = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds")}
             entry |= {"level": "error", "event": "usage_error", "message": error.format_message()}
             print(json.dumps(entry | {"exit_code": error.exit_code}), file=sys.stderr)
             sys.exit(error.exit_code)
@@ -113,7 +113,7 @@ app = typer.Typer(
 @app.callback()
 def main_options(
     log_level: Annotated[
-        Optional[LogLevel],
+        LogLevel | None,
         option(
             "--log-level",
             "What to log on stderr (default: info with --log-format json and for run --follow, "

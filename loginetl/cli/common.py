@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -46,20 +46,20 @@ def option(flag: str, help: str, **settings):
 QueueUrl = Annotated[str, option("--queue-url", "URL of the source SQS queue.")]
 
 # The value asked about is personal data: no env var (it would sit in .env), never echoed.
-Ip = Annotated[Optional[str], option("--ip", "Rows masked from this IP address.", envvar=None)]
+Ip = Annotated[str | None, option("--ip", "Rows masked from this IP address.", envvar=None)]
 DeviceId = Annotated[
-    Optional[str], option("--device-id", "Rows masked from this device id.", envvar=None)
+    str | None, option("--device-id", "Rows masked from this device id.", envvar=None)
 ]
-UserId = Annotated[Optional[str], option("--user-id", "Rows of this user_id.", envvar=None)]
+UserId = Annotated[str | None, option("--user-id", "Rows of this user_id.", envvar=None)]
 DlqUrl = Annotated[
-    Optional[str],
+    str | None,
     option(
         "--dlq-url",
         "Dead-letter queue URL (default: the target of the source queue's RedrivePolicy).",
     ),
 ]
 EndpointUrl = Annotated[
-    Optional[str],
+    str | None,
     option(
         "--endpoint-url",
         "SQS endpoint (default: AWS, or the queue URL's host when it is not AWS).",
@@ -67,7 +67,7 @@ EndpointUrl = Annotated[
     ),
 ]
 StreamName = Annotated[
-    Optional[str],
+    str | None,
     option(
         "--stream",
         "A Kinesis data stream to read instead of the queue (endpoint: "
@@ -194,7 +194,7 @@ def reports_errors(command):
         except KeyboardInterrupt:
             say("Interrupted.", "interrupted")
             raise typer.Exit(130) from None
-        except Exception as error:  # a bug: still one line, and nothing secret in it
+        except Exception as error:  # noqa: BLE001 - a bug: still one line, and nothing secret in it
             error_line(f"unexpected {type(error).__name__}: {error}")
             raise typer.Exit(EXIT_FAILED) from None
 

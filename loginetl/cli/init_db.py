@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 from .. import config, database, schema
 from . import render
@@ -19,14 +19,14 @@ class PartitionBy(str, Enum):
 def init_db(
     database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
     partition_by: Annotated[
-        Optional[PartitionBy],
+        PartitionBy | None,
         option(
             "--partition-by",
             "Create the table partitioned by month of create_date (new tables only).",
         ),
     ] = None,
     grant_to: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         option(
             "--grant-to",
             "Grant this existing role what run, peek, status and verify-masking need, and "

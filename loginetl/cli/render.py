@@ -74,10 +74,11 @@ def init_report(report: InitReport) -> Group:
         summary.add_row("table", f"found, {report.row_count} rows kept")
     summary.add_row("columns added", ", ".join(report.added_columns) or "none needed")
     summary.add_row(
-        "user_logins_message_ids (unique ids)" if report.partitioned
+        "user_logins_message_ids (unique ids)"
+        if report.partitioned
         else "unique index on sqs_message_id",
         "created" if report.created_index else "found",
-    )  # fmt: skip
+    )
     summary.add_row("lookup indexes", ", ".join(report.created_indexes) or "found")
     if report.legacy_app_version:
         summary.add_row(
@@ -173,9 +174,12 @@ def peek_table(result: PeekResult, width: int = NARROW) -> Group | Table:
     made = table(title, "message id", "sent (UTC)", "receives:right", "fields", "would")
     for message in result.messages:
         made.add_row(
-            safe(message.message_id), message.sent_at, str(message.receive_count),
-            _fields(message.fields), _verdict(message.verdict),
-        )  # fmt: skip
+            safe(message.message_id),
+            message.sent_at,
+            str(message.receive_count),
+            _fields(message.fields),
+            _verdict(message.verdict),
+        )
     return made
 
 
@@ -183,8 +187,10 @@ def replay_summary(summary: ReplaySummary, width: int = NARROW) -> Group:
     verb = "would move" if summary.dry_run else "moved"
     made = table(
         f"loginetl replay-dlq{' (dry run)' if summary.dry_run else ''}",
-        "what", "messages:right", show_header=False,
-    )  # fmt: skip
+        "what",
+        "messages:right",
+        show_header=False,
+    )
     made.columns[0].style = "bold"
     made.add_row("dead-letter queue", safe(summary.dlq_url))
     made.add_row("to", safe(summary.destination or "each message's source queue"))
@@ -252,8 +258,12 @@ def audit_table(report: AuditReport) -> Table:
     made = table(
         f"verify-masking: user_logins on {report.location}, {report.rows} rows ({scope}), "
         f"key id {report.key_id}",
-        "check", "result", "checked:right", "failing:right", "detail",
-    )  # fmt: skip
+        "check",
+        "result",
+        "checked:right",
+        "failing:right",
+        "detail",
+    )
     made.columns[0].style = "bold"
     made.columns[4].ratio = 5
     made.columns[0].ratio = 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Optional
+from typing import Annotated
 
 from .. import config, replay
 from ..masking import MASK_KEY_ENV, mask_key_from_env
@@ -17,7 +17,7 @@ def replay_dlq(
     queue_url: QueueUrl = None,
     dlq_url: DlqUrl = None,
     to_queue: Annotated[
-        Optional[str],
+        str | None,
         option(
             "--to-queue",
             "Send every message here (default: --queue-url; without it, the queue each "
@@ -25,7 +25,7 @@ def replay_dlq(
         ),
     ] = None,
     to_stream: Annotated[
-        Optional[str],
+        str | None,
         option(
             "--to-stream",
             "Put every message back on this Kinesis stream instead (for `run --stream`).",
@@ -34,7 +34,7 @@ def replay_dlq(
     ] = None,
     endpoint_url: EndpointUrl = None,
     max_messages: Annotated[
-        Optional[int],
+        int | None,
         option("--max-messages", "Move at most this many (default: all).", min=1),
     ] = None,
     rate: Annotated[
@@ -42,7 +42,7 @@ def replay_dlq(
         option("--rate", "Messages per second, at most 500.", min=1, max=replay.MAX_RATE),
     ] = replay.MAX_RATE,
     reason: Annotated[
-        Optional[str],
+        str | None,
         option(
             "--reason",
             "Move only messages whose recorded reason contains TEXT (any case); messages "
@@ -68,17 +68,28 @@ def replay_dlq(
         loginetl replay-dlq --dlq-url "$DLQ_URL" --to-stream logins --dry-run
     """
     options = replay.ReplayOptions(
-        queue_url=queue_url, dlq_url=dlq_url, to_queue=to_queue, to_stream=to_stream,
+        queue_url=queue_url,
+        dlq_url=dlq_url,
+        to_queue=to_queue,
+        to_stream=to_stream,
         endpoint_url=endpoint_url,
-        max_messages=max_messages, rate=rate, reason=reason, dry_run=dry_run, wait_time=wait_time,
-    )  # fmt: skip
+        max_messages=max_messages,
+        rate=rate,
+        reason=reason,
+        dry_run=dry_run,
+        wait_time=wait_time,
+    )
     # A dry run shows ip and device_id masked with the key when there is one, else as ***.
     masking = dry_run and config.secret_configured(os.environ, MASK_KEY_ENV)
     key = mask_key_from_env() if masking else None
     summary = replay.replay_dlq(options, key)
     failed = sum(summary.failed.values())
     warning = (
-        f"{failed} messages could not be moved and are still on the dead-letter queue "
-        "(see the summary)"
-    ) if failed else None  # fmt: skip
+        (
+            f"{failed} messages could not be moved and are still on the dead-letter queue "
+            "(see the summary)"
+        )
+        if failed
+        else None
+    )
     conclude(json, summary, render.replay_summary(summary, stdout.width), warning)

@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -54,25 +54,39 @@ def run(
     stream: StreamName = None,
     start_at: Annotated[
         str,
-        option("--from", "With --stream: where a shard with no checkpoint starts: "
-               "trim-horizon, latest, or at-timestamp:TIME (ISO 8601 with a zone, e.g. "
-               "at-timestamp:2026-12-01T00:00:00Z).", envvar="LOGINETL_FROM", metavar="START"),
+        option(
+            "--from",
+            "With --stream: where a shard with no checkpoint starts: "
+            "trim-horizon, latest, or at-timestamp:TIME (ISO 8601 with a zone, e.g. "
+            "at-timestamp:2026-12-01T00:00:00Z).",
+            envvar="LOGINETL_FROM",
+            metavar="START",
+        ),
     ] = "trim-horizon",
     lease_seconds: Annotated[
         float,
-        option("--lease-for", "With --stream: a shard lease not renewed for this long may "
-               "be taken by another process.", min=1, metavar="SECONDS"),
+        option(
+            "--lease-for",
+            "With --stream: a shard lease not renewed for this long may "
+            "be taken by another process.",
+            min=1,
+            metavar="SECONDS",
+        ),
     ] = stream_run.StreamOptions.lease_seconds,
     renew_seconds: Annotated[
         float,
-        option("--renewal", "With --stream: how often leases are renewed and taken.",
-               min=0.1, metavar="SECONDS"),
+        option(
+            "--renewal",
+            "With --stream: how often leases are renewed and taken.",
+            min=0.1,
+            metavar="SECONDS",
+        ),
     ] = stream_run.StreamOptions.renew_seconds,
     dlq_url: DlqUrl = None,
     endpoint_url: EndpointUrl = None,
     database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
     max_messages: Annotated[
-        Optional[int],
+        int | None,
         option(
             MAX_MESSAGES,
             "Stop after this many messages (default: when the queue is drained).",
@@ -80,7 +94,7 @@ def run(
         ),
     ] = None,
     batch_size: Annotated[
-        Optional[int],
+        int | None,
         option(
             "--batch-size",
             f"Most messages per database transaction (default {pipeline.QUEUE_BATCH_SIZE}; "
@@ -90,7 +104,7 @@ def run(
         ),
     ] = None,
     concurrency: Annotated[
-        Optional[int],
+        int | None,
         option(
             "--concurrency",
             "Receivers polling in parallel, fixed (and threads deleting committed batches). "
@@ -100,7 +114,7 @@ def run(
         ),
     ] = None,
     wait_time: Annotated[
-        Optional[int],
+        int | None,
         option(
             "--wait-time",
             "Long-poll seconds per receive (default 5, or 20 with --follow); without --follow "
@@ -114,7 +128,7 @@ def run(
         option("--follow", "Keep polling and loading as messages arrive, until SIGINT or SIGTERM."),
     ] = False,
     metrics_port: Annotated[
-        Optional[int],
+        int | None,
         option(
             "--metrics-port",
             "Serve Prometheus /metrics and /healthz on this port.",
@@ -160,9 +174,12 @@ def run(
         raise ConfigError("--lease-for must be longer than --renewal")
     start = start_position(start_at) if stream else start_at
     settings = Settings(
-        queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url,
+        queue_url=queue_url,
+        dlq_url=dlq_url,
+        endpoint_url=endpoint_url,
+        database_url=database_url,
         stream=stream,
-    )  # fmt: skip
+    )
     key = mask_key_from_env()
     if follow:
         logs.as_service()
@@ -180,11 +197,13 @@ def run(
     # the collector's generations, a full collection during the run need not walk it again.
     gc.freeze()
     with stop_on_signals() as stop, run_progress(max_messages) as on_batch:
-        if stream:
-            more = stream_run.StreamOptions(start, lease_seconds, renew_seconds)
-            work = lambda: stream_run.run(settings, key, options, more, on_batch, stop)
-        else:
-            work = lambda: pipeline.run(settings, key, options, on_batch, stop)
+        more = stream_run.StreamOptions(start, lease_seconds, renew_seconds)
+
+        def work() -> pipeline.RunSummary:
+            if stream:
+                return stream_run.run(settings, key, options, more, on_batch, stop)
+            return pipeline.run(settings, key, options, on_batch, stop)
+
         summary = in_worker_thread(work)
     left = sum(summary.left_on_queue.values())
     warnings = [f"{left} invalid messages were left on the queue (see the summary)"] if left else []
@@ -229,7 +248,7 @@ def in_worker_thread(work):
     def target():
         try:
             outcome["result"] = work()
-        except BaseException as error:  # handed to the main thread below
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread below
             outcome["error"] = error
 
     worker = threading.Thread(target=target, name="run")
@@ -265,7 +284,9 @@ class run_progress:
         self.progress.update(
             self.task,
             completed=summary.received,
-            description=f"loaded {summary.loaded}, dead-lettered {sum(summary.dead_lettered.values())}",
+            description=(
+                f"loaded {summary.loaded}, dead-lettered {sum(summary.dead_lettered.values())}"
+            ),
         )
 
     def __exit__(self, *exc) -> None:

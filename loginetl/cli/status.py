@@ -35,8 +35,13 @@ def status(
     database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
     renewal: Annotated[
         float,
-        option("--renewal", "With --stream: how often the runs renew their leases; a lease not "
-               "renewed for twice this looks wrong.", min=0.1, metavar="SECONDS"),
+        option(
+            "--renewal",
+            "With --stream: how often the runs renew their leases; a lease not "
+            "renewed for twice this looks wrong.",
+            min=0.1,
+            metavar="SECONDS",
+        ),
     ] = RENEWAL_SECONDS,
     json: JsonOutput = False,
 ):
@@ -56,9 +61,12 @@ def status(
         loginetl status --stream logins --dlq-url "$DLQ_URL"
     """
     settings = Settings(
-        queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, database_url=database_url,
+        queue_url=queue_url,
+        dlq_url=dlq_url,
+        endpoint_url=endpoint_url,
+        database_url=database_url,
         stream=stream,
-    )  # fmt: skip
+    )
     ring = key_ring_from_env() if config.secret_configured(os.environ, MASK_KEY_ENV) else None
     report = checking.status(settings, ring, renewal)
     show(json, report.as_dict(), render.status_report(report))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 from .. import audit, config
 from ..config import Settings
@@ -26,18 +26,18 @@ from .common import (
 def verify_masking(
     database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
     sample: Annotated[
-        Optional[int],
+        int | None,
         option("--sample", "Check about N rows drawn at random (default: every row).", min=1),
     ] = None,
     from_file: Annotated[
-        Optional[str],
+        str | None,
         option(
             "--from-file",
             "Raw messages (JSON array or JSON lines) to compare the stored masks against.",
         ),
     ] = None,
     from_queue: Annotated[
-        Optional[int],
+        int | None,
         option(
             "--from-queue",
             "Peek N raw messages off --queue-url, without consuming them, to compare against.",
@@ -70,9 +70,12 @@ def verify_masking(
     settings = Settings(queue_url=queue_url, endpoint_url=endpoint_url, database_url=database_url)
     ring = key_ring_from_env()
     options = audit.AuditOptions(
-        sample=sample, from_queue=from_queue, from_file=from_file, strict_key=strict_key,
+        sample=sample,
+        from_queue=from_queue,
+        from_file=from_file,
+        strict_key=strict_key,
         wait_time=wait_time,
-    )  # fmt: skip
+    )
     report = audit.verify_masking(settings, ring, options)
     note_receive_count(report.max_receive_count)
     show(json, report.as_dict(), render.audit_table(report))

@@ -111,10 +111,14 @@ class Run:
         host, port = self.options.metrics_host, self.options.metrics_port
         try:
             return MetricsServer(
-                self.metrics, host, port, self.sqs, self.settings.queue_url,
+                self.metrics,
+                host,
+                port,
+                self.sqs,
+                self.settings.queue_url,
                 self.settings.database_url,
                 stale_after=max(60.0, 3 * self.options.wait_time + 30),
-            )  # fmt: skip
+            )
         except OSError as error:
             raise ConfigError(f"cannot serve metrics on {host}:{port}: {error.strerror}") from None
 
@@ -166,8 +170,9 @@ def run(
 def drive(
     settings: Settings, key: MaskKey, options: RunOptions, pipeline_of: Callable[[], Pipeline]
 ) -> RunSummary:
-    """Start and drain the pipeline `pipeline_of()` makes, close it whatever happens, and log the `start` and `stop` events around it. An error
-    mid-run raises, its summary (what was done until then) logged with the error."""
+    """Start and drain the pipeline `pipeline_of()` makes, close it whatever happens, and log
+    the `start` and `stop` events around it. An error mid-run raises, its summary (what was
+    done until then) logged with the error."""
     log_start(settings, key, options)
     pipeline = pipeline_of()
     summary = None
@@ -178,8 +183,10 @@ def drive(
     except LoginetlError as error:
         summary = pipeline.shared.finish(0.0)
         summary.error, summary.exit_code, summary.stopped_because = (
-            str(error), error.exit_code, "error",
-        )  # fmt: skip
+            str(error),
+            error.exit_code,
+            "error",
+        )
         raise
     finally:
         pipeline.close()
@@ -209,6 +216,10 @@ def log_stop(summary: RunSummary | None) -> None:
     log.log(
         level,
         f"run stopped: {summary.stopped_because}",
-        extra={"event": "stop", "summary": summary.as_dict(), "stopped_because":
-               summary.stopped_because, "exit_code": summary.exit_code},
-    )  # fmt: skip
+        extra={
+            "event": "stop",
+            "summary": summary.as_dict(),
+            "stopped_because": summary.stopped_because,
+            "exit_code": summary.exit_code,
+        },
+    )

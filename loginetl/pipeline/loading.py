@@ -10,12 +10,11 @@ from dataclasses import dataclass
 
 from .. import load, transform
 from ..database import Database
-from ..schema import TableInfo
 from ..extract import QueueMessage
 from ..masking import MaskKey
+from ..schema import TableInfo
 from .settling import Settlers
 from .state import Shared
-
 
 LINGER = 0.1  # seconds a batch may wait to fill: little latency, far fewer transactions
 
@@ -78,9 +77,10 @@ class Loader:
         def in_commit(connection, result: load.LoadResult) -> None:  # a stream's checkpoint
             rejected = [
                 (message, result.rejected[origin_id])
-                for origin_id, messages in by_origin.items() if origin_id in result.rejected
+                for origin_id, messages in by_origin.items()
+                if origin_id in result.rejected
                 for message in messages
-            ]  # fmt: skip
+            ]
             self.settlers.in_commit(connection, batch, refused + rejected, early)
 
         result = self.db.call(  # committed on return

@@ -81,7 +81,7 @@ class Receivers:
         retired = False
         try:
             retired = self._receive_until_done()
-        except Exception as error:  # a bug: end the run with it rather than lose the thread
+        except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the thread
             self.shared.fail(LoginetlError(f"receiver failed: {type(error).__name__}: {error}"))
         finally:
             if not retired:

@@ -54,7 +54,7 @@ class Settlers:
             self._report(batch, refused, loaded, duplicates, time.monotonic() - started)
         except LoginetlError as error:
             self.shared.fail(error)
-        except Exception as error:  # a bug: end the run with it rather than lose the batch
+        except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the batch
             self.shared.fail(
                 LoginetlError(f"settling a batch failed: {type(error).__name__}: {error}")
             )
@@ -80,8 +80,16 @@ class Settlers:
         dead = Counter(reason for _, reason in refused)
         self.metrics.batch_done(loaded, duplicates, dead, seconds)
         log.info(
-            "batch done: %d messages in %.2f s", len(batch), seconds,
-            extra={"event": "batch", "seconds": round(seconds, 3), "messages": len(batch),
-                   "loaded": loaded, "duplicates": duplicates, "refused": len(refused),
-                   "message_ids": [message.message_id for message in batch]},
-        )  # fmt: skip
+            "batch done: %d messages in %.2f s",
+            len(batch),
+            seconds,
+            extra={
+                "event": "batch",
+                "seconds": round(seconds, 3),
+                "messages": len(batch),
+                "loaded": loaded,
+                "duplicates": duplicates,
+                "refused": len(refused),
+                "message_ids": [message.message_id for message in batch],
+            },
+        )

@@ -13,7 +13,6 @@ import queue
 import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
-
 from typing import Any
 
 from .. import extract

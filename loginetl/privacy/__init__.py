@@ -13,6 +13,13 @@ from .people import EraseResult, LookupResult, Person, erase, lookup
 from .recovery import RekeyReport, Unmasked, rekey, unmask
 
 __all__ = [
-    "EraseResult", "LookupResult", "Person", "RekeyReport", "Unmasked", "erase", "lookup",
-    "rekey", "unmask",
-]  # fmt: skip
+    "EraseResult",
+    "LookupResult",
+    "Person",
+    "RekeyReport",
+    "Unmasked",
+    "erase",
+    "lookup",
+    "rekey",
+    "unmask",
+]

@@ -119,9 +119,11 @@ def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> E
     for _, key_id in deleted:
         key_ids[key_id] = key_ids.get(key_id, 0) + 1
     log.warning(
-        "erase: deleted %d rows (key ids %s)", len(deleted), ", ".join(key_ids) or "none",
+        "erase: deleted %d rows (key ids %s)",
+        len(deleted),
+        ", ".join(key_ids) or "none",
         extra={"event": "erase", "deleted": len(deleted), "key_ids": key_ids},
-    )  # fmt: skip
+    )
     return EraseResult(settings.database_location, len(deleted), len(deleted), key_ids)
 
 

@@ -82,9 +82,11 @@ def unmask(settings: Settings, ring: KeyRing, message_id: str) -> Unmasked:
     except CannotUnmask as error:
         raise LoginetlError(f"row {message_id!r} cannot be unmasked: {error}") from None
     log.warning(
-        "unmask: message %s under key id %s", message_id, key_id,
+        "unmask: message %s under key id %s",
+        message_id,
+        key_id,
         extra={"event": "unmask", "message_id": message_id, "key_id": key_id},
-    )  # fmt: skip
+    )
     return Unmasked(message_id, ip, device_id, key_id)
 
 
@@ -135,18 +137,26 @@ def _rekey_batch(connection, ring: KeyRing, size: int, report: RekeyReport, fail
                 failed.append(message_id)
                 continue
             updates.append(
-                (message_id, day, primary.siv_mask(ip), primary.siv_mask(device_id),
-                 primary.key_id, key_id)
-            )  # fmt: skip
+                (
+                    message_id,
+                    day,
+                    primary.siv_mask(ip),
+                    primary.siv_mask(device_id),
+                    primary.key_id,
+                    key_id,
+                )
+            )
             report.by_key_id[key_id] = report.by_key_id.get(key_id, 0) + 1
         psycopg2.extras.execute_values(cursor, _UPDATE_SQL, updates, page_size=len(found))
     connection.commit()
     report.rekeyed += len(updates)
     report.batches += 1
     log.info(
-        "rekey batch %d: %d rows", report.batches, len(updates),
+        "rekey batch %d: %d rows",
+        report.batches,
+        len(updates),
         extra={"event": "rekey batch", "rows": len(updates), "total": report.rekeyed},
-    )  # fmt: skip
+    )
     return True
 
 

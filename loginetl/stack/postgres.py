@@ -177,15 +177,17 @@ def _initdb(data_dir: Path, password: str, run_as: _RunAs) -> None:
             handle.write(password + "\n")
         run_as.chown(Path(pwfile))
         args = [
-            "-D", str(data_dir),
-            "-U", "postgres",
+            "-D",
+            str(data_dir),
+            "-U",
+            "postgres",
             "--auth-local=trust",
             "--auth-host=scram-sha-256",
             f"--pwfile={pwfile}",
             "--encoding=UTF8",
             "--no-locale",  # C locale: does not depend on the locales installed here
             "--no-sync",  # a throwaway dev database need not survive a crash: no slow fsyncs
-        ]  # fmt: skip
+        ]
         _run_pg_tool("initdb", args, run_as, cwd=data_dir, timeout=120)
     finally:
         os.unlink(pwfile)

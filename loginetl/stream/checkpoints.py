@@ -60,10 +60,16 @@ def checkpoint(connection, stream: str, owner: str, positions: dict[str, tuple[i
     committed these records)."""
     shard_ids = sorted(positions)
     with connection.cursor() as cursor:
-        cursor.execute(_CHECKPOINTS_SQL, (
-            shard_ids, [positions[s][0] for s in shard_ids], [positions[s][1] for s in shard_ids],
-            stream, owner,
-        ))  # fmt: skip
+        cursor.execute(
+            _CHECKPOINTS_SQL,
+            (
+                shard_ids,
+                [positions[s][0] for s in shard_ids],
+                [positions[s][1] for s in shard_ids],
+                stream,
+                owner,
+            ),
+        )
         moved = {shard_id for (shard_id,) in cursor.fetchall()}
         missed = [shard_id for shard_id in shard_ids if shard_id not in moved]
         if not missed:
@@ -149,8 +155,10 @@ class StreamSettlers(Settlers):
         the batch before commits and this one's rows are inserted: in_commit waits for that
         send before it moves any checkpoint."""
         refused = list(refused)
-        return DeadLetters(self.pool.submit(self._dead_letter, refused) if refused else None,
-                           {id(record) for record, _ in refused})  # fmt: skip
+        return DeadLetters(
+            self.pool.submit(self._dead_letter, refused) if refused else None,
+            {id(record) for record, _ in refused},
+        )
 
     def in_commit(self, connection, batch: list[StreamRecord], refused, early) -> None:
         early.wait()  # raises what the send raised: the batch rolls back

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import botocore.config
@@ -58,19 +58,24 @@ def kinesis_client(endpoint_url: str | None, pool_size: int = 10):
     config = botocore.config.Config(
         # Adaptive retries: a shard over its read limit throttles (ProvisionedThroughput-
         # Exceeded), and the client-side rate limit then slows every reader down.
-        retries=extract.retry_config("adaptive"), user_agent=extract.user_agent(core),
-        connect_timeout=5, read_timeout=30,
+        retries=extract.retry_config("adaptive"),
+        user_agent=extract.user_agent(core),
+        connect_timeout=5,
+        read_timeout=30,
         max_pool_connections=pool_size,
-    )  # fmt: skip
+    )
     return session.client(
-        "kinesis", endpoint_url=endpoint, region_name=session.region_name or LOCAL_REGION,
-        config=config, **credentials,
-    )  # fmt: skip
+        "kinesis",
+        endpoint_url=endpoint,
+        region_name=session.region_name or LOCAL_REGION,
+        config=config,
+        **credentials,
+    )
 
 
 def _timestamp(value) -> datetime:
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, timezone.utc)
+        return datetime.fromtimestamp(value, UTC)
     return botocore.utils.parse_timestamp(value)
 
 
@@ -159,7 +164,7 @@ class StreamRecord:
 def user_records(stream: str, shard_id: str, raw: dict) -> list[StreamRecord]:
     """The records of one GetRecords entry: itself, or the user records a KPL aggregated in it
     (each with its sub-sequence number)."""
-    arrived = raw.get("ApproximateArrivalTimestamp") or datetime.now(timezone.utc)
+    arrived = raw.get("ApproximateArrivalTimestamp") or datetime.now(UTC)
     data, key, sequence = raw["Data"], raw.get("PartitionKey", ""), raw["SequenceNumber"]
     if not data.startswith(KPL_MAGIC):
         return [StreamRecord(stream, shard_id, sequence, None, data, arrived, key)]
@@ -170,9 +175,14 @@ def user_records(stream: str, shard_id: str, raw: dict) -> list[StreamRecord]:
         return [StreamRecord(stream, shard_id, sequence, None, data, arrived, key)]
     return [
         StreamRecord(
-            stream, shard_id, sequence, part["subSequenceNumber"], base64.b64decode(part["data"]),
-            arrived, part.get("partitionKey") or key,
-        )  # fmt: skip
+            stream,
+            shard_id,
+            sequence,
+            part["subSequenceNumber"],
+            base64.b64decode(part["data"]),
+            arrived,
+            part.get("partitionKey") or key,
+        )
         for part in parts
     ]
 
@@ -188,7 +198,9 @@ class Shard:
 
     @staticmethod
     def of(raw: dict) -> Shard:
-        parents = tuple(p for p in (raw.get("ParentShardId"), raw.get("AdjacentParentShardId")) if p)
+        parents = tuple(
+            p for p in (raw.get("ParentShardId"), raw.get("AdjacentParentShardId")) if p
+        )
         return Shard(raw["ShardId"], parents, "EndingSequenceNumber" in raw["SequenceNumberRange"])
 
 
@@ -259,5 +271,7 @@ def get_records(client, stream: str, shard_id: str, iterator: str, limit: int) -
             time.sleep(min(5.0, 0.2 * 2**attempt))
     else:
         raise Throttled(f"cannot read from stream {stream}: throttled 10 times in a row")
-    records = [r for raw in response.get("Records", []) for r in user_records(stream, shard_id, raw)]
+    records = [
+        r for raw in response.get("Records", []) for r in user_records(stream, shard_id, raw)
+    ]
     return Read(records, response.get("NextShardIterator"), response.get("MillisBehindLatest", 0))

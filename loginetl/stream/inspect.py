@@ -7,7 +7,7 @@ a shard with records after its checkpoint that no live holder reads is behind.""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import database, peek
 from ..config import Settings
@@ -29,9 +29,15 @@ def shards(settings: Settings) -> dict:
     known = {row["id"]: row for row in _rows(settings)}
     result = []
     for shard in listed:
-        blank = {"id": shard.id, "parent": ",".join(shard.parents) or None, "owner": None,
-                 "state": "closed" if shard.closed else "open", "checkpoint": None,
-                 "lease_expires": None, "renewed_seconds_ago": None}  # fmt: skip
+        blank = {
+            "id": shard.id,
+            "parent": ",".join(shard.parents) or None,
+            "owner": None,
+            "state": "closed" if shard.closed else "open",
+            "checkpoint": None,
+            "lease_expires": None,
+            "renewed_seconds_ago": None,
+        }
         result.append(known.pop(shard.id, blank))
     result += known.values()  # past the stream's retention, still in the table
     return {"name": settings.stream, "shards": sorted(result, key=lambda shard: shard["id"])}
@@ -43,7 +49,7 @@ def judged(settings: Settings, renewal_seconds: float) -> dict:
     holder reads them; None when a live holder does, or the shard is finished)."""
     stream = shards(settings)
     client = kinesis.kinesis_client(settings.endpoint_url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for shard in stream["shards"]:
         age, expires = shard.get("renewed_seconds_ago"), shard["lease_expires"]
         expired = expires is not None and datetime.fromisoformat(expires) <= now
@@ -51,8 +57,9 @@ def judged(settings: Settings, renewal_seconds: float) -> dict:
         unread = shard["owner"] is None or shard["stale"]
         shard["behind"] = (
             bool(_after_checkpoint(client, settings.stream, shard, 1))
-            if unread and shard["state"] != "finished" else None
-        )  # fmt: skip
+            if unread and shard["state"] != "finished"
+            else None
+        )
     return stream
 
 
@@ -99,7 +106,7 @@ def _after_checkpoint(client, stream: str, shard: dict, most: int) -> list:
 
 
 def _peeked(record: kinesis.StreamRecord, key: MaskKey | None, show_pii: bool) -> PeekedMessage:
-    text, binary = record.text_or_base64
+    _, binary = record.text_or_base64
     if not binary:
         return peek.peeked(record, key, show_pii)
     return PeekedMessage(

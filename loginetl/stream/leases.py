@@ -24,7 +24,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-
 from datetime import datetime
 
 from .. import database
@@ -92,10 +91,15 @@ class Leases:
     commit is."""
 
     def __init__(
-        self, database_url: str, stream: str, lease_seconds: float, owner: str,
-        retry_for: float = 0.0, stop: threading.Event | None = None,
+        self,
+        database_url: str,
+        stream: str,
+        lease_seconds: float,
+        owner: str,
+        retry_for: float = 0.0,
+        stop: threading.Event | None = None,
         on_outage: Callable[[], None] = lambda: None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.db = database.Database(database_url, retry_for, stop, on_outage)
         self.stream = stream
         self.lease_seconds = lease_seconds
@@ -108,10 +112,10 @@ class Leases:
     def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         def work(connection) -> list[tuple]:
             connection.autocommit = True
-            with database_errors(connection, f"cannot update the leases in {SHARDS}"):
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    return cursor.fetchall() if cursor.description else []
+            action = f"cannot update the leases in {SHARDS}"
+            with database_errors(connection, action), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall() if cursor.description else []
 
         with self.lock:
             return self.db.call(work, f"the leases in {SHARDS}")
@@ -157,9 +161,10 @@ class Leases:
         finished = {row[0] for row in rows if row[2] == "finished"}
         known = {row[0] for row in rows}
         eligible = [
-            row for row in rows
+            row
+            for row in rows
             if row[2] != "finished" and all(p in finished or p not in known for p in row[1])
-        ]  # fmt: skip
+        ]
         holders = [(row[0], row[3] if row[4] else None) for row in eligible]  # (shard, live owner)
         taken: list[Lease] = []
         if wanted:
@@ -238,10 +243,11 @@ def shard_rows(connection, stream: str) -> list[dict]:
             "parent": ",".join(parents) or None,
             "state": state,
             "owner": owner,
-            "checkpoint": None if checkpoint is None else
-            checkpoint + ("" if sub < 0 else f"/{sub}"),
+            "checkpoint": None
+            if checkpoint is None
+            else checkpoint + ("" if sub < 0 else f"/{sub}"),
             "lease_expires": expires.isoformat() if owner and expires else None,
             "renewed_seconds_ago": round(age, 1) if owner else None,
-        }  # fmt: skip
+        }
         for shard_id, parents, state, checkpoint, sub, owner, expires, age in rows
     ]

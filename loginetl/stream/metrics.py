@@ -23,13 +23,15 @@ class StreamMetrics:
             "loginetl_stream_shards_held", "Shard leases this process holds.", registry=registry
         )
         self.leases_taken = Counter(
-            "loginetl_stream_leases_taken", "Shard leases taken (free, expired or stolen).",
+            "loginetl_stream_leases_taken",
+            "Shard leases taken (free, expired or stolen).",
             registry=registry,
-        )  # fmt: skip
+        )
         self.leases_lost = Counter(
-            "loginetl_stream_leases_lost", "Shard leases lost to another process.",
+            "loginetl_stream_leases_lost",
+            "Shard leases lost to another process.",
             registry=registry,
-        )  # fmt: skip
+        )
 
     def polled(self, count: int) -> None:
         self.metrics.polled(count)

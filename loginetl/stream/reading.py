@@ -50,9 +50,15 @@ class Reading:
     """The readers of one stream run and the coordinator that hands them shards."""
 
     def __init__(
-        self, shared: Shared, kinesis_client, stream: str, leases: Leases,
-        start_at: str, renew_seconds: float, metrics: StreamMetrics,
-    ) -> None:  # fmt: skip
+        self,
+        shared: Shared,
+        kinesis_client,
+        stream: str,
+        leases: Leases,
+        start_at: str,
+        renew_seconds: float,
+        metrics: StreamMetrics,
+    ) -> None:
         self.shared = shared
         self.client = kinesis_client
         self.stream = stream
@@ -115,8 +121,9 @@ class Reading:
         if state is not None:
             state.lost.set()
             self.metrics.lost()
-        log.warning("lease on shard %s lost", shard_id, extra={"event": "lease_lost",
-                    "shard": shard_id})  # fmt: skip
+        log.warning(
+            "lease on shard %s lost", shard_id, extra={"event": "lease_lost", "shard": shard_id}
+        )
         self.changed.set()
 
     def checkpoints(self) -> list[dict]:
@@ -134,8 +141,10 @@ class Reading:
             self._rounds()
         except LoginetlError as error:
             self.shared.fail(error)
-        except Exception as error:  # a bug: end the run with it rather than lose the thread
-            self.shared.fail(LoginetlError(f"lease coordinator failed: {type(error).__name__}: {error}"))  # fmt: skip
+        except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the thread
+            self.shared.fail(
+                LoginetlError(f"lease coordinator failed: {type(error).__name__}: {error}")
+            )
         finally:
             self.done.set()
             self.shared.wake_loader()
@@ -158,9 +167,9 @@ class Reading:
                 for lease in outcome.taken:
                     self._start_reader(lease)
                 self.metrics.held(len(self.leases.held), len(outcome.taken))
-                if not follow and not outcome.taken and not self._readers_alive():
-                    if shared.budget == 0 or self._only_live_holders(outcome.held_by_others):
-                        return  # every shard is read to its tip or left to a live holder
+                idle = not follow and not outcome.taken and not self._readers_alive()
+                if idle and (shared.budget == 0 or self._only_live_holders(outcome.held_by_others)):
+                    return  # every shard is read to its tip or left to a live holder
             self.changed.wait(min(self.renew_seconds, 1.0))
             self.changed.clear()
 
@@ -191,8 +200,11 @@ class Reading:
         with self.lock:
             self.shards[lease.shard_id] = state
             self.last_committed.setdefault(lease.shard_id, lease.checkpoint)
-        log.info("lease on shard %s taken", lease.shard_id, extra={"event": "lease_taken",
-                 "shard": lease.shard_id})  # fmt: skip
+        log.info(
+            "lease on shard %s taken",
+            lease.shard_id,
+            extra={"event": "lease_taken", "shard": lease.shard_id},
+        )
         state.thread.start()
 
 
@@ -212,7 +224,7 @@ class ShardReader:
             self._read_until_done(self.state)
         except LoginetlError as error:
             self.shared.fail(error)
-        except Exception as error:  # a bug: end the run with it rather than lose the shard
+        except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the shard
             self.shared.fail(LoginetlError(f"reader failed: {type(error).__name__}: {error}"))
         finally:
             self.reading.changed.set()
@@ -291,8 +303,11 @@ class ShardReader:
         self.reading.closed_since_sync = True  # before it ends: the coordinator then lists
         with self.reading.lock:
             self.reading.shards.pop(state.lease.shard_id, None)
-        log.info("shard %s finished", state.lease.shard_id, extra={"event": "shard_finished",
-                 "shard": state.lease.shard_id})  # fmt: skip
+        log.info(
+            "shard %s finished",
+            state.lease.shard_id,
+            extra={"event": "shard_finished", "shard": state.lease.shard_id},
+        )
 
 
 def _text(position: tuple[int, int]) -> str:

@@ -63,10 +63,15 @@ class StreamRun:
     """One `loginetl run --stream`, shaped as pipeline.Run: start, drain, close."""
 
     def __init__(
-        self, settings: Settings, key: MaskKey, options: RunOptions, stream_options: StreamOptions,
-        on_batch: Callable[[RunSummary], None], stop: threading.Event | None,
+        self,
+        settings: Settings,
+        key: MaskKey,
+        options: RunOptions,
+        stream_options: StreamOptions,
+        on_batch: Callable[[RunSummary], None],
+        stop: threading.Event | None,
         metrics: Metrics | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if not settings.dlq_url:
             raise ConfigError(NO_DLQ)
         self.settings, self.key, self.options = settings, key, options
@@ -88,38 +93,45 @@ class StreamRun:
         self.sqs = extract.sqs_client(settings, pool_size=4)
         self.kinesis = kinesis_client(settings.endpoint_url, pool_size=64)
         self.db = database.Database(
-            settings.database_url, options.retry_for, self.shared.stop,
+            settings.database_url,
+            options.retry_for,
+            self.shared.stop,
             on_outage=lambda: self.metrics.error("database"),
-        )  # fmt: skip
+        )
         table = self.db.call(schema.require_ready, "checking the table")
         extract.queue_attributes(self.sqs, settings.dlq_url, ["QueueArn"])  # it exists
         self.leases = Leases(
-            settings.database_url, settings.stream, self.stream_options.lease_seconds, self.owner,
-            options.retry_for, self.shared.stop, on_outage=lambda: self.metrics.error("database"),
-        )  # fmt: skip
+            settings.database_url,
+            settings.stream,
+            self.stream_options.lease_seconds,
+            self.owner,
+            options.retry_for,
+            self.shared.stop,
+            on_outage=lambda: self.metrics.error("database"),
+        )
         stream_metrics = StreamMetrics(self.metrics)
         self.reading = Reading(
-            self.shared, self.kinesis, settings.stream, self.leases,
-            self.stream_options.start_at, self.stream_options.renew_seconds, stream_metrics,
-        )  # fmt: skip
+            self.shared,
+            self.kinesis,
+            settings.stream,
+            self.leases,
+            self.stream_options.start_at,
+            self.stream_options.renew_seconds,
+            stream_metrics,
+        )
         self.settlers = StreamSettlers(
-            self.shared, self.sqs, settings.dlq_url, settings.stream, self.owner, self.metrics,
+            self.shared,
+            self.sqs,
+            settings.dlq_url,
+            settings.stream,
+            self.owner,
+            self.metrics,
             self.reading.committed,
-        )  # fmt: skip
+        )
         self.loader = Loader(self.shared, self.key, self.db, table, self.settlers)
         if options.metrics_port is not None:
-            self.metrics_server = self._serve_metrics()
+            self.metrics_server = serve_metrics(self.metrics, options, settings.database_url)
         self.reading.start()
-
-    def _serve_metrics(self) -> MetricsServer:
-        host, port = self.options.metrics_host, self.options.metrics_port
-        try:
-            return StreamMetricsServer(
-                self.metrics, host, port, None, "", self.settings.database_url,
-                stale_after=60.0,
-            )  # fmt: skip
-        except OSError as error:
-            raise ConfigError(f"cannot serve metrics on {host}:{port}: {error.strerror}") from None
 
     def drain(self) -> RunSummary:
         started = time.monotonic()
@@ -155,7 +167,7 @@ class StreamRun:
             while batch := self.loader.next_batch(self.reading.alive):
                 if not self._hand_over(prepared, (batch, self.loader.prepare(batch))):
                     return
-        except Exception as error:  # a bug: end the run with it rather than hang the drain
+        except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than hang the drain
             name = type(error).__name__
             self.shared.fail(LoginetlError(f"preparing a batch failed: {name}: {error}"))
         finally:
@@ -207,10 +219,13 @@ def _read_to_tip_or_not(summary: StreamSummary, not_read: list) -> None:
         summary.stopped_because = "stream read to its tip"
         return
     summary.shards_not_read = [
-        {"shard": held.shard_id, "owner": held.owner,
-         "lease_expires": held.lease_expires.isoformat()}
+        {
+            "shard": held.shard_id,
+            "owner": held.owner,
+            "lease_expires": held.lease_expires.isoformat(),
+        }
         for held in not_read
-    ]  # fmt: skip
+    ]
     named = ", ".join(f"{held.shard_id} (owner {held.owner})" for held in not_read)
     summary.stopped_because = (
         f"{len(not_read)} shards not read, held by a process that keeps renewing its leases: "
@@ -225,16 +240,28 @@ def _without_shard(ready: tuple, shard_id: str) -> tuple:
     queue is at-least-once; a replay loads each record once)."""
     prepared, by_origin, refused, early = ready
     by_origin = {
-        origin_id: kept for origin_id, records in by_origin.items()
+        origin_id: kept
+        for origin_id, records in by_origin.items()
         if (kept := [record for record in records if record.shard_id != shard_id])
-    }  # fmt: skip
+    }
     values = [v for v in prepared.values if v[load.MESSAGE_ID] in by_origin]
     prepared = load.Prepared(
-        values, {k: v for k, v in prepared.rejected.items() if k in by_origin},
-        prepared.create_dates, None,
-    )  # fmt: skip
+        values,
+        {k: v for k, v in prepared.rejected.items() if k in by_origin},
+        prepared.create_dates,
+        None,
+    )
     refused = [(record, reason) for record, reason in refused if record.shard_id != shard_id]
     return prepared, by_origin, refused, early
+
+
+def serve_metrics(metrics: Metrics, options: RunOptions, database_url: str) -> MetricsServer:
+    """/metrics and /healthz on --metrics-port; a port that cannot be had is a usage error."""
+    host, port = options.metrics_host, options.metrics_port
+    try:
+        return StreamMetricsServer(metrics, host, port, None, "", database_url, stale_after=60.0)
+    except OSError as error:
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {error.strerror}") from None
 
 
 class StreamMetricsServer(MetricsServer):
@@ -256,6 +283,8 @@ def run(
     """As pipeline.run, reading the stream `settings.stream`."""
     options = options.with_batch_size(BATCH_SIZE)
     return drive(
-        settings, key, options,
+        settings,
+        key,
+        options,
         lambda: StreamRun(settings, key, options, stream_options, on_batch, stop, metrics),
-    )  # fmt: skip
+    )
