@@ -216,7 +216,7 @@ BREAKS: tuple[Break, ...] = (
     Break(
         SIGNALS,
         "the first signal exits at once (the batch in hand is not finished)",
-        "cli/running.py",
+        "cli/run.py",
         "        if stop.is_set():\n            os._exit(128 + signum)\n",
         "        os._exit(128 + signum)  # SABOTAGE: no finishing the batch\n",
         SIGNAL_TESTS,
@@ -224,7 +224,7 @@ BREAKS: tuple[Break, ...] = (
     Break(
         SIGNALS,
         "the work runs in the main thread (a second signal waits for the database)",
-        "cli/running.py",
+        "cli/run.py",
         "    outcome: dict = {}\n",
         "    return work()  # SABOTAGE: no worker thread\n    outcome: dict = {}\n",
         SIGNAL_TESTS,
