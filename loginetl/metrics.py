@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import database, extract
+from .envelopes import ENVELOPES
 from .errors import LoginetlError
 
 # Every value each labelled counter can take, exported at 0 from the start: a series that
 # appears only with its first event is invisible to rate() and to the alert rules until then.
-DEAD_LETTER_REASONS = ("json", "schema", "encoding", "database")  # a reason's "category:"
+# A reason's "category:" part.
+DEAD_LETTER_REASONS = ("json", "schema", "envelope", "encoding", "database")
 SQS_ACTIONS = (
     "ReceiveMessage",
     "DeleteMessageBatch",
@@ -64,6 +66,11 @@ class Metrics:
             "loginetl_messages_dead_lettered", "Messages sent to the DLQ.", ["reason"]
         )
         self.errors = counter("loginetl_errors", "Errors that stopped or delayed work.", ["kind"])
+        self.envelopes = counter(
+            "loginetl_messages_opened",
+            "Messages by the envelope they came in (raw, sns, eventbridge), valid or not.",
+            ["envelope"],
+        )
         self.batch_seconds = Histogram(
             "loginetl_batch_seconds",
             "Seconds from a batch's first receive to its delete.",
@@ -93,6 +100,8 @@ class Metrics:
             self.errors.labels(kind)
         for action in SQS_ACTIONS:
             self.sqs_requests.labels(action)
+        for envelope in ENVELOPES:
+            self.envelopes.labels(envelope)
 
     def count_requests(self, sqs_client) -> None:
         """Count every request the client sends, by action, and the receives that come back
@@ -122,6 +131,10 @@ class Metrics:
             # number of series.
             self.dead_lettered.labels(reason.split(":", 1)[0]).inc(count)
         self.batch_seconds.observe(seconds)
+
+    def opened(self, counts: Mapping[str, int]) -> None:
+        for envelope, count in counts.items():
+            self.envelopes.labels(envelope).inc(count)
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()

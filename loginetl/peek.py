@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from . import extract, transform
+from . import envelopes, extract, transform
 from .config import Settings
 from .extract import QueueMessage
 from .masking import MaskKey
@@ -24,6 +24,8 @@ class Verdict:
 
     login: transform.Login | None
     reason: str | None
+    envelope: str  # raw, sns or eventbridge
+    document: dict | None  # the login's fields as parsed; None when they could not be
 
     @property
     def loads(self) -> bool:
@@ -32,9 +34,10 @@ class Verdict:
 
 def judge(message: QueueMessage) -> Verdict:
     try:
-        return Verdict(transform.validate(message.body), None)
+        opened = envelopes.open_body(message.body)
     except transform.InvalidMessage as invalid:
-        return Verdict(None, invalid.reason)
+        return Verdict(None, invalid.reason, envelopes.envelope_of(message.body), None)
+    return Verdict(opened.login, None, opened.envelope, opened.document)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class PeekedMessage:
     receive_count: int
     fields: dict[str, str | None]
     verdict: str  # "load", or the reason it would be dead-lettered
+    envelope: str = envelopes.RAW  # what the login came wrapped in: raw, sns or eventbridge
 
     def as_dict(self) -> dict:
         return plain(self, would_load=self.verdict == "load")
@@ -83,16 +87,25 @@ def peeked(message: QueueMessage, key: MaskKey | None, show_pii: bool) -> Peeked
         message_id=message.message_id,
         sent_at=message.sent_at.isoformat(timespec="seconds"),
         receive_count=message.receive_count,
-        fields=shown_fields(message.body, key, show_pii),
+        fields=shown_fields(message.body, key, show_pii, verdict),
         verdict="load" if verdict.loads else verdict.reason,
+        envelope=verdict.envelope,
     )
 
 
-def shown_fields(body: str, key: MaskKey | None, show_pii: bool) -> dict[str, str | None]:
-    """The message's fields as an operator may see them: ip and device_id masked unless asked."""
-    try:
-        document = transform.parse_body(body)
-    except transform.InvalidMessage:
+def shown_fields(
+    body: str, key: MaskKey | None, show_pii: bool, verdict: Verdict | None = None
+) -> dict[str, str | None]:
+    """The login's fields as an operator may see them: ip and device_id masked unless asked.
+    An envelope's login is shown, not the envelope; an envelope that could not be opened is
+    not shown at all (its text may hold the login's personal data, unmasked)."""
+    document = None if verdict is None else verdict.document
+    if document is None and (verdict is None or verdict.envelope == envelopes.RAW):
+        try:
+            document = transform.parse_body(body)
+        except transform.InvalidMessage:
+            pass
+    if document is None:
         return {"body": body[:200] if show_pii else f"({len(body)} characters, not shown)"}
     shown: dict[str, str | None] = {}
     for name, value in document.items():

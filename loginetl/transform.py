@@ -93,13 +93,17 @@ def parse_body(body: str) -> dict[str, Any]:
     except ValueError as error:
         raise InvalidMessage(f"json: not valid JSON ({_first_line(error)})") from None
     if not isinstance(document, dict):
-        raise InvalidMessage(f"schema: expected a JSON object, got {_json_type(document)}")
+        raise InvalidMessage(f"schema: expected a JSON object, got {json_type(document)}")
     return document
 
 
 def validate(body: str) -> Login:
     """Parse and check one message body; raises InvalidMessage saying what is wrong."""
-    document = parse_body(body)
+    return validate_document(parse_body(body))
+
+
+def validate_document(document: dict[str, Any]) -> Login:
+    """Check a parsed body (parse_body's, numbers kept as sent); raises InvalidMessage."""
     missing = [name for name in REQUIRED_FIELDS if document.get(name) is None]
     if missing:
         raise InvalidMessage(f"schema: missing required field {', '.join(map(repr, missing))}")
@@ -171,7 +175,7 @@ def _text(
     value = document[name]
     if type(value) is not str and not (numbers_allowed and isinstance(value, JsonNumber)):
         expected = "a string or a number" if numbers_allowed else "a string"
-        raise InvalidMessage(f"schema: field {name!r} must be {expected}, got {_json_type(value)}")
+        raise InvalidMessage(f"schema: field {name!r} must be {expected}, got {json_type(value)}")
     if value == "" and not empty_ok:
         raise InvalidMessage(f"schema: field {name!r} is empty")
     if len(value) > MAX_LENGTH[name]:
@@ -210,7 +214,7 @@ def _optional_date(value: Any) -> date | None:
     return moment.date()
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if isinstance(value, JsonNumber):
         return "a number"
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}

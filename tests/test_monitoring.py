@@ -321,6 +321,7 @@ def first_scrape(args: list[str], env: dict) -> str:
 
 @pytest.mark.parametrize("source", ["queue", "stream"])
 def test_every_series_the_rules_use_exists_from_the_first_scrape(source, request, database_url):
+    from loginetl.envelopes import ENVELOPES
     from loginetl.metrics import DEAD_LETTER_REASONS, ERROR_KINDS, OTHER_ERROR
 
     init(database_url)
@@ -343,6 +344,7 @@ def test_every_series_the_rules_use_exists_from_the_first_scrape(source, request
     assert sorted(u for u in used if u not in samples) == []
     every = {("loginetl_errors_total", "kind", k) for k in (*ERROR_KINDS.values(), OTHER_ERROR)}
     every |= {("loginetl_messages_dead_lettered_total", "reason", r) for r in DEAD_LETTER_REASONS}
+    every |= {("loginetl_messages_opened_total", "envelope", e) for e in ENVELOPES}
     assert {samples[series] for series in every} == {0.0}
 
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import extract, transform
+from .. import envelopes, extract, transform
 from ..config import Settings
 from ..errors import ConfigError
 
@@ -88,10 +88,10 @@ def raw_login(raw: RawMessage) -> RawLogin | None:
     """The login `run` would load from this message, with every spelling of its personal data
     a careless loader might have stored; None when `run` would refuse the message."""
     try:
-        login = transform.validate(raw.body)
+        opened = envelopes.open_body(raw.body)
     except transform.InvalidMessage:
         return None
-    sent_ip = transform.parse_body(raw.body).get("ip")
+    login, sent_ip = opened.login, opened.document.get("ip")
     ips = {login.ip} | ({sent_ip} if isinstance(sent_ip, str) else set())
     return RawLogin(raw.message_id, login, {"ip": ips, "device_id": {login.device_id}})
 

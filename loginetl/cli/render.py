@@ -136,6 +136,9 @@ def run_summary(summary: RunSummary) -> Table:
         made.add_row("erased before (not loaded again)", str(summary.erased))
     _counted(made, "dead-lettered", summary.dead_lettered)
     _counted(made, "left on queue", summary.left_on_queue)
+    if set(summary.envelopes) - {"raw"}:  # logins came wrapped: say in what
+        for envelope, count in sorted(summary.envelopes.items()):
+            made.add_row(f"came as {envelope}", str(count))
     if summary.released:
         made.add_row("given back unprocessed (stopped early)", str(summary.released))
     if summary.delete_failures:
@@ -167,18 +170,22 @@ def peek_table(result: PeekResult, width: int = NARROW) -> Group | Table:
             record.add_row("message id", safe(message.message_id))
             record.add_row("sent (UTC)", message.sent_at)
             record.add_row("receives", str(message.receive_count))
+            record.add_row("envelope", message.envelope)
             record.add_row("would", _verdict(message.verdict))
             record.add_row("fields", _fields(message.fields))
             records.append(record)
         return Group(*records)
     made = table(title, "message id", "sent (UTC)", "receives:right", "fields", "would")
     for message in result.messages:
+        would = _verdict(message.verdict)
+        if message.envelope != "raw":  # what the login came in, beside what happens to it
+            would = Text(f"({message.envelope}) ") + would
         made.add_row(
             safe(message.message_id),
             message.sent_at,
             str(message.receive_count),
             _fields(message.fields),
-            _verdict(message.verdict),
+            would,
         )
     return made
 

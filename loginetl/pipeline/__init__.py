@@ -104,7 +104,7 @@ class Run:
         source = SourceQueue(self.sqs, queue_url, self.keeper)
         self.settlers = Settlers(self.shared, source, self.metrics)
         self.giving_back = GivingBack(self.shared, source)
-        self.loader = Loader(self.shared, self.key, self.db, table, self.settlers)
+        self.loader = Loader(self.shared, self.key, self.db, table, self.settlers, self.metrics)
         self.receivers = Receivers(self.shared, source, self.metrics, self.giving_back)
 
     def _serve_metrics(self) -> MetricsServer:

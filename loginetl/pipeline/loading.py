@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import queue
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import load, transform
+from .. import envelopes, load, transform
 from ..database import Database
 from ..extract import QueueMessage
 from ..masking import MaskKey
+from ..metrics import Metrics
 from ..schema import TableInfo
 from .settling import Settlers
 from .state import Shared
@@ -26,6 +28,7 @@ class Loader:
     db: Database
     table: TableInfo
     settlers: Settlers
+    metrics: Metrics | None = None
 
     def next_batch(self, receivers_alive: Callable[[], bool]) -> list[QueueMessage]:
         """What arrives within LINGER seconds of the first message, up to batch_size (so a slow
@@ -112,13 +115,21 @@ class Loader:
         rows: dict[str, transform.LoginRow] = {}
         by_origin: dict[str, list[QueueMessage]] = {}
         refused: list[tuple[QueueMessage, str]] = []
+        opened: Counter[str] = Counter()
         for message in batch:
             try:
-                row = transform.to_row(message.body, self.key, message.origin_id, message.sent_at)
+                login = envelopes.open_body(message.body)
+                opened[login.envelope] += 1
+                sent_at = login.sent_at or message.sent_at
+                row = transform.mask_login(login.login, self.key, message.origin_id, sent_at)
             except transform.InvalidMessage as invalid:
+                opened[envelopes.envelope_of(message.body)] += 1
                 refused.append((message, invalid.reason))
                 continue
             # Two copies of one message in a batch (a replayed duplicate): one row, both deleted.
             rows.setdefault(message.origin_id, row)
             by_origin.setdefault(message.origin_id, []).append(message)
+        self.shared.count_envelopes(opened)
+        if self.metrics is not None:
+            self.metrics.opened(opened)
         return list(rows.values()), by_origin, refused

@@ -70,6 +70,7 @@ class RunSummary(Outcome):
     left_on_queue: Counter = field(default_factory=Counter)  # reason -> messages
     delete_failures: int = 0  # committed but not deleted: SQS will redeliver, we will skip them
     released: int = 0  # received but given back unprocessed (stopped, error, left behind)
+    envelopes: Counter = field(default_factory=Counter)  # raw, sns, eventbridge -> messages
 
     @property
     def messages_per_second(self) -> float:
@@ -83,6 +84,7 @@ class RunSummary(Outcome):
             dead_lettered_by_reason=dict(self.dead_lettered),
             left_on_queue=sum(self.left_on_queue.values()),
             left_on_queue_by_reason=dict(self.left_on_queue),
+            envelopes=dict(self.envelopes),
             elapsed_seconds=round(self.elapsed, 3),
             messages_per_second=round(self.messages_per_second, 1),
         )
@@ -158,6 +160,10 @@ class Shared:
             self.summary.loaded += loaded
             self.summary.duplicates += duplicates
             self.summary.erased += erased
+
+    def count_envelopes(self, opened: Counter) -> None:
+        with self.lock:
+            self.summary.envelopes.update(opened)
 
     def count_dead_lettered(self, reasons: list[str]) -> None:
         with self.lock:

@@ -128,7 +128,7 @@ class StreamRun:
             self.metrics,
             self.reading.committed,
         )
-        self.loader = Loader(self.shared, self.key, self.db, table, self.settlers)
+        self.loader = Loader(self.shared, self.key, self.db, table, self.settlers, self.metrics)
         if options.metrics_port is not None:
             self.metrics_server = serve_metrics(self.metrics, options, settings.database_url)
         self.reading.start()
