@@ -52,11 +52,8 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-
 from . import privacy
-from .measure import measure_naive, measure_size
-from .report import print_json, print_privacy, print_tables, results
-from .rtt import measure_rtts, print_rtt_tables, rtt_results
+from .envelopes import measure_envelopes, print_envelopes
 from .environment import (
     byte_compile_loginetl,
     child_environment,
@@ -66,6 +63,9 @@ from .environment import (
     sqs_client,
     sqs_endpoint,
 )
+from .measure import measure_naive, measure_size
+from .report import print_json, print_privacy, print_tables, results
+from .rtt import measure_rtts, print_rtt_tables, rtt_results
 
 # LOGINETL_ADMIN_DATABASE_URL points it at another server (the tests run it against theirs).
 ADMIN_URL = os.environ.get(
@@ -105,6 +105,8 @@ def bench(args: argparse.Namespace) -> dict:
         database = cleanup.enter_context(fresh_database(args.database_url))
         init_table(database, environment)
         sqs = sqs_client(endpoint.url, pool=2 * max(args.concurrency, args.seed_threads))
+        if args.envelopes:
+            return {"envelopes": measure_envelopes(sqs, endpoint, database, environment, args)}
         if args.rtt:
             return rtt_results(
                 args, endpoint.url, measure_rtts(sqs, endpoint, database, environment, args)
@@ -160,6 +162,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fixed", type=int, nargs="+", default=[4, 8, 16], metavar="N",
         help="with --rtt: the fixed --concurrency values to compare (default: 4 8 16)",
     )  # fmt: skip
+    parser.add_argument(
+        "--envelopes", action="store_true",
+        help="instead: CPU per message of SNS-wrapped bodies against raw ones, on the first "
+        "--messages N (--repeat rounds)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
     counts = args.messages + args.fixed + [
@@ -189,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     result = bench(args)
     if args.json:
         print_json(result)
+    elif args.envelopes:
+        print_envelopes(result["envelopes"])
     elif args.rtt:
         print_rtt_tables(result)
     elif not args.privacy_only:
@@ -197,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print_privacy(result["privacy"])
     privacy_passed = result.get("privacy", {}).get("checks_passed", True)
     passed = privacy_passed and result.get("checks_passed", True)
+    passed = passed and not result.get("envelopes", {}).get("problems")
     return 0 if passed else 1
 
 

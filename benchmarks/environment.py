@@ -23,8 +23,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
-from .bare import RECEIVE_WAIT, REGION, sqs_client  # noqa: F401 (the bench's, from here)
 from rich.console import Console
+
+from .bare import RECEIVE_WAIT, REGION, sqs_client  # noqa: F401 (the bench's, from here)
 
 REPO = Path(__file__).resolve().parent.parent
 LOGINETL = REPO / ".venv" / "bin" / "loginetl"
@@ -220,7 +221,8 @@ class Messages:
         None,  # a login with an ip that is not an address; built below
     )
 
-    def __init__(self, seed: int = 5) -> None:
+    def __init__(self, seed: int = 5, envelope: str = "raw") -> None:
+        self.envelope = envelope  # "sns": each body wrapped as a topic without raw delivery does
         sample = json.loads(SAMPLE.read_text())
         self.templates = [login for login in sample if "user_id" in login]
         self.random = random.Random(seed)
@@ -243,13 +245,29 @@ class Messages:
         )
         if index % INVALID_EVERY == INVALID_EVERY - 1:
             kind = self.INVALID[(index // INVALID_EVERY) % len(self.INVALID)]
-            return kind or json.dumps(login | {"ip": "999.1.2.3"})
-        return json.dumps(login)
+            return self.wrapped(kind or json.dumps(login | {"ip": "999.1.2.3"}), index)
+        return self.wrapped(json.dumps(login), index)
+
+    def wrapped(self, body: str, index: int) -> str:
+        """`body` as the queue receives it: as it is, or in an SNS notification's envelope (a
+        signature and URLs of the lengths SNS sends)."""
+        if self.envelope == "raw":
+            return body
+        topic = "arn:aws:sns:eu-west-1:123456789012:logins"
+        return json.dumps({
+            "Type": "Notification", "MessageId": str(uuid.UUID(int=index, version=4)),
+            "TopicArn": topic, "Message": body, "Timestamp": "2026-11-30T23:59:58.123Z",
+            "SignatureVersion": "1", "Signature": "A" * 344,
+            "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-"
+            + "0" * 32 + ".pem",
+            "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe&"
+            f"SubscriptionArn={topic}:" + "0" * 36,
+        })
 
 
-def seed_queue(sqs, queue_url: str, n: int, threads: int) -> Rate:
+def seed_queue(sqs, queue_url: str, n: int, threads: int, envelope: str = "raw") -> Rate:
     """Send n messages with SendMessageBatch from several threads; check they are all there."""
-    messages = Messages()
+    messages = Messages(envelope=envelope)
 
     def send_batch(start: int) -> None:
         entries = [

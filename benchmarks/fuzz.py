@@ -31,8 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime, timezone
 
+from loginetl.masking import MaskKey
+from loginetl.transform import InvalidMessage, to_row
 
-from .measure import check_run, loginetl_run
 from .environment import (
     SAMPLE,
     child_environment,
@@ -43,9 +44,7 @@ from .environment import (
     sqs_client,
     sqs_endpoint,
 )
-
-from loginetl.masking import MaskKey
-from loginetl.transform import InvalidMessage, to_row
+from .measure import check_run, loginetl_run
 
 ADMIN_URL = os.environ.get(
     "LOGINETL_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -40,7 +40,6 @@ from .environment import (
     seed_queue,
 )
 
-
 # --- what gets measured ---------------------------------------------------------------------
 
 
@@ -290,7 +289,7 @@ def measure_run(
     """On freshly seeded queues; `concurrency` None: loginetl's default (adaptive)."""
     invalid = Messages.invalid_count(n)
     with fresh_queues(sqs, f"bench-run-{n}", with_dlq=True) as queues:
-        seed_queue(sqs, queues.source, n, args.seed_threads)
+        seed_queue(sqs, queues.source, n, args.seed_threads, getattr(args, "envelope", "raw"))
         flag = f"--concurrency {concurrency}" if concurrency else "(defaults)"
         console.print(f"{n:,} messages seeded ({invalid} invalid); loginetl run {flag}")
         before = cpu_seconds(endpoint.pid)

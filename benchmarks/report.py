@@ -9,8 +9,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from .measure import SizeResult
 from .environment import Rate
+from .measure import SizeResult
 
 # Issue 5's targets.
 RUN_VS_BARE = 0.9

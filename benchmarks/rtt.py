@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.table import Table
 
-from .measure import RunResult, measure_bare, measure_run, median
-from .environment import Endpoint, Rate, console
-
 from tests.faults import TcpProxy
+
+from .environment import Endpoint, Rate, console
+from .measure import RunResult, measure_bare, measure_run, median
 
 BARE_WIDE = 16  # the adaptive receivers' ceiling (loginetl/pipeline/adapting.py)
 DEFAULTS_VS_BEST = 0.9  # issue 13: at 20 and 50 ms, defaults >= 0.9 x the best fixed

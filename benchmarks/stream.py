@@ -47,10 +47,10 @@ from pathlib import Path
 
 import boto3
 
-
-from scripts import kinesis as kinesis_mock
 from loginetl.stream.client import kinesis_client
 from loginetl.stream.reading import MAX_RECORDS
+from scripts import kinesis as kinesis_mock
+
 from .environment import (
     LOGINETL,
     REPO,

@@ -22,7 +22,7 @@ from .errors import LoginetlError
 # Every value each labelled counter can take, exported at 0 from the start: a series that
 # appears only with its first event is invisible to rate() and to the alert rules until then.
 # A reason's "category:" part.
-DEAD_LETTER_REASONS = ("json", "schema", "envelope", "encoding", "database")
+DEAD_LETTER_REASONS = ("json", "schema", "envelope", "skipped", "encoding", "database")
 SQS_ACTIONS = (
     "ReceiveMessage",
     "DeleteMessageBatch",
@@ -71,6 +71,11 @@ class Metrics:
             "Messages by the envelope they came in (raw, sns, eventbridge), valid or not.",
             ["envelope"],
         )
+        self.skipped = counter(
+            "loginetl_messages_skipped",
+            "Messages that are not logins by the --accept rules (deleted or dead-lettered).",
+            ["reason"],
+        )
         self.batch_seconds = Histogram(
             "loginetl_batch_seconds",
             "Seconds from a batch's first receive to its delete.",
@@ -102,6 +107,7 @@ class Metrics:
             self.sqs_requests.labels(action)
         for envelope in ENVELOPES:
             self.envelopes.labels(envelope)
+        self.skipped.labels("not_accepted")
 
     def count_requests(self, sqs_client) -> None:
         """Count every request the client sends, by action, and the receives that come back
@@ -132,9 +138,10 @@ class Metrics:
             self.dead_lettered.labels(reason.split(":", 1)[0]).inc(count)
         self.batch_seconds.observe(seconds)
 
-    def opened(self, counts: Mapping[str, int]) -> None:
+    def opened(self, counts: Mapping[str, int], not_accepted: int = 0) -> None:
         for envelope, count in counts.items():
             self.envelopes.labels(envelope).inc(count)
+        self.skipped.labels("not_accepted").inc(not_accepted)
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()

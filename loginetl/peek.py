@@ -32,9 +32,9 @@ class Verdict:
         return self.reason is None
 
 
-def judge(message: QueueMessage) -> Verdict:
+def judge(message: QueueMessage, accept: tuple[envelopes.Rule, ...] = ()) -> Verdict:
     try:
-        opened = envelopes.open_body(message.body)
+        opened = envelopes.open_body(message.body, accept)
     except transform.InvalidMessage as invalid:
         return Verdict(None, invalid.reason, envelopes.envelope_of(message.body), None)
     return Verdict(opened.login, None, opened.envelope, opened.document)
@@ -69,6 +69,7 @@ def peek(
     max_messages: int = 10,
     show_pii: bool = False,
     wait_time: int = 1,
+    accept: tuple[envelopes.Rule, ...] = (),
 ) -> PeekResult:
     """Receive up to max_messages, judge each as `run` would, and make them all visible again."""
     sqs = extract.sqs_client(settings)
@@ -76,13 +77,15 @@ def peek(
     messages = extract.peek(sqs, settings.queue_url, max_messages, wait_time)
     return PeekResult(
         queue_url=settings.queue_url,
-        messages=[peeked(message, key, show_pii) for message in messages],
+        messages=[peeked(message, key, show_pii, accept) for message in messages],
         max_receive_count=limit,
     )
 
 
-def peeked(message: QueueMessage, key: MaskKey | None, show_pii: bool) -> PeekedMessage:
-    verdict = judge(message)
+def peeked(
+    message: QueueMessage, key: MaskKey | None, show_pii: bool, accept: tuple = ()
+) -> PeekedMessage:
+    verdict = judge(message, accept)
     return PeekedMessage(
         message_id=message.message_id,
         sent_at=message.sent_at.isoformat(timespec="seconds"),

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from loginetl import envelopes
+from loginetl.errors import ConfigError
 from loginetl.transform import InvalidMessage
 
 LOGIN = {
@@ -123,3 +124,25 @@ def test_a_raw_login_that_mentions_an_envelope_key_is_still_raw():
     assert opened.envelope == "raw"
     assert envelopes.envelope_of(b'{"TopicArn": 1}') == "raw"  # not an SNS one: no Type
     assert envelopes.envelope_of("not json") == "raw"
+
+
+def test_accept_rules_read_name_equals_value_and_refuse_anything_else():
+    rules = envelopes.parse_rules(["detail-type=UserLogin,source = app.auth", "n=2"])
+    assert [str(rule) for rule in rules] == ["detail-type=UserLogin", "source=app.auth", "n=2"]
+    for bad in ("detail-type", "=x", "a=b,c"):
+        with pytest.raises(ConfigError, match="--accept takes NAME=VALUE"):
+            envelopes.parse_rules([bad])
+
+
+def test_every_rule_must_hold_in_the_envelope_or_the_body():
+    login = eventbridge(LOGIN | {"event": "login", "n": 2, "ok": True})
+    rules = envelopes.parse_rules(["detail-type=UserLogin", "event=login", "n=2", "ok=true"])
+    assert envelopes.open_body(login, rules).login.user_id == "u-1"
+    other = eventbridge({"order": 1}, **{"detail-type": "OrderPlaced"})
+    with pytest.raises(envelopes.NotAccepted) as skipped:  # before validation: not a login
+        envelopes.open_body(other, rules[:1])
+    assert skipped.value.reason == "skipped: not accepted (detail-type=UserLogin does not hold)"
+    raw = json.dumps(LOGIN | {"event": "logout"})
+    with pytest.raises(envelopes.NotAccepted, match=r"\(event=login does not hold\)"):
+        envelopes.open_body(raw, envelopes.parse_rules(["event=login"]))
+    assert envelopes.open_body(json.dumps(LOGIN | {"event": "login"}), rules[1:2]).envelope == "raw"

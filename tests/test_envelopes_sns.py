@@ -79,3 +79,41 @@ def test_an_eventbridge_event_and_hostile_envelopes_on_the_same_queue(queues, cl
     assert any("SubscriptionConfirmation is not a login" in reason for reason in reasons)
     [row] = rows(db)
     assert str(row["create_date"]) == "2026-11-29"  # the event's time: the login had none
+
+
+def other_events(queues) -> None:
+    """An EventBridge login, a raw one, and three other events on one queue."""
+    login = {k: v for k, v in json.loads(VALID[0]).items()}
+    event = {"version": "0", "id": "e", "source": "app.auth", "time": "2026-11-29T10:00:00Z"}
+    logins = [json.dumps(event | {"detail-type": "UserLogin", "detail": login}),
+              json.dumps(login | {"event": "login"})]  # fmt: skip
+    others = [json.dumps(event | {"detail-type": "OrderPlaced", "detail": {"order": 7}}),
+              json.dumps({"event": "logout", "user_id": "u"}), json.dumps({"hello": 1})]  # fmt: skip
+    queues.send(logins + others)
+
+
+@pytest.mark.parametrize("on_other", ["dead-letter", "delete"])
+def test_other_event_types_are_skipped_never_dropped_silently(queues, cli, db, on_other):
+    other_events(queues)
+    peeked = json.loads(cli("peek", "--json", "--accept", "detail-type=UserLogin").stdout)
+    verdicts = sorted(m["verdict"] for m in peeked["messages"])
+    assert verdicts.count("load") == 1 and len(verdicts) == 5
+    assert cli("init-db").exit_code == 0
+    env = {"LOGINETL_ACCEPT": "detail-type=UserLogin"}  # from the environment, as a service
+    result = cli("run", "--json", "--on-other", on_other, env=env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["loaded"] == 1 and summary["skipped"] == {"not accepted": 4}
+    reason = "skipped: not accepted (detail-type=UserLogin does not hold)"
+    if on_other == "delete":
+        assert summary["dead_lettered"] == 0 and queues.count(queues.dlq_url) == 0
+    else:
+        assert summary["dead_lettered_by_reason"] == {reason: 4}
+        assert queues.count(queues.dlq_url) == 4
+    assert queues.count(queues.url) == 0  # nothing left behind either way
+    assert len(rows(db)) == 1
+
+
+def test_a_bad_accept_rule_is_a_usage_error(queues, cli):
+    result = cli("run", "--accept", "detail-type")
+    assert result.exit_code == 2 and "--accept takes NAME=VALUE" in result.stderr

@@ -146,9 +146,11 @@ def run_example(line: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen(["bash", "-c", f"exec {command}"], env=env, cwd=cwd,
                                    stdout=stdout, stderr=stderr, text=True)  # fmt: skip
-    # A stream has no depth to watch: it is following once it took its shard's lease.
+    # Following once it has said so (a service logs its start; a stream, its shard's lease):
+    # a SIGTERM before then would find no handler installed yet.
     def started() -> bool:
-        return "--stream" not in command or "lease on shard" in err.read_text()
+        said = err.read_text()
+        return "lease on shard" in said if "--stream" in command else "run started" in said
 
     try:
         wait_until(lambda: process.poll() is not None or (depth(env) == 0 and started()),

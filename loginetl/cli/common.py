@@ -45,6 +45,19 @@ def option(flag: str, help: str, **settings):
 
 QueueUrl = Annotated[str, option("--queue-url", "URL of the source SQS queue.")]
 
+Accept = Annotated[
+    list[str],
+    option(
+        "--accept",
+        "A rule NAME=VALUE that a login meets when other events share the queue: the field "
+        "NAME of the envelope or the body is VALUE (e.g. detail-type=UserLogin). Give it again "
+        "for more rules (all must hold); in LOGINETL_ACCEPT, split them by commas.",
+        metavar="RULE",
+        show_default=False,
+    ),
+]
+
+
 # The value asked about is personal data: no env var (it would sit in .env), never echoed.
 Ip = Annotated[str | None, option("--ip", "Rows masked from this IP address.", envvar=None)]
 DeviceId = Annotated[

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from .. import config
+from .. import config, envelopes
 from .. import peek as peeking
 from ..config import Settings
 from ..masking import mask_key_from_env
@@ -12,6 +12,7 @@ from ..stream import inspect as stream_inspect
 from . import render
 from .app import command
 from .common import (
+    Accept,
     DatabaseUrl,
     EndpointUrl,
     JsonOutput,
@@ -40,6 +41,7 @@ def peek(
         option("--show-pii", "Show ip and device_id as sent instead of masked."),
     ] = False,
     wait_time: WaitTime = 1,
+    accept: Accept = [],  # noqa: B006 - Typer's list default, never mutated
     json: JsonOutput = False,
 ):
     """Show messages on the queue, and whether each would load.
@@ -63,6 +65,7 @@ def peek(
     if stream:
         result = stream_inspect.peek_stream(settings, key, max_messages, show_pii)
     else:
-        result = peeking.peek(settings, key, max_messages, show_pii, wait_time)
+        rules = envelopes.parse_rules(accept)
+        result = peeking.peek(settings, key, max_messages, show_pii, wait_time, rules)
     note_receive_count(result.max_receive_count)
     show(json, result.as_dict(), render.peek_table(result, stdout.width))

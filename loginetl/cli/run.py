@@ -9,13 +9,14 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
+from enum import Enum
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer._click.core import ParameterSource  # typer vendors click (typer==0.29.2)
 
-from .. import config, pipeline
+from .. import config, envelopes, pipeline
 from ..config import Settings
 from ..errors import EXIT_INCOMPLETE, ConfigError
 from ..masking import mask_key_from_env
@@ -26,6 +27,7 @@ from . import logs, render
 from .app import command
 from .common import (
     MAX_MESSAGES,
+    Accept,
     DatabaseUrl,
     DlqUrl,
     EndpointUrl,
@@ -45,6 +47,11 @@ def _both_sources(ctx: typer.Context) -> bool:
     queue, stream = (ctx.get_parameter_source(name) for name in ("queue_url", "stream"))
     command_line = ParameterSource.COMMANDLINE
     return queue == command_line or (queue != ParameterSource.DEFAULT and stream != command_line)
+
+
+class OnOther(str, Enum):
+    dead_letter = "dead-letter"
+    delete = "delete"
 
 
 @command("run")
@@ -147,6 +154,16 @@ def run(
             min=0,
         ),
     ] = pipeline.RunOptions.retry_for,
+    accept: Accept = [],  # noqa: B006 - Typer's list default, never mutated
+    on_other: Annotated[
+        OnOther,
+        option(
+            "--on-other",
+            "What becomes of a message the --accept rules refuse: "
+            "dead-letter (with the reason) or delete.",
+            metavar="ACTION",
+        ),
+    ] = OnOther.dead_letter,
     json: JsonOutput = False,
 ):
     """Load the queue into user_logins, masked.
@@ -192,6 +209,8 @@ def run(
         follow=follow,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        accept=envelopes.parse_rules(accept),
+        delete_others=on_other is OnOther.delete,
     )
     # What start-up made (modules, botocore's models) lives as long as the process: kept out of
     # the collector's generations, a full collection during the run need not walk it again.

@@ -68,13 +68,14 @@ class Loader:
         """The batch validated and masked, and the settlers told what validation refused (a
         stream starts dead-lettering it now): what `commit` takes. Another thread may prepare
         the next batch while this one commits."""
-        rows, by_origin, refused = self._transform(batch)
-        return load.prepare(rows, self.table), by_origin, refused, self.settlers.validated(refused)
+        rows, by_origin, refused, skipped = self._transform(batch)
+        staged, early = load.prepare(rows, self.table), self.settlers.validated(refused)
+        return staged, by_origin, refused, early, skipped
 
     def commit(self, batch: list[QueueMessage], prepared: tuple) -> None:
         """Commit the prepared batch, then hand it to the settlers."""
         started = time.monotonic()
-        staged, by_origin, refused, early = prepared
+        staged, by_origin, refused, early, skipped = prepared
         refused = list(refused)  # the database's refusals join these below
 
         def in_commit(connection, result: load.LoadResult) -> None:  # a stream's checkpoint
@@ -105,31 +106,41 @@ class Loader:
             first_is_new = origin_id in inserted
             loaded += int(first_is_new)
             duplicates += len(messages) - int(first_is_new)
+        done += skipped  # not logins, and the operator chose to delete them (--on-other)
         self.shared.count_committed(loaded, duplicates, erased)
         self.shared.in_hand = []  # committed: the settlers own these now
         # Metrics and the batch log count erased messages among the skipped duplicates.
         self.settlers.submit(batch, done, refused, loaded, duplicates + erased, started)
 
     def _transform(self, batch: list[QueueMessage]):
-        """(rows, messages by original id, refused with their reasons)."""
+        """(rows, messages by original id, refused with their reasons, messages to delete as
+        not logins)."""
         rows: dict[str, transform.LoginRow] = {}
         by_origin: dict[str, list[QueueMessage]] = {}
         refused: list[tuple[QueueMessage, str]] = []
+        skipped: list[QueueMessage] = []
         opened: Counter[str] = Counter()
+        not_accepted = 0
+        options = self.shared.options
         for message in batch:
             try:
-                login = envelopes.open_body(message.body)
+                login = envelopes.open_body(message.body, options.accept)
                 opened[login.envelope] += 1
                 sent_at = login.sent_at or message.sent_at
                 row = transform.mask_login(login.login, self.key, message.origin_id, sent_at)
             except transform.InvalidMessage as invalid:
                 opened[envelopes.envelope_of(message.body)] += 1
+                if isinstance(invalid, envelopes.NotAccepted):
+                    not_accepted += 1
+                    if options.delete_others:
+                        skipped.append(message)
+                        continue
                 refused.append((message, invalid.reason))
                 continue
             # Two copies of one message in a batch (a replayed duplicate): one row, both deleted.
             rows.setdefault(message.origin_id, row)
             by_origin.setdefault(message.origin_id, []).append(message)
-        self.shared.count_envelopes(opened)
+        self.shared.count_envelopes(opened, not_accepted)
         if self.metrics is not None:
-            self.metrics.opened(opened)
-        return list(rows.values()), by_origin, refused
+            self.metrics.opened(opened, not_accepted)
+        return list(rows.values()), by_origin, refused, skipped

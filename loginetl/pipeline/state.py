@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import extract
+from .. import envelopes, extract
 from ..errors import LoginetlError
 from ..extract import QueueMessage, VisibilityKeeper
 from ..results import Outcome, plain
@@ -47,6 +47,8 @@ class RunOptions:
     follow: bool = False  # keep polling when the queue is empty, until stopped
     metrics_port: int | None = None  # serve /metrics and /healthz there
     metrics_host: str = "0.0.0.0"  # all interfaces, as exporters do: a scraper is elsewhere
+    accept: tuple = ()  # envelopes.Rule: what a login is, when other events share the source
+    delete_others: bool = False  # what the rules do not accept: deleted, else dead-lettered
 
     def with_batch_size(self, default: int) -> RunOptions:
         """These options with `default` as the batch size, unless one was given."""
@@ -71,6 +73,7 @@ class RunSummary(Outcome):
     delete_failures: int = 0  # committed but not deleted: SQS will redeliver, we will skip them
     released: int = 0  # received but given back unprocessed (stopped, error, left behind)
     envelopes: Counter = field(default_factory=Counter)  # raw, sns, eventbridge -> messages
+    skipped: Counter = field(default_factory=Counter)  # why -> messages that are not logins
 
     @property
     def messages_per_second(self) -> float:
@@ -85,6 +88,7 @@ class RunSummary(Outcome):
             left_on_queue=sum(self.left_on_queue.values()),
             left_on_queue_by_reason=dict(self.left_on_queue),
             envelopes=dict(self.envelopes),
+            skipped=dict(self.skipped),
             elapsed_seconds=round(self.elapsed, 3),
             messages_per_second=round(self.messages_per_second, 1),
         )
@@ -161,9 +165,11 @@ class Shared:
             self.summary.duplicates += duplicates
             self.summary.erased += erased
 
-    def count_envelopes(self, opened: Counter) -> None:
+    def count_envelopes(self, opened: Counter, skipped: int) -> None:
         with self.lock:
             self.summary.envelopes.update(opened)
+            if skipped:
+                self.summary.skipped[envelopes.NOT_ACCEPTED] += skipped
 
     def count_dead_lettered(self, reasons: list[str]) -> None:
         with self.lock:

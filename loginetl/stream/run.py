@@ -238,7 +238,7 @@ def _without_shard(ready: tuple, shard_id: str) -> tuple:
     """A prepared batch without the records of one shard. Its dead-letter send stays as it
     was: what it sent of that shard is sent again by the shard's new holder (the dead-letter
     queue is at-least-once; a replay loads each record once)."""
-    prepared, by_origin, refused, early = ready
+    prepared, by_origin, refused, early, skipped = ready
     by_origin = {
         origin_id: kept
         for origin_id, records in by_origin.items()
@@ -252,7 +252,8 @@ def _without_shard(ready: tuple, shard_id: str) -> tuple:
         None,
     )
     refused = [(record, reason) for record, reason in refused if record.shard_id != shard_id]
-    return prepared, by_origin, refused, early
+    skipped = [record for record in skipped if record.shard_id != shard_id]
+    return prepared, by_origin, refused, early, skipped
 
 
 def serve_metrics(metrics: Metrics, options: RunOptions, database_url: str) -> MetricsServer:
