@@ -22,7 +22,14 @@ from datetime import datetime
 from typing import Any
 
 from .errors import ConfigError
-from .transform import InvalidMessage, Login, json_type, parse_body, validate_document
+from .transform import (
+    KNOWN_FIELDS,
+    InvalidMessage,
+    Login,
+    json_type,
+    parse_body,
+    validate_document,
+)
 
 RAW, SNS, EVENTBRIDGE = "raw", "sns", "eventbridge"
 ENVELOPES = (RAW, SNS, EVENTBRIDGE)
@@ -85,6 +92,12 @@ class Opened:
     login: Login
     sent_at: datetime | None  # None: no envelope time, the SQS message's own is used
     document: dict[str, Any]  # the login's fields as parsed (for what is beyond the known)
+
+    @property
+    def extra_fields(self) -> list[str]:
+        """The names of the login's top-level fields beyond the known seven (never their
+        values: they may hold personal data)."""
+        return [name for name in self.document if name not in KNOWN_FIELDS]
 
 
 def open_body(body: str | bytes, accept: tuple[Rule, ...] = ()) -> Opened:

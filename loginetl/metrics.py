@@ -7,6 +7,7 @@ can restart a stuck copy.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +32,9 @@ SQS_ACTIONS = (
     "GetQueueAttributes",
     "GetQueueUrl",
 )
+MOST_EXTRA_LABELS = 50  # distinct extra field names with a series of their own
+EXTRA_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+OTHER_EXTRA = "(other)"
 # An error's kind: its class's, or the nearest base class's that has one.
 ERROR_KINDS = {
     "CertificateError": "certificate",
@@ -71,6 +75,11 @@ class Metrics:
             "Messages by the envelope they came in (raw, sns, eventbridge), valid or not.",
             ["envelope"],
         )
+        self.extra_fields = counter(
+            "loginetl_extra_fields",
+            "Valid logins carrying a top-level field beyond the known seven, by its name.",
+            ["field"],
+        )
         self.skipped = counter(
             "loginetl_messages_skipped",
             "Messages that are not logins by the --accept rules (deleted or dead-lettered).",
@@ -108,6 +117,8 @@ class Metrics:
         for envelope in ENVELOPES:
             self.envelopes.labels(envelope)
         self.skipped.labels("not_accepted")
+        self.extra_labels: set[str] = set()
+        self.lock = threading.Lock()
 
     def count_requests(self, sqs_client) -> None:
         """Count every request the client sends, by action, and the receives that come back
@@ -138,10 +149,25 @@ class Metrics:
             self.dead_lettered.labels(reason.split(":", 1)[0]).inc(count)
         self.batch_seconds.observe(seconds)
 
-    def opened(self, counts: Mapping[str, int], not_accepted: int = 0) -> None:
+    def opened(
+        self, counts: Mapping[str, int], not_accepted: int = 0, extra: Mapping[str, int] = {}
+    ) -> None:
         for envelope, count in counts.items():
             self.envelopes.labels(envelope).inc(count)
         self.skipped.labels("not_accepted").inc(not_accepted)
+        for name, count in extra.items():
+            self.extra_fields.labels(self._extra_label(name)).inc(count)
+
+    def _extra_label(self, name: str) -> str:
+        """A field name as a label: producers choose the names, so only short plain ones, and
+        only the first MOST_EXTRA_LABELS of them, get a series; the rest count as (other)."""
+        with self.lock:
+            if name in self.extra_labels:
+                return name
+            if len(self.extra_labels) < MOST_EXTRA_LABELS and EXTRA_LABEL.fullmatch(name):
+                self.extra_labels.add(name)
+                return name
+        return OTHER_EXTRA
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()

@@ -48,6 +48,7 @@ class PeekedMessage:
     fields: dict[str, str | None]
     verdict: str  # "load", or the reason it would be dead-lettered
     envelope: str = envelopes.RAW  # what the login came wrapped in: raw, sns or eventbridge
+    extra_fields: tuple[str, ...] = ()  # names of the login's fields beyond the known seven
 
     def as_dict(self) -> dict:
         return plain(self, would_load=self.verdict == "load")
@@ -93,6 +94,9 @@ def peeked(
         fields=shown_fields(message.body, key, show_pii, verdict),
         verdict="load" if verdict.loads else verdict.reason,
         envelope=verdict.envelope,
+        extra_fields=tuple(
+            name for name in verdict.document or {} if name not in transform.KNOWN_FIELDS
+        ),
     )
 
 
@@ -115,6 +119,8 @@ def shown_fields(
         text = None if value is None else value if isinstance(value, str) else _compact(value)
         if name in PII_FIELDS and text is not None and not show_pii:
             text = key.mask(text) if key else "***"
+        elif name not in transform.KNOWN_FIELDS and text is not None and not show_pii:
+            text = "(extra field, value not shown)"  # it may hold personal data
         shown[name] = text
     return shown
 

@@ -17,6 +17,7 @@ from typing import Any
 from .masking import MaskKey
 
 REQUIRED_FIELDS = ("user_id", "device_type", "ip", "device_id", "app_version")
+KNOWN_FIELDS = (*REQUIRED_FIELDS, "locale", "create_date")  # any other field is extra
 
 # Longest value accepted per field. user_id .. app_version are the widths of their columns in
 # user_logins; ip and device_id are never stored raw, the limits only bound what we hash.

@@ -146,3 +146,19 @@ def test_every_rule_must_hold_in_the_envelope_or_the_body():
     with pytest.raises(envelopes.NotAccepted, match=r"\(event=login does not hold\)"):
         envelopes.open_body(raw, envelopes.parse_rules(["event=login"]))
     assert envelopes.open_body(json.dumps(LOGIN | {"event": "login"}), rules[1:2]).envelope == "raw"
+
+
+def test_extra_fields_are_counted_by_name_and_metrics_keep_their_labels_few():
+    from prometheus_client import generate_latest
+
+    from loginetl.metrics import MOST_EXTRA_LABELS, Metrics
+
+    opened = envelopes.open_body(sns(json.dumps(LOGIN | {"email": "a@b.c", "plan": "pro"})))
+    assert opened.extra_fields == ["email", "plan"]
+    metrics = Metrics()
+    names = {"email": 2, "with space": 1} | {f"f{i}": 1 for i in range(MOST_EXTRA_LABELS + 5)}
+    metrics.opened({"sns": 3}, 0, names)
+    text = generate_latest(metrics.registry).decode()
+    assert 'loginetl_extra_fields_total{field="email"} 2.0' in text
+    assert 'loginetl_extra_fields_total{field="(other)"} 7.0' in text  # 6 past the cap, 1 odd
+    assert text.count("loginetl_extra_fields_total{") == MOST_EXTRA_LABELS + 1

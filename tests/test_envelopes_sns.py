@@ -117,3 +117,23 @@ def test_other_event_types_are_skipped_never_dropped_silently(queues, cli, db, o
 def test_a_bad_accept_rule_is_a_usage_error(queues, cli):
     result = cli("run", "--accept", "detail-type")
     assert result.exit_code == 2 and "--accept takes NAME=VALUE" in result.stderr
+
+
+def test_unknown_fields_are_counted_by_name_never_shown_by_value(queues, cli, db):
+    secret = "someone@example.com"
+    login = json.loads(VALID[0])
+    bodies = [json.dumps(login | {"email": secret, "plan": "pro"}),
+              json.dumps(json.loads(VALID[1]) | {"email": secret}), VALID[2]]  # fmt: skip
+    queues.send(bodies)
+    peeked = cli("peek", "--json")
+    extra = sorted(tuple(m["extra_fields"]) for m in json.loads(peeked.stdout)["messages"])
+    assert extra == [(), ("email",), ("email", "plan")]
+    assert secret not in peeked.output
+    assert cli("init-db").exit_code == 0
+    result = cli("run", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["extra_fields"] == {"email": 2, "plan": 1}
+    assert secret not in result.output
+    table = cli("run", env={"COLUMNS": "80"})  # nothing left: the table of an empty run
+    assert table.exit_code == 0 and secret not in table.output

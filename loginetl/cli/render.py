@@ -136,6 +136,8 @@ def run_summary(summary: RunSummary) -> Table:
         made.add_row("erased before (not loaded again)", str(summary.erased))
     _counted(made, "dead-lettered", summary.dead_lettered)
     _counted(made, "left on queue", summary.left_on_queue)
+    for name, count in summary.extra_fields.most_common(10):  # names only, never values
+        made.add_row(Text("extra field ") + safe(name, 64), str(count))
     if set(summary.envelopes) - {"raw"}:  # logins came wrapped: say in what
         for envelope, count in sorted(summary.envelopes.items()):
             made.add_row(f"came as {envelope}", str(count))

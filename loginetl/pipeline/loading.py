@@ -120,12 +120,14 @@ class Loader:
         refused: list[tuple[QueueMessage, str]] = []
         skipped: list[QueueMessage] = []
         opened: Counter[str] = Counter()
+        extra: Counter[str] = Counter()  # field name -> logins that carried it
         not_accepted = 0
         options = self.shared.options
         for message in batch:
             try:
                 login = envelopes.open_body(message.body, options.accept)
                 opened[login.envelope] += 1
+                extra.update(login.extra_fields)
                 sent_at = login.sent_at or message.sent_at
                 row = transform.mask_login(login.login, self.key, message.origin_id, sent_at)
             except transform.InvalidMessage as invalid:
@@ -140,7 +142,7 @@ class Loader:
             # Two copies of one message in a batch (a replayed duplicate): one row, both deleted.
             rows.setdefault(message.origin_id, row)
             by_origin.setdefault(message.origin_id, []).append(message)
-        self.shared.count_envelopes(opened, not_accepted)
+        self.shared.count_envelopes(opened, not_accepted, extra)
         if self.metrics is not None:
-            self.metrics.opened(opened, not_accepted)
+            self.metrics.opened(opened, not_accepted, extra)
         return list(rows.values()), by_origin, refused, skipped

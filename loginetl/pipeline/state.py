@@ -74,6 +74,8 @@ class RunSummary(Outcome):
     released: int = 0  # received but given back unprocessed (stopped, error, left behind)
     envelopes: Counter = field(default_factory=Counter)  # raw, sns, eventbridge -> messages
     skipped: Counter = field(default_factory=Counter)  # why -> messages that are not logins
+    # Field name -> valid logins that carried it beyond the known seven (names, never values).
+    extra_fields: Counter = field(default_factory=Counter)
 
     @property
     def messages_per_second(self) -> float:
@@ -89,6 +91,7 @@ class RunSummary(Outcome):
             left_on_queue_by_reason=dict(self.left_on_queue),
             envelopes=dict(self.envelopes),
             skipped=dict(self.skipped),
+            extra_fields=dict(self.extra_fields.most_common()),
             elapsed_seconds=round(self.elapsed, 3),
             messages_per_second=round(self.messages_per_second, 1),
         )
@@ -165,9 +168,10 @@ class Shared:
             self.summary.duplicates += duplicates
             self.summary.erased += erased
 
-    def count_envelopes(self, opened: Counter, skipped: int) -> None:
+    def count_envelopes(self, opened: Counter, skipped: int, extra: Counter) -> None:
         with self.lock:
             self.summary.envelopes.update(opened)
+            self.summary.extra_fields.update(extra)
             if skipped:
                 self.summary.skipped[envelopes.NOT_ACCEPTED] += skipped
 
