@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import boto3
 import botocore.config
@@ -41,6 +42,22 @@ MAX_BATCH_BYTES = 200 * 1024  # stay under SendMessageBatch's total payload limi
 PEEK_VISIBILITY = 30  # seconds a peeked message stays hidden while more are gathered
 MISSING_QUEUE_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 CREDENTIAL_CODES = ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch")
+
+
+class Message(Protocol):
+    """What the loader, peek and the run's counters read of a message, whether a queue's
+    (QueueMessage) or a stream's (stream.client.StreamRecord)."""
+
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def origin_id(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def sent_at(self) -> datetime: ...
+    @property
+    def receive_count(self) -> int: ...
 
 
 @dataclass(slots=True)  # not frozen, as transform.Login: made per message, changed by none
@@ -142,14 +159,19 @@ def retry_config(default_mode: str) -> dict:
     return {"mode": mode, "total_max_attempts": int(attempts)}
 
 
+def error_code_and_message(error: botocore.exceptions.ClientError) -> tuple[str, str]:
+    """An AWS error's code and message, as the service sent them."""
+    details = error.response.get("Error", {})
+    return details.get("Code", ""), details.get("Message", "") or str(error)
+
+
 @contextmanager
 def sqs_errors(action: str, queue_url: str) -> Iterator[None]:
     """Turn botocore's exceptions into one line that names the queue."""
     try:
         yield
     except botocore.exceptions.ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        message = error.response.get("Error", {}).get("Message", "") or str(error)
+        code, message = error_code_and_message(error)
         line = redact(f"{action} {queue_url}: {code}: {message}")
         if code in MISSING_QUEUE_CODES:
             raise ConfigError(f"{action} {queue_url}: the queue does not exist") from None

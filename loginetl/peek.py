@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import envelopes, extract, transform
 from .config import Settings
-from .extract import QueueMessage
+from .extract import Message
 from .masking import MaskKey
 from .results import plain
 
@@ -32,7 +32,7 @@ class Verdict:
         return self.reason is None
 
 
-def judge(message: QueueMessage, accept: tuple[envelopes.Rule, ...] = ()) -> Verdict:
+def judge(message: Message, accept: tuple[envelopes.Rule, ...] = ()) -> Verdict:
     try:
         opened = envelopes.open_body(message.body, accept)
     except transform.InvalidMessage as invalid:
@@ -84,7 +84,7 @@ def peek(
 
 
 def peeked(
-    message: QueueMessage, key: MaskKey | None, show_pii: bool, accept: tuple = ()
+    message: Message, key: MaskKey | None, show_pii: bool, accept: tuple = ()
 ) -> PeekedMessage:
     verdict = judge(message, accept)
     return PeekedMessage(
@@ -92,7 +92,7 @@ def peeked(
         sent_at=message.sent_at.isoformat(timespec="seconds"),
         receive_count=message.receive_count,
         fields=shown_fields(message.body, key, show_pii, verdict),
-        verdict="load" if verdict.loads else verdict.reason,
+        verdict=verdict.reason if verdict.reason is not None else "load",
         envelope=verdict.envelope,
         extra_fields=tuple(
             name for name in verdict.document or {} if name not in transform.KNOWN_FIELDS

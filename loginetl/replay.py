@@ -216,7 +216,7 @@ def replay_dlq(
             endpoint_url=options.endpoint_url,
         )
     )
-    dlq_url = options.dlq_url or extract.dead_letter_url(client, source)
+    dlq_url = options.dlq_url or (source and extract.dead_letter_url(client, source))
     if not dlq_url:
         raise ConfigError(
             f"{source} has no RedrivePolicy naming a dead-letter queue: pass --dlq-url"
@@ -238,8 +238,7 @@ def replay_dlq(
         reason_filter=options.reason,
     )
     routes = _Routes(client, dlq_url, destination)
-    replaying = _Replay(client, routes, options, key, pacer or Pacer(options.rate), summary)
-    replaying.send = send or replaying.send
+    replaying = _Replay(client, routes, options, key, pacer or Pacer(options.rate), summary, send)
     return replaying.run()
 
 
@@ -248,9 +247,11 @@ def _to_stream(options: ReplayOptions) -> Callable:
     from .stream import client as kinesis
     from .stream.replaying import put_back
 
+    name = options.to_stream
+    assert name is not None  # only --to-stream makes this sender
     stream = kinesis.kinesis_client(options.endpoint_url)
-    kinesis.list_shards(stream, options.to_stream)  # a missing stream is a ConfigError
-    return lambda destination, batch: put_back(stream, options.to_stream, batch)
+    kinesis.list_shards(stream, name)  # a missing stream is a ConfigError
+    return lambda destination, batch: put_back(stream, name, batch)
 
 
 class _Replay:
@@ -264,7 +265,9 @@ class _Replay:
         key: MaskKey | None,
         pacer: Pacer,
         summary: ReplaySummary,
+        send: Callable[[str, list[QueueMessage]], dict[int, str]] | None = None,
     ) -> None:
+        self.sender = send or self.send  # where moved messages go: a queue, or a stream
         self.client = client
         self.dlq_url = summary.dlq_url
         self.routes = routes
@@ -341,13 +344,13 @@ class _Replay:
         by_destination: dict[str, list[QueueMessage]] = {}
         for message in messages:
             destination, problem = self.routes.destination(message)
-            if problem:
-                self._failed(message, None, problem)
+            if destination is None:
+                self._failed(message, None, problem or "no destination")
             else:
                 by_destination.setdefault(destination, []).append(message)
         for destination, batch in by_destination.items():
             self.pacer.wait_for(len(batch))
-            not_sent = self.send(destination, batch)
+            not_sent = self.sender(destination, batch)
             sent = [message for index, message in enumerate(batch) if index not in not_sent]
             for index, why in not_sent.items():
                 self._failed(batch[index], destination, why)

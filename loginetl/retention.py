@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from psycopg2 import sql
 
@@ -37,7 +38,7 @@ class PruneReport:
     applied: bool = False  # False: counted only (no --yes)
 
     def as_dict(self) -> dict:
-        counted = {"database": self.location, "cutoff": self.cutoff.isoformat()}
+        counted: dict[str, Any] = {"database": self.location, "cutoff": self.cutoff.isoformat()}
         counted |= {"matched": self.matched}
         if not self.applied:
             return counted
@@ -112,7 +113,8 @@ def _split_partitions(connection, cutoff: date) -> tuple[list[str], list[str]]:
         )
         partitions = cursor.fetchall()
     connection.rollback()
-    old, others = [], []
+    old: list[str] = []
+    others: list[str] = []
     for name, bounds in partitions:
         match = _BOUNDS.search(bounds or "")
         entirely_old = match and date.fromisoformat(match.group(2)) <= cutoff

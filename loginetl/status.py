@@ -9,6 +9,7 @@ shown.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import database, extract, replay, schema
 from .config import Settings
@@ -153,7 +154,7 @@ def _table(settings: Settings, ring: KeyRing | None, report: StatusReport) -> No
 
 def _describe_table(connection) -> dict:
     info = schema.describe(connection)
-    result = {"name": schema.TABLE, "location": database.location_of(connection)}
+    result: dict[str, Any] = {"name": schema.TABLE, "location": database.location_of(connection)}
     result["exists"] = info.exists
     if not info.exists:
         return result

@@ -81,12 +81,16 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_HOOKS = {"parse_int": JsonNumber, "parse_float": JsonNumber, "parse_constant": _reject_constant}
+_HOOKS: dict[str, Any] = {
+    "parse_int": JsonNumber,
+    "parse_float": JsonNumber,
+    "parse_constant": _reject_constant,
+}
 # One decoder for every text body (json.loads with hooks would build a new one each call).
 _DECODER = json.JSONDecoder(**_HOOKS)
 
 
-def parse_body(body: str) -> dict[str, Any]:
+def parse_body(body: str | bytes) -> dict[str, Any]:
     try:
         document = _DECODER.decode(body) if type(body) is str else json.loads(body, **_HOOKS)
     except RecursionError:

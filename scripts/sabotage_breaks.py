@@ -83,7 +83,7 @@ SQS_TESTS = (
 SECRET_TESTS = (
     "tests/test_hostile_input.py::test_logs_and_errors_never_show_secrets_or_raw_pii",
     RUN + "test_secrets_never_appear_in_output",
-    "tests/test_masking.py::test_a_cli_error_line_after_the_key_is_built_never_shows_it",
+    "tests/unit/test_masking.py::test_a_cli_error_line_after_the_key_is_built_never_shows_it",
 )
 DLQ_REFUSES_TEST = (
     "tests/test_failure_branches.py::"

@@ -16,12 +16,9 @@ from loginetl.pipeline.adapting import (
     WINDOW,
     Adaptation,
 )
-
-from .conftest import rows
-from .faults import RecordingSqs, TcpProxy, Watched, wait_until
-from .test_faults import env_for, init, valid_bodies
-from .test_service import free_port, metric, scrape
-
+from tests.support.data import rows
+from tests.support.faults import RecordingSqs, TcpProxy, Watched, wait_until
+from tests.support.runs import env_for, free_port, init, metric, scrape, valid_bodies
 
 FAST = 0.02  # seconds a full receive takes while the server keeps up
 

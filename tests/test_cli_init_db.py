@@ -3,8 +3,7 @@
 import json
 
 from loginetl import load, transform
-
-from .conftest import rows
+from tests.support.data import rows
 
 TAKE_HOME_DDL = """
 CREATE TABLE IF NOT EXISTS user_logins(

@@ -3,8 +3,7 @@
 import json
 
 from loginetl.masking import MaskKey
-
-from .conftest import MASK_KEY, sample_messages
+from tests.support.data import MASK_KEY, sample_messages
 
 KEY = MaskKey(MASK_KEY)
 

@@ -9,8 +9,7 @@ import pytest
 
 from loginetl import database, load, schema, transform
 from loginetl.masking import MaskKey
-
-from .conftest import MASK_KEY, rows, sample_messages
+from tests.support.data import MASK_KEY, rows, sample_messages
 
 OLD_SECRET = "an-old-mask-key-retired-at-rotation-000000"
 VALID = [m for m in sample_messages() if "user_id" in m]

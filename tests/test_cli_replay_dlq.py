@@ -8,8 +8,8 @@ import pytest
 from loginetl import database, extract, load, replay, schema, transform
 from loginetl.extract import QueueMessage
 from loginetl.masking import MaskKey
-
-from .conftest import MASK_KEY, Queues, make_queues, rows, sample_messages
+from tests.support.data import MASK_KEY, rows, sample_messages
+from tests.support.servers import Queues, make_queues
 
 KEY = MaskKey(MASK_KEY)
 VALID = [m for m in sample_messages() if "user_id" in m]

@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 
 from loginetl import database, load, schema, transform
 from loginetl.masking import MaskKey
-
-from .conftest import MASK_KEY, make_queues, rows, sample_messages, unreachable
+from tests.support.data import MASK_KEY, rows, sample_messages
+from tests.support.servers import make_queues, unreachable
 
 KEY = MaskKey(MASK_KEY)
 

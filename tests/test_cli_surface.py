@@ -14,10 +14,9 @@ from typer.testing import CliRunner
 
 from loginetl.cli import app
 from loginetl.cli.app import hoist
-
-from .conftest import MASK_KEY, rows, sample_messages
-from .faults import start_loginetl, wait_until
-from .test_faults import env_for, init
+from tests.support.data import MASK_KEY, rows, sample_messages
+from tests.support.faults import start_loginetl, wait_until
+from tests.support.runs import env_for, init
 
 COMMANDS = ["init-db", "run", "peek", "replay-dlq", "verify-masking", "status", "lookup", "erase",
             "unmask", "rekey", "prune"]

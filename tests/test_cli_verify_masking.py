@@ -11,8 +11,7 @@ import pytest
 
 from loginetl import audit, database, load, schema, transform
 from loginetl.masking import MaskKey
-
-from .conftest import MASK_KEY, sample_messages
+from tests.support.data import MASK_KEY, sample_messages
 
 KEY = MaskKey(MASK_KEY)
 OTHER_KEY = "another-mask-key-used-before-rotation-0000"

@@ -9,15 +9,15 @@ import json
 import boto3
 import pytest
 
-from .conftest import _aws_client_args, rows, sample_messages
-from .faults import wait_until
+from tests.support.data import aws_client_args, rows, sample_messages
+from tests.support.faults import wait_until
 
 VALID = [json.dumps(m) for m in sample_messages() if "user_id" in m][:5]
 
 
 def subscribe(sqs_endpoint: str, queues, raw: bool):
     """A topic fanning out to the test's queue; with `raw`, RawMessageDelivery."""
-    sns = boto3.client("sns", endpoint_url=sqs_endpoint, **_aws_client_args())
+    sns = boto3.client("sns", endpoint_url=sqs_endpoint, **aws_client_args())
     topic = sns.create_topic(Name=f"logins-{queues.url.rsplit('/', 1)[1]}")["TopicArn"]
     arn = queues.client.get_queue_attributes(QueueUrl=queues.url, AttributeNames=["QueueArn"])[
         "Attributes"

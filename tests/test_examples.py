@@ -17,9 +17,9 @@ from typer.main import get_command
 from loginetl import database, load, schema, transform
 from loginetl.cli import app
 from loginetl.masking import MaskKey
-
-from .conftest import MASK_KEY, Stream, rows, sample_messages
-from .faults import wait_until
+from tests.support.data import MASK_KEY, rows, sample_messages
+from tests.support.faults import wait_until
+from tests.support.servers import Stream
 
 ROOT = Path(__file__).resolve().parent.parent
 UNMASK_EXAMPLE_ID = "0e5b7d4e-8a53-4e1f-9f1c-2f6c9d41a7b2"  # in unmask's --help example

@@ -6,23 +6,31 @@ import json
 import os
 import subprocess
 import sys
+
 from loginetl import extract
 from loginetl.config import Settings
 from loginetl.metrics import Metrics, MetricsServer
-
-from .conftest import make_queues, rows, sample_messages
-from .faults import RecordingSqs, Watched, start_loginetl, wait_until
-from .test_faults import (
+from tests.support.data import rows, sample_messages
+from tests.support.faults import (
+    RecordingSqs,
+    Watched,
+    proxy_for,
+    start_loginetl,
+    through,
+    wait_until,
+)
+from tests.support.runs import (
     env_for,
     finish,
+    free_port,
     init,
-    proxy_for,
+    metric,
+    scrape,
     table_locked,
-    through,
     visible,
     waiting_on_lock,
 )
-from .test_service import free_port, metric, scrape
+from tests.support.servers import make_queues
 
 VALID = [
     json.dumps(dict(m, user_id=f"user-{i}"))

@@ -9,69 +9,28 @@ import json
 import random
 import signal
 import time
-from contextlib import contextmanager
 
-import psycopg2
 import pytest
 
-from loginetl import database, schema
-
-from .conftest import MASK_KEY, make_queues, rows, sample_messages
-from .faults import ThrottlingSqs, Watched, proxy_for, start_loginetl, through, wait_until
-
-
-def env_for(queue_url: str, database_url: str, **extra) -> dict:
-    return {
-        "LOGINETL_QUEUE_URL": queue_url,
-        "LOGINETL_DATABASE_URL": database_url,
-        "LOGINETL_MASK_KEY": MASK_KEY,
-        "LOGINETL_WAIT_TIME": "1",
-        "LOGINETL_CONCURRENCY": "1",  # exact counts on moto (see conftest.cli)
-    } | extra
-
-
-@contextmanager
-def table_locked(database_url: str):
-    """Another session holds an exclusive lock: inserts wait, as on a very slow database."""
-    connection = psycopg2.connect(database_url)
-    with connection.cursor() as cursor:
-        cursor.execute("LOCK TABLE user_logins IN ACCESS EXCLUSIVE MODE")
-    try:
-        yield
-    finally:
-        connection.rollback()
-        connection.close()
-
-
-def waiting_on_lock(db, sessions: int = 1) -> bool:
-    with db.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loginetl' "
-            "AND wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        return cursor.fetchone()[0] >= sessions
-
-
-def visible(queues) -> int:
-    attributes = queues.client.get_queue_attributes(
-        QueueUrl=queues.url, AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"])
-
-
-def finish(process, timeout: float = 60):
-    stdout, stderr = process.communicate(timeout=timeout)
-    return process.returncode, stdout, stderr
-
-
-def init(database_url: str) -> None:
-    connection = database.connect(database_url)
-    schema.init_db(connection)
-    connection.close()
-
-
-def valid_bodies() -> list[str]:
-    return [json.dumps(message) for message in sample_messages() if "user_id" in message]
+from tests.support.data import rows, sample_messages
+from tests.support.faults import (
+    ThrottlingSqs,
+    Watched,
+    proxy_for,
+    start_loginetl,
+    through,
+    wait_until,
+)
+from tests.support.runs import (
+    env_for,
+    finish,
+    init,
+    table_locked,
+    valid_bodies,
+    visible,
+    waiting_on_lock,
+)
+from tests.support.servers import make_queues
 
 
 def test_a_database_outage_mid_batch_is_retried_and_nothing_is_lost(queues, database_url, db):

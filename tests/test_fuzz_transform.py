@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, example, given, settings
 from loginetl import load, schema
 from loginetl.masking import MaskKey
 from loginetl.transform import InvalidMessage, to_row
-
-from .conftest import MASK_KEY, own_database, sample_messages
+from tests.support.data import MASK_KEY, sample_messages
+from tests.support.servers import own_database
 
 KEY = MaskKey(MASK_KEY)
 SENT = datetime(2026, 12, 2, tzinfo=timezone.utc)

@@ -14,11 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from typer.testing import CliRunner
 
 from loginetl.cli import app
-
 from loginetl.masking import MaskKey
 from loginetl.transform import MAX_LENGTH, InvalidMessage, to_row
-
-from .conftest import MASK_KEY, make_queues, own_database, rows, sample_messages, unreachable
+from tests.support.data import MASK_KEY, rows, sample_messages
+from tests.support.servers import make_queues, own_database, unreachable
 
 KEY = MaskKey(MASK_KEY)
 SENT = datetime(2026, 1, 1, tzinfo=timezone.utc)

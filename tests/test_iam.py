@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from loginetl.config import region_from_queue_url
+from tests.support import iam_recorder
+from tests.support.data import sample_messages
 
-from . import iam_recorder
-from .conftest import sample_messages
 from .test_cli_replay_dlq import dead_lettered_by_an_outage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def exactly(role: str, called: set, allowed: set) -> None:
 def test_the_stream_policies_grant_exactly_what_the_stream_commands_call(
     record, cli, queues, stream_env, stream
 ):
-    from .test_stream import logins
+    from tests.support.runs import logins
 
     invoke, recorded = record
     env = {**stream_env, "LOGINETL_QUEUE_URL": None}

@@ -12,7 +12,8 @@ import boto3
 import psycopg2
 import pytest
 
-from .faults import wait_until
+from tests.support.faults import wait_until
+
 from .test_tls import SERVER_NAME, tls_server  # noqa: F401 (a fixture)
 
 USER = "iam_writer"

@@ -27,6 +27,7 @@ KUBERNETES_VERSION = "1.29.0"
 SKIPPED_DIRS = {
     ".git", ".venv", "venv", "mutants", "build", "dist", "node_modules", "__pycache__",
     ".hypothesis", ".localstack", ".kinesis-mock", ".loginetl-stack", ".pytest_cache", ".ruff_cache",
+    ".mypy_cache",
 }  # fmt: skip
 KEDA_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.v1alpha1.json",
@@ -208,3 +209,28 @@ def test_the_workflow_run_steps_are_shellcheck_clean(path, tmp_path):
     script.write_text("#!/usr/bin/env bash\nset -euo pipefail\n" + "\n".join(steps) + "\n")
     result = run(tool("shellcheck"), "--severity=warning", str(script))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Python: ruff and mypy on the package ------------------------------------------------------
+
+
+def test_the_package_is_ruff_clean():
+    result = run(tool("ruff"), "check", "--no-cache", "loginetl")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_package_is_ruff_formatted():
+    result = run(tool("ruff"), "format", "--check", "--no-cache", "loginetl")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_package_type_checks():
+    """mypy with [tool.mypy] of pyproject.toml; each exception is a `type: ignore[code]` with
+    its reason on its line."""
+    result = run(tool("mypy"), "--cache-dir", str(ROOT / ".mypy_cache"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    ignores = [
+        line for path in (ROOT / "loginetl").rglob("*.py")
+        for line in path.read_text().splitlines() if "type: ignore" in line
+    ]  # fmt: skip
+    assert all("type: ignore[" in line for line in ignores), "an ignore must name its error code"

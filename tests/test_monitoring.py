@@ -19,9 +19,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from .faults import start_loginetl, wait_until
-from .test_faults import env_for, init, proxy_for, through, valid_bodies
-from .test_service import free_port, scrape
+from tests.support.faults import proxy_for, start_loginetl, through, wait_until
+from tests.support.runs import env_for, free_port, init, scrape, valid_bodies
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "deploy/prometheus"

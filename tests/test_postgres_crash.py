@@ -12,12 +12,10 @@ import psycopg2
 import pytest
 
 from loginetl.stack.postgres import postgres_bin_dir
-
-from .conftest import sample_messages
-from .faults import Watched, wait_until
-from .own_postgres import OwnPostgres
-from .test_faults import env_for
-from .test_service import free_port, scrape
+from tests.support.data import sample_messages
+from tests.support.faults import Watched, wait_until
+from tests.support.own_postgres import OwnPostgres
+from tests.support.runs import env_for, free_port, scrape
 
 VALID = [json.dumps(m) for m in sample_messages() if "user_id" in m]
 

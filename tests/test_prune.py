@@ -11,10 +11,9 @@ import pytest
 
 from loginetl import retention
 from loginetl.errors import ConfigError
-
-from .conftest import rows, sample_messages
-from .faults import Watched, wait_until
-from .test_faults import env_for
+from tests.support.data import rows, sample_messages
+from tests.support.faults import Watched, wait_until
+from tests.support.runs import env_for
 
 TODAY = date(2026, 12, 2)
 DAYS = [date(2026, 1, 15), date(2026, 2, 10), date(2026, 3, 1), date(2026, 3, 31), TODAY]

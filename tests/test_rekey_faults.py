@@ -6,11 +6,11 @@ import json
 
 from loginetl import transform
 from loginetl.masking import MaskKey
+from tests.support.data import MASK_KEY, rows
+from tests.support.faults import Watched, start_loginetl, wait_until
+from tests.support.runs import env_for
 
-from .conftest import MASK_KEY, rows
-from .faults import Watched, start_loginetl, wait_until
 from .test_cli_privacy import OLD_SECRET, VALID, seed
-from .test_faults import env_for
 
 OLD, NEW = MaskKey(OLD_SECRET, "siv"), MaskKey(MASK_KEY, "siv")
 RING = {"LOGINETL_MASK_MODE": "siv", "LOGINETL_OLD_MASK_KEYS": OLD_SECRET}

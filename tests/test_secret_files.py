@@ -7,8 +7,7 @@ import pytest
 
 from loginetl import config
 from loginetl.errors import ConfigError
-
-from .conftest import MASK_KEY, rows, sample_messages
+from tests.support.data import MASK_KEY, rows, sample_messages
 
 
 def test_a_secret_comes_from_its_file_with_one_trailing_newline_stripped(tmp_path):

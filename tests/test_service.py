@@ -4,40 +4,14 @@ JSON logs, and the table partitioned by month."""
 import json
 import signal
 import socket
-import urllib.error
-import urllib.request
 from datetime import datetime, timezone
 
 from loginetl import database, load, schema
 from loginetl.masking import MaskKey
 from loginetl.transform import to_row
-
-from .conftest import MASK_KEY, rows, sample_messages
-from .faults import start_loginetl, wait_until
-from .test_faults import env_for, init, proxy_for, through
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def scrape(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in metrics")
+from tests.support.data import MASK_KEY, rows, sample_messages
+from tests.support.faults import proxy_for, start_loginetl, through, wait_until
+from tests.support.runs import env_for, free_port, init, metric, scrape
 
 
 def test_follow_loads_as_messages_arrive_with_metrics_and_json_logs(queues, database_url, db):

@@ -14,41 +14,17 @@ import signal
 
 import psycopg2
 import pytest
-from typer.testing import CliRunner
 
 from loginetl import load, schema
-from loginetl.cli import app
 from loginetl.stream.checkpoints import LeaseLost, checkpoint
 from loginetl.stream.client import record_id
 from loginetl.stream.leases import SHARDS, Leases
-from tests.conftest import rows, sample_messages
-from tests.faults import ThrottlingSqs, Watched, start_loginetl, wait_until
+from tests.support.data import rows, sample_messages
+from tests.support.faults import ThrottlingSqs, Watched, start_loginetl, wait_until
+from tests.support.runs import invoke, logins, run_stream, shard_table
 
 SAMPLE = len(sample_messages())
 VALID = SAMPLE - 1  # the sample has one invalid login
-
-
-def invoke(env: dict, *args: str):
-    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
-
-
-def run_stream(env: dict, stream, *args: str) -> dict:
-    assert invoke(env, "init-db").exit_code == 0
-    result = invoke(env, "run", "--stream", stream.name, "--json", *args)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def shard_table(db, stream) -> dict[str, dict]:
-    with db.cursor() as cursor:
-        cursor.execute(
-            f"SELECT shard_id, state, checkpoint::text, owner FROM {SHARDS} WHERE stream = %s",
-            (stream.name,),
-        )
-        return {
-            shard: {"state": state, "checkpoint": point, "owner": owner}
-            for shard, state, point, owner in cursor.fetchall()
-        }
 
 
 def test_loads_each_record_once_under_its_stream_shard_and_sequence(stream_env, stream, db):
@@ -170,7 +146,7 @@ def test_max_messages_and_from_latest(stream_env, stream, db):
 
 
 def make_fresh_stream(stream):
-    from tests.conftest import make_stream
+    from tests.support.servers import make_stream
 
     return make_stream(stream.client, 1)
 
@@ -228,7 +204,7 @@ def load_row(message_id: str):
 
 @pytest.mark.slow  # two processes and a lease stolen twice: about 20 s
 def test_two_processes_share_the_shards(kinesis, stream_env, db):
-    from tests.conftest import make_stream
+    from tests.support.servers import make_stream
 
     stream = make_stream(kinesis, 4)
     assert invoke(stream_env, "init-db").exit_code == 0
@@ -256,14 +232,6 @@ def test_two_processes_share_the_shards(kinesis, stream_env, db):
     assert os.environ.get("AWS_ENDPOINT_URL_KINESIS") is None  # only the processes had it
 
 
-def logins(count: int, tag: str) -> list[str]:
-    """`count` valid logins, each its own user (to find them in the table)."""
-    valid = [m for m in sample_messages() if "user_id" in m]
-    return [
-        json.dumps(dict(valid[i % len(valid)], user_id=f"{tag}-{i:04d}")) for i in range(count)
-    ]
-
-
 def leases_expired(db, stream) -> None:
     def expired() -> bool:
         with db.cursor() as cursor:
@@ -280,8 +248,8 @@ def test_kill_9_at_random_points_loses_nothing_and_doubles_nothing(kinesis, stre
     starts exactly after what was committed, so it finds nothing already loaded."""
     import random
 
-    from tests.conftest import make_stream
-    from tests.faults import proxy_for, start_loginetl, through
+    from tests.support.faults import proxy_for, start_loginetl, through
+    from tests.support.servers import make_stream
 
     stream = make_stream(kinesis, 2)
     # 20 ms round trips to the database, as to RDS in another zone: a batch takes a while to
@@ -315,7 +283,7 @@ def test_kill_9_at_random_points_loses_nothing_and_doubles_nothing(kinesis, stre
 def test_children_are_read_after_their_parents_through_a_split_and_a_merge(
     kinesis, stream_env, db
 ):
-    from tests.conftest import make_stream
+    from tests.support.servers import make_stream
 
     stream = make_stream(kinesis, 1)
     assert invoke(stream_env, "init-db").exit_code == 0
@@ -400,10 +368,10 @@ def test_status_and_peek_show_the_stream_changing_nothing(stream_env, stream, qu
 
 
 def test_metrics_show_the_shards_held_and_how_far_behind(stream_env, stream, db):
-    from tests.faults import _free_port
-    from tests.test_service import scrape
+    from tests.support.faults import free_port
+    from tests.support.runs import scrape
 
-    port = _free_port()
+    port = free_port()
     assert invoke(stream_env, "init-db").exit_code == 0
     watched = Watched("run", "--stream", stream.name, "--follow", "--metrics-port", str(port),
                       env=stream_env)  # fmt: skip

@@ -19,9 +19,10 @@ import pytest
 from loginetl.errors import EXIT_INCOMPLETE
 from loginetl.stream.client import list_shards
 from loginetl.stream.leases import SHARDS, Leases
-from tests.conftest import make_stream, rows
-from tests.faults import Watched, proxy_for, start_loginetl, through, wait_until
-from tests.test_stream import invoke, logins, shard_table
+from tests.support.data import rows
+from tests.support.faults import Watched, proxy_for, start_loginetl, through, wait_until
+from tests.support.runs import invoke, logins, shard_table
+from tests.support.servers import make_stream
 
 
 def put_by_shard(stream, bodies: list[str]) -> dict[str, set[str]]:

@@ -3,7 +3,7 @@ guarantee. Speed itself is measured by `python -m benchmarks`, never asserted he
 
 import json
 
-from .conftest import rows, sample_messages
+from tests.support.data import rows, sample_messages
 
 
 def test_concurrent_receivers_load_each_message_once(cli, queues, db):

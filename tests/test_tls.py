@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .conftest import MASK_KEY, sample_messages
-from .own_postgres import OwnPostgres, system_bin_dir
+from tests.support.data import MASK_KEY, sample_messages
+from tests.support.own_postgres import OwnPostgres, system_bin_dir
 
 SERVER_NAME = "db.loginetl.test"  # resolved nowhere: the URL's hostaddr gives the address
 

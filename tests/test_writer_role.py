@@ -9,20 +9,20 @@ import psycopg2
 import pytest
 
 from loginetl import schema
-
-from .conftest import _admin, rows, sample_messages
+from tests.support.data import rows, sample_messages
+from tests.support.servers import admin
 
 
 @pytest.fixture
 def writer(database_url, postgres_admin_url):
     """(role, URL): a login role with no privileges, on the test's database."""
     role, password = f"loginetl_w_{uuid.uuid4().hex[:8]}", f"Pw-{uuid.uuid4().hex[:10]}"
-    _admin(postgres_admin_url, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    admin(postgres_admin_url, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
     parts = urlsplit(database_url)
     netloc = f"{role}:{password}@{parts.hostname}:{parts.port or 5432}"
     yield role, urlunsplit(parts._replace(netloc=netloc))
-    _admin(database_url, f"DROP OWNED BY {role}")
-    _admin(postgres_admin_url, f"DROP ROLE {role}")
+    admin(database_url, f"DROP OWNED BY {role}")
+    admin(postgres_admin_url, f"DROP ROLE {role}")
 
 
 def as_writer(writer) -> dict:
@@ -117,8 +117,8 @@ def test_the_writer_cannot_delete_truncate_drop_or_alter(cli, queues, db, writer
 
 def test_only_the_listed_privileges_are_granted(cli, db, writer):
     role, _ = writer
-    _admin(db.url, "CREATE TABLE user_logins (user_id text)")
-    _admin(db.url, f"GRANT ALL ON user_logins TO {role}")  # a wider grant made by hand earlier
+    admin(db.url, "CREATE TABLE user_logins (user_id text)")
+    admin(db.url, f"GRANT ALL ON user_logins TO {role}")  # a wider grant made by hand earlier
     assert cli("init-db", "--grant-to", role).exit_code == 0
     with db.cursor() as cursor:
         cursor.execute(

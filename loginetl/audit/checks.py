@@ -113,8 +113,9 @@ def key_match_check(
         by_user.setdefault(row.user_id, []).append(row)
     counts = {"match": 0, "other_key": 0, "mismatch": 0, "unmatched_by_user": 0, "not_loaded": 0}
     for raw in logins:
-        exact = raw.message_id is not None and raw.message_id in by_id
-        candidates = [by_id[raw.message_id]] if exact else by_user.get(raw.login.user_id, [])
+        same_id = by_id.get(raw.message_id) if raw.message_id is not None else None
+        exact = same_id is not None
+        candidates = [same_id] if same_id is not None else by_user.get(raw.login.user_id, [])
         if not candidates:
             counts["not_loaded"] += 1
         elif any(_masked_from(ring, raw, row) for row in candidates):

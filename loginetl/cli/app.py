@@ -39,13 +39,16 @@ class GlobalOptionsGroup(TyperGroup):
     def global_options(self) -> dict[str, bool]:
         """--flag -> whether it takes a value, for the options main_options declares."""
         return {
-            name: not param.is_flag
+            name: not getattr(param, "is_flag", False)
             for param in self.params
             if param.name in ("log_format", "log_level")
             for name in param.opts
         }
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    # click's main is overloaded on standalone_mode; this one passes every argument through.
+    def main(  # type: ignore[override]
+        self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra
+    ):
         args = list(sys.argv[1:] if args is None else args)
         if not (standalone_mode and _json_logs_asked(args)):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)

@@ -43,7 +43,9 @@ def option(flag: str, help: str, **settings):
     return typer.Option(flag, envvar=settings.pop("envvar", envvar), help=help, **settings)
 
 
-QueueUrl = Annotated[str, option("--queue-url", "URL of the source SQS queue.")]
+_QUEUE_URL = option("--queue-url", "URL of the source SQS queue.")
+QueueUrl = Annotated[str, _QUEUE_URL]
+MaybeQueueUrl = Annotated[str | None, _QUEUE_URL]  # replay-dlq: the DLQ may name the source
 
 Accept = Annotated[
     list[str],
@@ -133,7 +135,7 @@ WaitTime = Annotated[
 MAX_MESSAGES = "--max-messages"
 
 
-def show(json: bool, data: dict, table) -> None:
+def show(json: bool, data: dict | list, table) -> None:
     """The result on stdout: JSON for scripts (one line when logs are JSON lines, where every
     line is a JSON object), else the rich table."""
     if logs.json_lines():

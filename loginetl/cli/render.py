@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
-from rich.console import Group
+from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -45,7 +45,7 @@ def table(title: str | None = None, *columns: str, **settings) -> Table:
     made = Table(title=title, **settings)
     for column in columns:
         name, _, justify = column.partition(":")
-        made.add_column(name, overflow="fold", justify=justify or "left")
+        made.add_column(name, overflow="fold", justify=cast(JustifyMethod, justify or "left"))
     return made
 
 
@@ -56,11 +56,11 @@ def facts(title: str) -> Table:
     return made
 
 
-def as_json(data: dict) -> str:
+def as_json(data: dict | list) -> str:
     return json.dumps(data, indent=2, default=str)
 
 
-def as_json_line(data: dict) -> str:
+def as_json_line(data: dict | list) -> str:
     return json.dumps(data, default=str)
 
 
@@ -166,7 +166,7 @@ def _verdict(verdict: str) -> Text:
 def peek_table(result: PeekResult, width: int = NARROW) -> Group | Table:
     title = f"{len(result.messages)} messages on {result.queue_url}"
     if width < NARROW:  # one record per message: ids and times whole
-        records = [Text(title, style="bold")]
+        records: list[RenderableType] = [Text(title, style="bold")]
         for number, message in enumerate(result.messages, 1):
             record = facts(f"message {number} of {len(result.messages)}")
             record.add_row("message id", safe(message.message_id))
@@ -227,7 +227,7 @@ def _replayed(summary: ReplaySummary, width: int):
     title = f"{'to move' if summary.dry_run else 'not moved'}: {len(summary.messages)}"
     records = []
     for message in summary.messages:
-        record = [
+        record: list[tuple[str, RenderableType]] = [
             ("message id", safe(message.message_id)),
             ("original id", safe(message.original_message_id)),
             ("reason", safe(message.reason)),
@@ -245,7 +245,7 @@ def _replayed(summary: ReplaySummary, width: int):
             )
         records.append(record)
     if width < NARROW:
-        shown = [Text(title, style="bold")]
+        shown: list[RenderableType] = [Text(title, style="bold")]
         for number, record in enumerate(records, 1):
             one = facts(f"message {number} of {len(records)}")
             for label, value in record:
@@ -310,7 +310,7 @@ def stream_shards(stream: dict) -> Group:
 
 
 def status_report(report: StatusReport) -> Group:
-    parts = [] if report.stream is None else [stream_shards(report.stream)]
+    parts: list[RenderableType] = [] if report.stream is None else [stream_shards(report.stream)]
     for title, queue in (("source queue", report.queue), ("dead-letter queue", report.dlq)):
         if queue is None:
             continue
@@ -359,7 +359,9 @@ def lookup_rows(result: LookupResult) -> Group:
     """One record per row (as psql's \\x): masks and ids whole at any width."""
     count = len(result.rows)
     more = f" (the newest {result.limit}: --limit shows more)" if count == result.limit else ""
-    parts = [Text(f"{count} rows in user_logins on {result.location}{more}", style="bold")]
+    parts: list[RenderableType] = [
+        Text(f"{count} rows in user_logins on {result.location}{more}", style="bold")
+    ]
     parts += [_record(f"row {n} of {count}", row) for n, row in enumerate(result.rows, 1)]
     return Group(*parts)
 

@@ -9,12 +9,21 @@ from .. import config, replay
 from ..masking import MASK_KEY_ENV, mask_key_from_env
 from . import render
 from .app import command
-from .common import DlqUrl, EndpointUrl, JsonOutput, QueueUrl, WaitTime, conclude, option, stdout
+from .common import (
+    DlqUrl,
+    EndpointUrl,
+    JsonOutput,
+    MaybeQueueUrl,
+    WaitTime,
+    conclude,
+    option,
+    stdout,
+)
 
 
 @command("replay-dlq")
 def replay_dlq(
-    queue_url: QueueUrl = None,
+    queue_url: MaybeQueueUrl = None,
     dlq_url: DlqUrl = None,
     to_queue: Annotated[
         str | None,

@@ -100,15 +100,15 @@ class Run:
             self.sqs, queue_url, int(visibility.get("VisibilityTimeout", "30"))
         )
         if options.metrics_port is not None:
-            self.metrics_server = self._serve_metrics()
+            self.metrics_server = self._serve_metrics(options.metrics_port)
         source = SourceQueue(self.sqs, queue_url, self.keeper)
         self.settlers = Settlers(self.shared, source, self.metrics)
         self.giving_back = GivingBack(self.shared, source)
         self.loader = Loader(self.shared, self.key, self.db, table, self.settlers, self.metrics)
         self.receivers = Receivers(self.shared, source, self.metrics, self.giving_back)
 
-    def _serve_metrics(self) -> MetricsServer:
-        host, port = self.options.metrics_host, self.options.metrics_port
+    def _serve_metrics(self, port: int) -> MetricsServer:
+        host = self.options.metrics_host
         try:
             return MetricsServer(
                 self.metrics,
@@ -133,7 +133,9 @@ class Run:
         except LoginetlError as error:
             self.shared.fail(error)
         self.receivers.join()
-        self.settlers.wait()  # the deletes of every committed batch
+        settlers = self.settlers
+        assert settlers is not None, "the run was not started"
+        settlers.wait()  # the deletes of every committed batch
         self.giving_back.release_everything_in_hand()
         if self.shared.failure is not None:
             self.metrics.failed(self.shared.failure)

@@ -35,7 +35,7 @@ class Loader:
         trickle is loaded at once, and a fast stream in batches whose fixed costs, a transaction
         and a dead-letter send, are shared by many); empty when the receivers are done or the
         run stops."""
-        shared, size = self.shared, self.shared.options.batch_size
+        shared, size = self.shared, self.shared.options.batch
         batch, shared.leftover = shared.leftover, []
         while not batch:
             if not shared.loading():
@@ -131,7 +131,7 @@ class Loader:
                 sent_at = login.sent_at or message.sent_at
                 row = transform.mask_login(login.login, self.key, message.origin_id, sent_at)
             except transform.InvalidMessage as invalid:
-                opened[envelopes.envelope_of(message.body)] += 1
+                opened[_envelope_of(message)] += 1
                 if isinstance(invalid, envelopes.NotAccepted):
                     not_accepted += 1
                     if options.delete_others:
@@ -146,3 +146,12 @@ class Loader:
         if self.metrics is not None:
             self.metrics.opened(opened, not_accepted, extra)
         return list(rows.values()), by_origin, refused, skipped
+
+
+def _envelope_of(message: QueueMessage) -> str:
+    """The envelope of a message that was refused: raw when even its body cannot be read (a
+    stream record that is not text)."""
+    try:
+        return envelopes.envelope_of(message.body)
+    except transform.InvalidMessage:
+        return envelopes.RAW

@@ -82,7 +82,7 @@ class Receivers:
         try:
             retired = self._receive_until_done()
         except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the thread
-            self.shared.fail(LoginetlError(f"receiver failed: {type(error).__name__}: {error}"))
+            self.shared.fail_on_bug("receiver", error)
         finally:
             if not retired:
                 self._retire(unless_wanted=False)

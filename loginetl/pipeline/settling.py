@@ -55,9 +55,7 @@ class Settlers:
         except LoginetlError as error:
             self.shared.fail(error)
         except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the batch
-            self.shared.fail(
-                LoginetlError(f"settling a batch failed: {type(error).__name__}: {error}")
-            )
+            self.shared.fail_on_bug("settling a batch", error)
         finally:
             self.shared.settling.release()
 

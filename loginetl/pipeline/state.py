@@ -13,13 +13,15 @@ import queue
 import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import envelopes, extract
 from ..errors import LoginetlError
-from ..extract import QueueMessage, VisibilityKeeper
+from ..extract import Message, QueueMessage, VisibilityKeeper
 from ..results import Outcome, plain
 from .adapting import MOST_RECEIVERS
+
+M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class RunOptions:
     accept: tuple = ()  # envelopes.Rule: what a login is, when other events share the source
     delete_others: bool = False  # what the rules do not accept: deleted, else dead-lettered
 
+    @property
+    def batch(self) -> int:
+        """--batch-size, or the queue's default where no source filled it in."""
+        return self.batch_size or QUEUE_BATCH_SIZE
+
     def with_batch_size(self, default: int) -> RunOptions:
         """These options with `default` as the batch size, unless one was given."""
         return self if self.batch_size else replace(self, batch_size=default)
@@ -62,7 +69,7 @@ class RunOptions:
 
 @dataclass
 class RunSummary(Outcome):
-    queue_url: str
+    queue_url: str | None  # None: a stream is the source
     dlq_url: str | None = None
     received: int = 0
     loaded: int = 0
@@ -111,7 +118,7 @@ class Shared:
         self.failure: LoginetlError | None = None  # the first error of any thread ends the run
         self.stop_receiving = False  # the loader is done: receivers exit at their next turn
         self.inbox: queue.Queue[list[QueueMessage]] = queue.Queue(
-            maxsize=max(2, options.batch_size // extract.MAX_PER_CALL) + options.most_receivers
+            maxsize=max(2, options.batch // extract.MAX_PER_CALL) + options.most_receivers
         )
         self.in_hand: list[QueueMessage] = []  # taken from the inbox, not yet committed
         self.leftover: list[QueueMessage] = []  # taken from the inbox, for the next batch
@@ -121,6 +128,11 @@ class Shared:
         with self.lock:
             if self.failure is None:
                 self.failure = error
+
+    def fail_on_bug(self, role: str, error: Exception) -> None:
+        """An error no code path expected ended `role`'s thread: end the run with it, as one
+        line, rather than lose the thread's work or leave the run waiting on it."""
+        self.fail(LoginetlError(f"{role} failed: {type(error).__name__}: {error}"))
 
     def wake_loader(self) -> None:
         """The source is done (its last reader ended): an empty list in the inbox wakes a loader
@@ -151,7 +163,7 @@ class Shared:
             if self.budget is not None:
                 self.budget += unused
 
-    def count_received(self, messages: list[QueueMessage]) -> list[QueueMessage]:
+    def count_received(self, messages: list[M]) -> list[M]:
         """Count what a receive brought; returns the messages that are news.
 
         Messages this run left behind (invalid, no DLQ) come back once their visibility

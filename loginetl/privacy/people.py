@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg2.extras
 
@@ -65,7 +66,7 @@ class EraseResult:
     key_ids: dict[str, int] = field(default_factory=dict)  # of the deleted rows
 
     def as_dict(self) -> dict:
-        data = {"matched": self.matched}
+        data: dict[str, Any] = {"matched": self.matched}
         if self.deleted is not None:
             data |= {"deleted": self.deleted, "key_ids": self.key_ids}
         return data

@@ -99,7 +99,7 @@ def _ensure_system_user(name: str) -> _RunAs:
     return _RunAs(entry.pw_uid, entry.pw_gid)
 
 
-def _allow_traversal(path: Path) -> None:
+def allow_traversal(path: Path) -> None:
     """Give others search (x) permission on the folders above path: the PostgreSQL user must
     reach it."""
     for parent in path.parents:
@@ -125,13 +125,13 @@ def _allow_reading(folder: Path) -> None:
             path.chmod(wanted)
 
 
-def _postgres_user() -> _RunAs:
+def postgres_user() -> _RunAs:
     """Run PostgreSQL as this user, or as an unprivileged system user when this is root."""
     if not _is_root():
         return _RunAs()
     run_as = _ensure_system_user(PG_SYSTEM_USER)
     bin_dir = postgres_bin_dir()
-    _allow_traversal(bin_dir)
+    allow_traversal(bin_dir)
     for folder in ("bin", "lib", "share"):
         _allow_reading(bin_dir.parent / folder)
     return run_as
@@ -227,13 +227,13 @@ def start_postgres(
     elif not port_is_free(port):
         raise StackError(f"port {port} is taken (another server?)")
 
-    run_as = _postgres_user()
+    run_as = postgres_user()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         if run_as.uid is not None:
-            _allow_traversal(data_dir)
-            _allow_traversal(log_file)
+            allow_traversal(data_dir)
+            allow_traversal(log_file)
         run_as.chown(data_dir)
         if not (data_dir / "PG_VERSION").exists():
             _initdb(data_dir, password, run_as)

@@ -168,9 +168,9 @@ class StreamSettlers(Settlers):
         early.sent |= {id(record) for record, _ in rest}
         checkpoint(connection, self.stream, self.owner, last_positions(batch))
 
-    def _dead_letter(self, refused) -> None:
+    def _dead_letter(self, refused) -> list:
         if not refused:
-            return
+            return []
         entries = [dead_letter_entry(record, reason) for record, reason in refused]
         not_sent = extract.send_entries(self.sqs, self.dlq_url, entries)
         if not_sent:
@@ -179,6 +179,7 @@ class StreamSettlers(Settlers):
                 f"the dead-letter queue {self.dlq_url} refused {len(not_sent)} records "
                 f"({why}): the batch was rolled back, its checkpoint not moved"
             )
+        return [record for record, _ in refused]
 
     def submit(self, batch, done, refused, loaded: int, duplicates: int, started: float) -> None:
         self.shared.count_dead_lettered([reason for _, reason in refused])

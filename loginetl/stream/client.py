@@ -84,8 +84,7 @@ def kinesis_errors(action: str, stream: str) -> Iterator[None]:
     try:
         yield
     except botocore.exceptions.ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        message = error.response.get("Error", {}).get("Message", "") or str(error)
+        code, message = extract.error_code_and_message(error)
         line = redact(f"{action} stream {stream}: {code}: {message}")
         if code == "ResourceNotFoundException":
             raise ConfigError(f"{action} stream {stream}: the stream does not exist") from None

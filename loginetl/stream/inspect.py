@@ -25,7 +25,7 @@ def shards(settings: Settings) -> dict:
     the stream's shards as Kinesis lists them, with what the table knows of each (a shard
     the table does not know yet has no owner and no checkpoint)."""
     client = kinesis.kinesis_client(settings.endpoint_url)
-    listed = kinesis.list_shards(client, settings.stream)
+    listed = kinesis.list_shards(client, stream_name(settings))
     known = {row["id"]: row for row in _rows(settings)}
     result = []
     for shard in listed:
@@ -56,17 +56,23 @@ def judged(settings: Settings, renewal_seconds: float) -> dict:
         shard["stale"] = shard["owner"] is not None and (expired or age > 2 * renewal_seconds)
         unread = shard["owner"] is None or shard["stale"]
         shard["behind"] = (
-            bool(_after_checkpoint(client, settings.stream, shard, 1))
+            bool(_after_checkpoint(client, stream_name(settings), shard, 1))
             if unread and shard["state"] != "finished"
             else None
         )
     return stream
 
 
+def stream_name(settings: Settings) -> str:
+    """The stream these settings name; only a stream's commands get here."""
+    assert settings.stream is not None, "a stream command without --stream"
+    return settings.stream
+
+
 def _rows(settings: Settings) -> list[dict]:
     connection = database.connect(settings.database_url)
     try:
-        return shard_rows(connection, settings.stream)
+        return shard_rows(connection, stream_name(settings))
     except LoginetlError:
         return []  # no table yet (init-db not run): nothing known of any shard
     finally:
@@ -81,7 +87,8 @@ def peek_stream(
     for shard in shards(settings)["shards"]:
         if shard["state"] == "finished" or len(found) >= max_messages:
             continue
-        for record in _after_checkpoint(client, settings.stream, shard, max_messages - len(found)):
+        most = max_messages - len(found)
+        for record in _after_checkpoint(client, stream_name(settings), shard, most):
             found.append(_peeked(record, key, show_pii))
     return PeekResult(f"stream {settings.stream}", found, None)
 
@@ -99,9 +106,9 @@ def _after_checkpoint(client, stream: str, shard: dict, most: int) -> list:
     for _ in range(PEEK_READS):
         read = kinesis.get_records(client, stream, shard["id"], iterator, most)
         records += [r for r in read.records if after is None or r.position > after]
-        iterator = read.next_iterator
-        if len(records) >= most or iterator is None or read.millis_behind == 0:
+        if len(records) >= most or read.next_iterator is None or read.millis_behind == 0:
             break
+        iterator = read.next_iterator
     return records[:most]
 
 

@@ -142,9 +142,7 @@ class Reading:
         except LoginetlError as error:
             self.shared.fail(error)
         except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the thread
-            self.shared.fail(
-                LoginetlError(f"lease coordinator failed: {type(error).__name__}: {error}")
-            )
+            self.shared.fail_on_bug("lease coordinator", error)
         finally:
             self.done.set()
             self.shared.wake_loader()
@@ -225,7 +223,7 @@ class ShardReader:
         except LoginetlError as error:
             self.shared.fail(error)
         except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the shard
-            self.shared.fail(LoginetlError(f"reader failed: {type(error).__name__}: {error}"))
+            self.shared.fail_on_bug("reader", error)
         finally:
             self.reading.changed.set()
 

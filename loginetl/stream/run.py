@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from .. import database, extract, load, schema
 from ..config import Settings
@@ -29,6 +30,7 @@ from .metrics import StreamMetrics
 from .reading import MAX_RECORDS, Reading
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PREPARED_AHEAD = 1  # batches validated and masked ahead of the one committing
 # The default --batch-size of a stream run: one full GetRecords a transaction, so that a read
@@ -74,13 +76,16 @@ class StreamRun:
     ) -> None:
         if not settings.dlq_url:
             raise ConfigError(NO_DLQ)
+        if not settings.stream:
+            raise ConfigError("run --stream needs the name of the stream to read")
+        self.stream, self.dlq_url = settings.stream, settings.dlq_url
         self.settings, self.key, self.options = settings, key, options
         self.stream_options = stream_options
         self.on_batch = on_batch
         self.metrics = metrics or Metrics()
         self.shared = Shared("", options, stop or threading.Event())
         self.shared.summary = StreamSummary(
-            queue_url=None, dlq_url=settings.dlq_url, stream=settings.stream
+            queue_url=None, dlq_url=self.dlq_url, stream=self.stream
         )
         self.owner = new_owner()
         self.db: database.Database | None = None
@@ -99,10 +104,10 @@ class StreamRun:
             on_outage=lambda: self.metrics.error("database"),
         )
         table = self.db.call(schema.require_ready, "checking the table")
-        extract.queue_attributes(self.sqs, settings.dlq_url, ["QueueArn"])  # it exists
+        extract.queue_attributes(self.sqs, self.dlq_url, ["QueueArn"])  # it exists
         self.leases = Leases(
             settings.database_url,
-            settings.stream,
+            self.stream,
             self.stream_options.lease_seconds,
             self.owner,
             options.retry_for,
@@ -113,7 +118,7 @@ class StreamRun:
         self.reading = Reading(
             self.shared,
             self.kinesis,
-            settings.stream,
+            self.stream,
             self.leases,
             self.stream_options.start_at,
             self.stream_options.renew_seconds,
@@ -122,15 +127,16 @@ class StreamRun:
         self.settlers = StreamSettlers(
             self.shared,
             self.sqs,
-            settings.dlq_url,
-            settings.stream,
+            self.dlq_url,
+            self.stream,
             self.owner,
             self.metrics,
             self.reading.committed,
         )
         self.loader = Loader(self.shared, self.key, self.db, table, self.settlers, self.metrics)
         if options.metrics_port is not None:
-            self.metrics_server = serve_metrics(self.metrics, options, settings.database_url)
+            port = options.metrics_port
+            self.metrics_server = serve_metrics(self.metrics, options, port, settings.database_url)
         self.reading.start()
 
     def drain(self) -> RunSummary:
@@ -148,11 +154,12 @@ class StreamRun:
         finally:
             self.draining = False
             preparer.join()
-        self.reading.join()
-        summary = self.shared.finish(time.monotonic() - started)
+        reading = made_by_start(self.reading)
+        reading.join()
+        summary = cast(StreamSummary, self.shared.finish(time.monotonic() - started))
         if summary.stopped_because == "queue drained":
-            _read_to_tip_or_not(summary, self.reading.not_read)
-        summary.shards = self.reading.checkpoints()
+            _read_to_tip_or_not(summary, reading.not_read)
+        summary.shards = reading.checkpoints()
         if self.shared.failure is not None:
             self.metrics.failed(self.shared.failure)
         return summary
@@ -164,12 +171,11 @@ class StreamRun:
         commits (the database's wait then overlaps this CPU); None when there are no more.
         Commits stay in one thread, in the order the batches were taken."""
         try:
-            while batch := self.loader.next_batch(self.reading.alive):
+            while batch := self.loader.next_batch(made_by_start(self.reading).alive):
                 if not self._hand_over(prepared, (batch, self.loader.prepare(batch))):
                     return
         except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than hang the drain
-            name = type(error).__name__
-            self.shared.fail(LoginetlError(f"preparing a batch failed: {name}: {error}"))
+            self.shared.fail_on_bug("preparing a batch", error)
         finally:
             self._hand_over(prepared, None)
 
@@ -191,8 +197,8 @@ class StreamRun:
                 return
             except LeaseLost as lost:
                 log.warning(str(lost), extra={"event": "lease_lost", "shard": lost.shard_id})
-                self.reading.drop(lost.shard_id)
-                self.leases.give_back([lost.shard_id])
+                made_by_start(self.reading).drop(lost.shard_id)
+                made_by_start(self.leases).give_back([lost.shard_id])
                 batch = [record for record in batch if record.shard_id != lost.shard_id]
                 ready = _without_shard(ready, lost.shard_id)
                 self.shared.in_hand = []
@@ -210,6 +216,12 @@ class StreamRun:
             self.metrics_server.close()
         if self.db is not None:
             self.db.close()
+
+
+def made_by_start(part: T | None) -> T:
+    """What StreamRun.start() made, once drain runs: it is there, as start() returned."""
+    assert part is not None, "the run was not started"
+    return part
 
 
 def _read_to_tip_or_not(summary: StreamSummary, not_read: list) -> None:
@@ -256,9 +268,11 @@ def _without_shard(ready: tuple, shard_id: str) -> tuple:
     return prepared, by_origin, refused, early, skipped
 
 
-def serve_metrics(metrics: Metrics, options: RunOptions, database_url: str) -> MetricsServer:
+def serve_metrics(
+    metrics: Metrics, options: RunOptions, port: int, database_url: str
+) -> MetricsServer:
     """/metrics and /healthz on --metrics-port; a port that cannot be had is a usage error."""
-    host, port = options.metrics_host, options.metrics_port
+    host = options.metrics_host
     try:
         return StreamMetricsServer(metrics, host, port, None, "", database_url, stale_after=60.0)
     except OSError as error:

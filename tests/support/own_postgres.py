@@ -17,7 +17,7 @@ from pathlib import Path
 
 from loginetl.stack import postgres as stack_postgres
 
-from .faults import _free_port
+from .faults import free_port
 
 
 def system_bin_dir() -> Path | None:
@@ -34,13 +34,13 @@ class OwnPostgres:
     def __init__(self, bin_dir: Path, password: str, settings: dict[str, str] | None = None):
         self.bin_dir = bin_dir
         self.password = password
-        self.port = _free_port()
+        self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="loginetl-own-pg-"))
         self.data = self.folder / "data"
         self.log = self.folder / "postgres.log"
-        self.run_as = stack_postgres._postgres_user() if os.geteuid() == 0 else None
+        self.run_as = stack_postgres.postgres_user() if os.geteuid() == 0 else None
         if self.run_as is not None and self.run_as.uid is not None:
-            stack_postgres._allow_traversal(self.data)
+            stack_postgres.allow_traversal(self.data)
             for folder in (self.folder,):
                 os.chown(folder, self.run_as.uid, self.run_as.gid)
         self._initdb()

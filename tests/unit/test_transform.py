@@ -13,8 +13,7 @@ from loginetl import transform
 from loginetl.errors import ConfigError
 from loginetl.masking import MaskKey, mask_key_from_env
 from loginetl.transform import InvalidMessage, to_row, validate
-
-from .conftest import MASK_KEY, sample_messages
+from tests.support.data import MASK_KEY, sample_messages
 
 KEY = MaskKey(MASK_KEY)
 SENT = datetime(2026, 11, 24, 23, 59, tzinfo=timezone.utc)

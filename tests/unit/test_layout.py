@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MAX_MODULE_LINES = 500
 MAX_CLASS_LINES = 160
 MAX_FUNCTION_BODY_LINES = 80
@@ -64,3 +64,25 @@ def test_the_benchmarks_are_a_package_joined_by_imports_not_sys_path():
     assert not list((ROOT / "scripts").glob("bench*.py"))
     for path in (ROOT / "benchmarks").glob("*.py"):
         assert "sys.path.insert" not in path.read_text(), path.name
+
+
+SERVER_FIXTURES = {
+    "sqs", "sqs_endpoint", "queues", "db", "database_url", "postgres_admin_url", "password_url",
+    "cli", "kinesis", "kinesis_endpoint", "stream", "stream_env",
+}  # fmt: skip
+
+
+def test_the_unit_tests_ask_for_no_server_and_conftest_holds_only_fixtures():
+    for path in (ROOT / "tests" / "unit").glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                asked = {argument.arg for argument in node.args.args}
+                assert not asked & SERVER_FIXTURES, f"{path.name}::{node.name} asks {asked}"
+    conftest = ast.parse((ROOT / "tests" / "conftest.py").read_text())
+    functions = [n for n in conftest.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    assert functions and all(
+        any("fixture" in ast.unparse(d) for d in getattr(n, "decorator_list", []))
+        for n in functions
+    ), [n.name for n in functions]
+    helpers = {p.stem for p in (ROOT / "tests").glob("*.py")} - {"__init__", "conftest"}
+    assert all(name.startswith("test_") for name in helpers), helpers  # helpers: tests/support

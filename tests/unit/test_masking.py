@@ -14,8 +14,7 @@ from loginetl import config
 from loginetl.cli import app
 from loginetl.errors import ConfigError
 from loginetl.masking import MIN_KEY_LENGTH, MaskKey, mask_key_from_env
-
-from .conftest import MASK_KEY
+from tests.support.data import MASK_KEY
 
 TOO_SHORT = (
     "LOGINETL_MASK_KEY is too short: use at least 16 characters (for example the output of "

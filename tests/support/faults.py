@@ -18,8 +18,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit, urlunsplit
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit, urlunsplit
 
 
 def through(proxy: TcpProxy, url: str) -> str:
@@ -40,7 +40,7 @@ class TcpProxy:
     def __init__(self, target_host: str, target_port: int, delay: float = 0.0) -> None:
         self.target = (target_host, target_port)
         self.delay = delay  # seconds, each direction
-        self.port = _free_port()
+        self.port = free_port()
         self.listener: socket.socket | None = None
         self.connections: list[socket.socket] = []
         self.lock = threading.Lock()
@@ -128,7 +128,7 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
