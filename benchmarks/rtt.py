@@ -1,5 +1,5 @@
 """The bench at real round-trip times (python -m benchmarks --rtt): loopback hides the ~20 ms an
-in-region SQS call takes, so for each RTT a TcpProxy (tests/faults.py) delaying each direction
+in-region SQS call takes, so for each RTT a TcpProxy (tests/support/faults.py) delaying each direction
 by half of it stands between the consumers and the SQS server (seeding goes around it). On
 freshly seeded queues of --messages N each: the bare consumer at --concurrency threads and at
 16, `loginetl run` with its defaults (adaptive receivers), and with each --fixed concurrency.
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.table import Table
 
-from tests.faults import TcpProxy
+from tests.support.faults import TcpProxy
 
 from .environment import Endpoint, Rate, console
 from .measure import RunResult, measure_bare, measure_run, median
