@@ -56,6 +56,22 @@ REKEY = (
     "`rekey` leaves every row under exactly one valid key, even killed with `kill -9`, and runs "
     "safely beside `run`."
 )
+SIV_MODE = (
+    "`LOGINETL_MASK_MODE=siv` stores recoverable masks (AES-SIV), never one-way ones, and "
+    "`unmask` reads a row only under the key its key id names."
+)
+RING_SEARCH = "`lookup` and `erase` find a person's rows under every key of the ring, in either mode."
+REKEY_ALL = "`rekey` moves every siv row under a retired key of the ring to the primary key."
+
+PRIVACY = "tests/test_cli_privacy.py::"
+MODE_TEST = "tests/unit/test_key_ring.py::test_each_mode_masks_as_its_primitive_does"
+UNMASK_TEST = PRIVACY + "test_unmask_recovers_siv_rows_and_refuses_one_way_and_unknown_keys"
+UNMASK_KEY_TEST = (
+    PRIVACY + "test_unmask_reads_a_row_under_the_key_it_names_whatever_else_the_ring_holds"
+)
+LOOKUP_TEST = PRIVACY + "test_lookup_finds_a_persons_rows_under_every_key_and_mode_newest_first"
+REKEY_TEST = PRIVACY + "test_rekey_moves_siv_rows_to_the_primary_and_a_second_run_does_nothing"
+
 FAULTS = "tests/test_faults.py::"
 ERASE_TEST = (
     "tests/test_cli_privacy.py::"
@@ -251,9 +267,8 @@ BREAKS: tuple[Break, ...] = (
         HOSTILE,
         "JSON numbers parsed as int/float, not kept as text",
         "transform.py",
-        '_HOOKS = {"parse_int": JsonNumber, "parse_float": JsonNumber, '
-        '"parse_constant": _reject_constant}',
-        '_HOOKS = {"parse_constant": _reject_constant}  # SABOTAGE: numbers parsed',
+        '    "parse_int": JsonNumber,\n    "parse_float": JsonNumber,\n',
+        "    # SABOTAGE: numbers parsed as int and float\n",
         ("tests/test_hostile_input.py",),
     ),
     Break(
@@ -314,5 +329,53 @@ BREAKS: tuple[Break, ...] = (
         '    "mask_key_id = v.new_key FROM',
         '    "mask_key_id = v.old_key FROM',
         (REKEY_KILL_TEST,),
+    ),
+    Break(
+        SIV_MODE,
+        "siv silently downgraded to hmac: new masks one-way whatever the mode",
+        "masking.py",
+        "        return self.siv_mask(value) if self.mode == SIV else self.hmac_mask(value)\n",
+        "        return self.hmac_mask(value)  # SABOTAGE: siv never used\n",
+        (MODE_TEST, UNMASK_TEST),
+    ),
+    Break(
+        SIV_MODE,
+        "unmask answers under a retired key that did not mask the row",
+        "privacy/recovery.py",
+        "    key = ring.get(key_id)\n    if key is None:\n",
+        "    key = ring.get(key_id) or (ring.retired or (ring.primary,))[0]  # SABOTAGE\n"
+        "    if key is None:\n",
+        (UNMASK_TEST, UNMASK_KEY_TEST),
+    ),
+    Break(
+        RING_SEARCH,
+        "lookup searches the primary key's masks only",
+        "privacy/people.py",
+        '        return "masked_ip = ANY(%s)", (ring.masks(ip),)\n',
+        '        return "masked_ip = ANY(%s)", (list(ring.primary.masks(ip)),)  # SABOTAGE\n',
+        (LOOKUP_TEST,),
+    ),
+    Break(
+        REKEY_ALL,
+        "rekey skips its first batch: those rows stay under the retired key",
+        "privacy/recovery.py",
+        "        psycopg2.extras.execute_values(cursor, _UPDATE_SQL, updates, page_size=len(found))\n",
+        "        if report.batches == 0:  # SABOTAGE: the first batch skipped\n"
+        "            failed += [update[0] for update in updates]\n"
+        "        else:\n"
+        "            psycopg2.extras.execute_values(\n"
+        "                cursor, _UPDATE_SQL, updates, page_size=len(found)\n"
+        "            )\n",
+        (REKEY_TEST,),
+    ),
+    Break(
+        ERASED,
+        "erase deletes the rows but does not record their message ids",
+        "privacy/people.py",
+        "                cursor.execute(\n"
+        '                    f"INSERT INTO {schema.ERASED_IDS} (sqs_message_id) "\n',
+        "                cursor.execute(  # SABOTAGE: the erased ids not recorded\n"
+        '                    "SELECT %s::text[]" or f"INSERT INTO {schema.ERASED_IDS} "\n',
+        (ERASE_TEST,),
     ),
 )

@@ -259,3 +259,21 @@ def test_a_siv_load_is_verified_and_status_names_each_key(cli, queues, db, tmp_p
     status = out(cli("status", "--json"))
     assert status["table"]["mask_keys"][MaskKey(OLD_SECRET).key_id]["status"] == "unknown"
     assert "not in the key ring" in " ".join(status["problems"])
+
+
+def test_unmask_reads_a_row_under_the_key_it_names_whatever_else_the_ring_holds(cli, database_url):
+    """Two retired keys and the primary: each row reads back under its own key, and a row under
+    a key the ring lacks is refused as such, not tried under another."""
+    third = "a-third-mask-key-retired-twice-0000000"
+    person = VALID[7]
+    seed(database_url, [person], MaskKey(OLD_SECRET, "siv"), "old")
+    seed(database_url, [person], MaskKey(third, "siv"), "third")
+    seed(database_url, [person], MaskKey(MASK_KEY, "siv"), "new")
+    seed(database_url, [person], MaskKey("a-key-nobody-holds-any-more-000", "siv"), "lost")
+    ring = {"LOGINETL_OLD_MASK_KEYS": f"{third},{OLD_SECRET}"}
+    for message_id in ("old-0", "third-0", "new-0"):
+        result = cli("unmask", "--message-id", message_id, "--json", env=ring)
+        assert result.exit_code == 0, result.output
+        assert out(result)["device_id"] == person["device_id"]
+    lost = cli("unmask", "--message-id", "lost-0", env=ring)
+    assert lost.exit_code == 1 and "which is not in the key ring" in lost.stderr

@@ -332,3 +332,18 @@ def test_days_are_utc_days_whatever_the_local_time_zone(local_time_utc_plus_14):
     assert validate(body(create_date="2024-03-01T10:00:00Z")).create_date == date(2024, 3, 1)
     stamped = validate(body(create_date="2024-03-01T20:00:00-05:00"))
     assert stamped.create_date == date(2024, 3, 2)
+
+
+def test_a_body_read_as_bytes_parses_as_its_text_does():
+    """A stream record's data arrives as bytes: numbers kept as sent, as for a text body."""
+    from loginetl.transform import JsonNumber, parse_body
+
+    text = '{"app_version": 2.00, "n": 7, "s": "é"}'
+    for body in (text, text.encode()):
+        document = parse_body(body)
+        assert document == {"app_version": "2.00", "n": "7", "s": "é"}
+        assert all(type(document[k]) is JsonNumber for k in ("app_version", "n"))
+    with pytest.raises(InvalidMessage, match="^json: not valid JSON"):
+        parse_body(b'{"n": NaN}')
+    with pytest.raises(InvalidMessage, match="^schema: expected a JSON object, got an array$"):
+        parse_body(b"[1]")
