@@ -1,5 +1,5 @@
-"""Show that every guarantee in the README is load-bearing: break each one on purpose in a
-scratch copy of the tree and run the tests the README cites for it; they must fail.
+"""Show that every guarantee in docs/guarantees.md is load-bearing: break each one on purpose in
+a scratch copy of the tree and run the tests the page cites for it; they must fail.
 
     .venv/bin/python scripts/sabotage.py             # every break, one after another
     .venv/bin/python scripts/sabotage.py --list      # the breaks, and whether each still applies
@@ -38,7 +38,7 @@ from sabotage_breaks import BREAKS, Break  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv" / "bin" / "python"
 PYTEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-rfE"]
-SUMMARY_LINE = re.compile(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$")
+SUMMARY_LINE = re.compile(r"^(FAILED|ERROR) (\S+(?:\[[^\]]*\])?)(?: - (.*))?$")  # ids may hold spaces
 SECTION_LINE = re.compile(r"^_{3,} (?:ERROR at \w+ of )?(\S+) _{3,}$")
 err = Console(stderr=True)
 
@@ -229,13 +229,13 @@ def baseline(breaks: list[Break], timeout: float) -> set[str]:
     return {test for test, _ in failed} | ({"(baseline)"} if code not in (0, 1, None) else set())
 
 
-# The README's table, to check every row has a break ------------------------------------------
+# The guarantees page's table, to check every row has a break ------------------------------------------
 
 
 def readme_rows() -> dict[str, set[str]]:
     """Each Guarantees row's promise -> the node ids its "proved by" column names."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Guarantees", 1)[-1].split("\n## ", 1)[0]
+    text = (REPO / "docs" / "guarantees.md").read_text()
+    section = text.split("# Guarantees", 1)[-1].split("\n## ", 1)[0]
     rows: dict[str, set[str]] = {}
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -252,18 +252,18 @@ def readme_rows() -> dict[str, set[str]]:
 
 
 def coverage(breaks: list[Break]) -> tuple[list[str], list[str]]:
-    """(problems: a README row without a break, a break whose row is gone; notes: the README
+    """(problems: a guarantees row without a break, a break whose row is gone; notes: the page
     cites tests for a row that its break does not run)."""
     rows = readme_rows()
     guarantees = {brk.guarantee for brk in breaks}
-    problems = [f"no break for the README row: {row}" for row in rows if row not in guarantees]
+    problems = [f"no break for the guarantees row: {row}" for row in rows if row not in guarantees]
     notes = []
     for brk in breaks:
         if brk.guarantee not in rows:
-            problems.append(f"stale: not a README row (reworded?): {brk.guarantee}")
+            problems.append(f"stale: not a guarantees row (reworded?): {brk.guarantee}")
         elif not rows[brk.guarantee] <= set(brk.tests):
             missing = ", ".join(sorted(rows[brk.guarantee] - set(brk.tests)))
-            notes.append(f"the README also cites {missing} for: {brk.description}")
+            notes.append(f"the guarantees page also cites {missing} for: {brk.description}")
     return problems, notes
 
 

@@ -1,8 +1,8 @@
 """The breaks `scripts/sabotage.py` applies, one at a time, to a scratch copy of the tree.
 
-Each break is data: the guarantee (the README's Guarantees row, word for word), what it breaks,
+Each break is data: the guarantee (the row of docs/guarantees.md, word for word), what it breaks,
 the file under loginetl/, an exact snippet that must occur exactly once there, its replacement,
-and the pytest node ids the README cites as proof of that guarantee.
+and the pytest node ids that page cites as proof of that guarantee.
 """
 
 from __future__ import annotations
@@ -60,8 +60,20 @@ SIV_MODE = (
     "`LOGINETL_MASK_MODE=siv` stores recoverable masks (AES-SIV), never one-way ones, and "
     "`unmask` reads a row only under the key its key id names."
 )
-RING_SEARCH = "`lookup` and `erase` find a person's rows under every key of the ring, in either mode."
+RING_SEARCH = (
+    "`lookup` and `erase` find a person's rows under every key of the ring, in either mode."
+)
 REKEY_ALL = "`rekey` moves every siv row under a retired key of the ring to the primary key."
+
+POSTGRES_CRASH = "PostgreSQL crashing under load (`pg_ctl stop -m immediate`, twice, while `run --follow` loads a backlog) loses nothing and doubles nothing; the process never exits, `/healthz` answers 503 during each outage and 200 after, and each outage is one warning when it starts and one when it ends, with how long it lasted (the retries in between only at `--log-level debug`)."
+CERTIFICATE = "A server certificate that does not verify is not an outage: one line naming the database and the problem, exit 1 at once, never retried for `--retry-for`."
+CRASH_TEST = (
+    "tests/test_postgres_crash.py::"
+    "test_postgres_crashing_twice_under_load_loses_and_doubles_nothing"
+)
+CERTIFICATE_TEST = (
+    "tests/test_tls.py::test_a_certificate_that_does_not_verify_is_one_line_exit_1_never_retried"
+)
 
 PRIVACY = "tests/test_cli_privacy.py::"
 MODE_TEST = "tests/unit/test_key_ring.py::test_each_mode_masks_as_its_primitive_does"
@@ -249,8 +261,7 @@ BREAKS: tuple[Break, ...] = (
         REFUSED_ROW,
         "row-by-row fallback removed: a refused row fails the whole batch",
         "load.py",
-        "            inserted = _insert_one_by_one("
-        "connection, values, result.rejected, table)\n",
+        "            inserted = _insert_one_by_one(connection, values, result.rejected, table)\n",
         "            raise  # SABOTAGE: no row-by-row retry\n",
         (FAULTS + "test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load",),
     ),
@@ -377,5 +388,21 @@ BREAKS: tuple[Break, ...] = (
         "                cursor.execute(  # SABOTAGE: the erased ids not recorded\n"
         '                    "SELECT %s::text[]" or f"INSERT INTO {schema.ERASED_IDS} "\n',
         (ERASE_TEST,),
+    ),
+    Break(
+        CERTIFICATE,
+        "a certificate that does not verify is reported without its reason",
+        "database.py",
+        'f"cannot connect to database {location}: TLS: {_tls_reason(redact(tls[0]))}"',
+        'f"cannot connect to database {location}"  # SABOTAGE: the reason dropped',
+        (CERTIFICATE_TEST,),
+    ),
+    Break(
+        POSTGRES_CRASH,
+        "every retry of an outage logs a warning (not one when it starts)",
+        "database.py",
+        "        if self.outage_since is None:\n            self.outage_since = time.monotonic()\n",
+        "        if True:  # SABOTAGE: a warning each retry\n            self.outage_since = time.monotonic()\n",
+        (CRASH_TEST,),
     ),
 )

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Sourced by the other scripts: make sure .venv exists with loginetl and its dev extras installed.
-# It installs only when .venv is new, or pyproject.toml (or the checkout's place) changed since
-# the last install: once installed, every script runs with no network. PYTHON picks the
-# interpreter (3.11 or newer).
+# Sourced by the other scripts: make sure .venv exists with loginetl and its dev extras installed,
+# at the exact versions of requirements/dev.lock (hashes checked), loginetl itself editable.
+# It installs only when .venv is new, or pyproject.toml or the lock (or the checkout's place)
+# changed since the last install: once installed, every script runs with no network. PYTHON
+# picks the interpreter (3.11 or newer). After changing a dependency in pyproject.toml, write the
+# lock again: .venv/bin/pip-compile --allow-unsafe --extra=dev --extra=local --generate-hashes
+# --strip-extras --output-file=requirements/dev.lock pyproject.toml (then drop its `loginetl @`
+# line: the checkout is installed by this script).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
@@ -15,9 +19,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.loginetl-installed
 wanted=$(.venv/bin/python -c 'import hashlib, os
-print(hashlib.sha256(open("pyproject.toml", "rb").read() + os.getcwd().encode()).hexdigest())')
+parts = [open(name, "rb").read() for name in ("pyproject.toml", "requirements/dev.lock")]
+print(hashlib.sha256(b"".join(parts) + os.getcwd().encode()).hexdigest())')
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+        -r requirements/dev.lock
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
     echo "$wanted" > "$stamp"
 fi
 # loginetl's own sources byte-compiled, as pip leaves an installed package: where

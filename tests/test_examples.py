@@ -24,7 +24,10 @@ from tests.support.servers import Stream
 ROOT = Path(__file__).resolve().parent.parent
 UNMASK_EXAMPLE_ID = "0e5b7d4e-8a53-4e1f-9f1c-2f6c9d41a7b2"  # in unmask's --help example
 BIN = Path(sys.executable).parent
-README = (ROOT / "README.md").read_text()
+# The README and the docs site's pages, read as one text; the CLI reference is generated from
+# --help (whose examples run below) and checked by tests/test_docs.py.
+PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "cli.md")]
+README = "\n".join(page.read_text() for page in PAGES)
 
 # README lines the suite does not run, each with the reason. Every other line of a bash block
 # is run below; the test fails on a line that is neither, or on a reason for a line gone.
@@ -47,6 +50,11 @@ NOT_RUN = {
     ".venv/bin/python -m benchmarks --messages 20000 --rtt": "the benchmark at real round "
     "trips: half an hour of load on LocalStack behind a latency proxy; it checks every run",
     ".venv/bin/mutmut run": "mutation testing: minutes of the fast tests run once per mutant",
+    ".venv/bin/python -m benchmarks --envelopes": "the envelope benchmark: minutes of load on "
+    "LocalStack; it checks every run itself",
+    ".venv/bin/python -m benchmarks --privacy-only": "the privacy benchmark: rekeys 100,000 rows",
+    ".venv/bin/python scripts/sabotage.py": "breaks each promise in a scratch copy and runs the "
+    "tests it cites: minutes; CI runs those tests unbroken",
     ".venv/bin/mutmut results": "reads what a mutmut run left in mutants/",
 }
 
