@@ -3,7 +3,7 @@
 generator (the `typer ... utils docs` of the typer package):
 
     .venv/bin/python scripts/cli_docs.py          # rewrite docs/cli.md
-    .venv/bin/python scripts/cli_docs.py --check  # exit 1 when docs/cli.md is not what the code says
+    .venv/bin/python scripts/cli_docs.py --check  # exit 1 when the page and the code disagree
 
 tests/test_docs.py runs the check, so a help text changed without the page fails the suite.
 """

@@ -42,7 +42,8 @@ def test_the_wheel_and_sdist_carry_the_package_and_its_data(built):
         next(n for n in names if n.endswith(".dist-info/METADATA"))
     ).decode()
     assert f"Version: {version('loginetl')}" in metadata
-    requires = [line.split(";")[0] for line in metadata.splitlines() if line.startswith("Requires-Dist")]
+    lines = metadata.splitlines()
+    requires = [line.split(";")[0] for line in lines if line.startswith("Requires-Dist")]
     assert "Requires-Dist: boto3>=1.43.11" in requires
     assert not [line for line in requires if "==" in line]  # ranges, never exact pins
 
