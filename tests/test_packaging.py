@@ -63,6 +63,11 @@ def test_the_wheel_alone_installs_beside_another_boto3_and_peeks_a_queue(built, 
     boto3 = subprocess.run([str(python), "-c", "import boto3; print(boto3.__version__)"],
                            capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert boto3.startswith("1.44.")  # kept: the wheel's range admits it
+    subprocess.run([*install, "twine"], check=True, timeout=300)
+    checked = subprocess.run([str(python), "-m", "twine", "check", "--strict",
+                              str(built["wheel"]), str(built["sdist"])],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     loginetl = home / "bin" / "loginetl"
     outside = tmp_path / "elsewhere"  # no checkout on the path
     outside.mkdir()
