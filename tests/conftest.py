@@ -29,6 +29,7 @@ from loginetl.cli import app
 from tests.support.data import AWS_ENV, MASK_KEY, aws_client_args
 from tests.support.servers import (
     LOCAL_POSTGRES,
+    MADE_STREAMS,
     Queues,
     Stream,
     UrlConnection,
@@ -47,6 +48,18 @@ settings.load_profile("loginetl")
 
 
 
+
+
+@pytest.fixture(autouse=True)
+def streams_deleted_afterwards():
+    """Every stream a test made is deleted when it ends, whatever its outcome."""
+    yield
+    while MADE_STREAMS:
+        stream = MADE_STREAMS.pop()
+        try:
+            stream.client.delete_stream(StreamName=stream.name, EnforceConsumerDeletion=True)
+        except Exception:  # noqa: BLE001 - already gone, or the server stopped: nothing to free
+            pass
 
 
 @pytest.fixture(autouse=True)

@@ -170,8 +170,14 @@ class Stream:
         return self.client.list_shards(StreamName=self.name)["Shards"]
 
 
+# Streams made by the test running now: deleted after it (kinesis-mock, as an AWS account, caps
+# the shards of all streams together).
+MADE_STREAMS: list[Stream] = []
+
+
 def make_stream(client, shards: int = 2) -> Stream:
     stream = Stream(client, f"logins-{uuid.uuid4().hex[:10]}")
     client.create_stream(StreamName=stream.name, ShardCount=shards)
+    MADE_STREAMS.append(stream)
     stream.wait_active()
     return stream
