@@ -9,7 +9,7 @@ For each queue size N, on the same SQS endpoint and the same PostgreSQL:
                time, and its peak RSS; rows and dead-letter queue checked afterwards;
   naive        receive one, INSERT, COMMIT, delete one, in a loop (once, on --naive-messages).
 
-Then the ratios, and the targets of issue 5 marked met or not met. When the SQS server is our
+Then the ratios, and the drain targets marked met or not met. When the SQS server is our
 LocalStack, its CPU per message and busy share of a core are shown too: equal per-message cost in
 both drains and a server near 100% busy mean the server, not loginetl, sets the pace. On a small
 machine the figures move by 10-20% from one round to the next: --repeat R reports medians.
@@ -26,7 +26,7 @@ Example:
 Without --endpoint-url it starts LocalStack itself (scripts/localstack.py, no Docker) and stops
 it afterwards. It creates a fresh database (dropped afterwards) and fresh queues (deleted).
 
-Then the costs of the privacy operations (issue 12): masking CPU per message in siv vs hmac mode
+Then the costs of the privacy operations: masking CPU per message in siv vs hmac mode
 (target: siv within 2x), and rekey throughput on --rekey-rows siv rows. `--privacy-only`
 measures just those (PostgreSQL only, no SQS server):
 
@@ -34,7 +34,7 @@ measures just those (PostgreSQL only, no SQS server):
 
 With --rtt, instead: the bench at real round-trip times on the first --messages N (rtt.py):
 bare consumers, `run` with its defaults and with each --fixed concurrency, behind a proxy that
-delays each direction, and CPU per message; issue 13's targets marked met or not met. The CPU
+delays each direction, and CPU per message; the round-trip targets marked met or not met. The CPU
 figures move with the machine: --repeat 3 measures three rounds of every consumer, one after
 the other, and reports the median of the rounds' own ratios.
 
@@ -86,7 +86,7 @@ INTEGER_OPTIONS = {
 
 
 def privacy_costs(args: argparse.Namespace) -> dict:
-    """Issue 12's costs, on a fresh database of their own."""
+    """The privacy costs, on a fresh database of their own."""
     with fresh_database(args.database_url) as database:
         return privacy.measure(
             database, args.mask_messages, args.rekey_rows, privacy.REKEY_BATCH

@@ -1,4 +1,4 @@
-"""The costs of the privacy operations (issue 12), for python -m benchmarks: masking CPU per message in
+"""The costs of the privacy operations, for python -m benchmarks: masking CPU per message in
 siv vs hmac mode (validate + mask, the loader's own transform, on the same bodies), and rekey
 throughput on a table of siv rows under a retired key (the real service, batch by batch)."""
 
@@ -15,7 +15,7 @@ from loginetl import database, load, privacy, schema, transform
 from loginetl.config import Settings
 from loginetl.masking import HMAC, SIV, KeyRing, MaskKey
 
-SIV_VS_HMAC = 2.0  # issue 12's target: siv masking within 2x the CPU of hmac
+SIV_VS_HMAC = 2.0  # the target: siv masking within 2x the CPU of hmac
 SEED_BATCH = 5_000
 REKEY_BATCH = 1_000  # rekey's own default --batch-size
 

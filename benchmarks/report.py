@@ -1,4 +1,4 @@
-"""The bench's report: the results as one dict (the figures, the ratios, issue 5's targets met
+"""The bench's report: the results as one dict (the figures, the ratios, the drain targets met
 or not), printed as rich tables or as JSON. For python -m benchmarks."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from rich.table import Table
 from .environment import Rate
 from .measure import SizeResult
 
-# Issue 5's targets.
+# The drain targets: loginetl against the bare consumer and the naive loop.
 RUN_VS_BARE = 0.9
 RUN_VS_NAIVE = 10.0
 RSS_LIMIT_MB = 150.0
@@ -85,7 +85,7 @@ def size_row(size: SizeResult, naive: Rate) -> dict:
 
 
 def targets(rows: list[dict], smallest: dict, largest: dict, growth: float | None) -> list[dict]:
-    """Issue 5's targets, each with the figure measured and whether it is met."""
+    """The drain targets, each with the figure measured and whether it is met."""
     at = f"at {largest['messages']:,}"
     found = [
         target(f"run ≥ {RUN_VS_BARE} × bare {at}", largest["run_vs_bare"], RUN_VS_BARE, "≥"),
@@ -151,7 +151,7 @@ def print_tables(result: dict) -> None:
     )
     table.caption_justify = "left"
     out.print(table)
-    targets = Table(title="targets (issue 5)", title_justify="left")
+    targets = Table(title="targets", title_justify="left")
     targets.add_column("target")
     targets.add_column("measured", justify="right")
     targets.add_column("")
@@ -169,10 +169,10 @@ def print_json(result: dict) -> None:
 
 
 def print_privacy(privacy: dict) -> None:
-    """Issue 12's costs: masking CPU per message by mode, and rekey throughput."""
+    """The privacy costs: masking CPU per message by mode, and rekey throughput."""
     out = Console() if Console().is_terminal else Console(width=140)
     masking, rekey = privacy["masking"], privacy["rekey"]
-    table = Table(title="privacy costs (issue 12)", title_justify="left")
+    table = Table(title="privacy costs", title_justify="left")
     for name in ("figure", "measured"):
         table.add_column(name, justify="left" if name == "figure" else "right")
     table.add_row(f"hmac: CPU per message (validate + mask, {masking['messages']:,})",

@@ -5,7 +5,7 @@ freshly seeded queues of --messages N each: the bare consumer at --concurrency t
 16, `loginetl run` with its defaults (adaptive receivers), and with each --fixed concurrency.
 Reported: msg/s, the defaults against the best fixed --concurrency and against bare at
 --concurrency threads, and CPU per message (each process's own, from wait4) of loginetl's
-defaults against the bare consumer at --concurrency threads; issue 13's targets met or not.
+defaults against the bare consumer at --concurrency threads; the round-trip targets met or not.
 
 With --repeat R, R rounds, each the bare consumer at --concurrency threads, the defaults and
 every --fixed concurrency, one after the other: the runs of a round share the machine's mood
@@ -31,7 +31,7 @@ from .environment import Endpoint, Rate, console
 from .measure import RunResult, measure_bare, measure_run, median
 
 BARE_WIDE = 16  # the adaptive receivers' ceiling (loginetl/pipeline/adapting.py)
-DEFAULTS_VS_BEST = 0.9  # issue 13: at 20 and 50 ms, defaults >= 0.9 x the best fixed
+DEFAULTS_VS_BEST = 0.9  # at 20 and 50 ms, defaults >= 0.9 x the best fixed
 DEFAULTS_VS_BARE = 0.9  # at 0 ms, defaults >= 0.9 x bare at the same thread count
 CPU_VS_BARE = 1.2  # loginetl's CPU per message <= 1.2 x the bare consumer's
 
@@ -217,7 +217,7 @@ def print_rtt_tables(result: dict) -> None:
     )  # fmt: skip
     table.caption_justify = "left"
     out.print(table)
-    targets = Table(title="targets (issue 13)", title_justify="left")
+    targets = Table(title="targets", title_justify="left")
     for name in ("target", "measured", ""):
         targets.add_column(name)
     for item in result["targets"]:
