@@ -256,6 +256,16 @@ def test_the_dead_letter_reason_of_a_body_that_is_not_json_says_why(raw, reason)
     assert str(refused.value) == reason  # what a log line or a traceback would show
 
 
+def test_a_text_body_led_by_a_byte_order_mark_is_not_json():
+    """A text body is JSON from its first character: a BOM before it is refused like any other
+    character that cannot start a value, and the reason says where, as for those."""
+    with pytest.raises(InvalidMessage) as refused:
+        transform.parse_body('\ufeff{"user_id": "a"}')
+    assert refused.value.reason == (
+        "json: not valid JSON (Expecting value: line 1 column 1 (char 0))"
+    )
+
+
 def test_the_parser_error_in_a_reason_is_its_first_line_at_most_200_characters():
     error = ValueError("x" * 250 + "\nsecond line")
     assert transform._first_line(error) == "x" * 200
