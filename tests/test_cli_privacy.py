@@ -261,19 +261,36 @@ def test_a_siv_load_is_verified_and_status_names_each_key(cli, queues, db, tmp_p
     assert "not in the key ring" in " ".join(status["problems"])
 
 
-def test_unmask_reads_a_row_under_the_key_it_names_whatever_else_the_ring_holds(cli, database_url):
+def test_unmask_reads_a_row_under_the_key_it_names_whatever_else_the_ring_holds(
+    cli, db, database_url
+):
     """Two retired keys and the primary: each row reads back under its own key, and a row under
-    a key the ring lacks is refused as such, not tried under another."""
+    a key the ring lacks is refused as such, not tried under another. The key id alone picks
+    the key (it is what the unmask event records): a row masked under a retired key but naming
+    the primary, or naming a key the ring lacks, is refused, never read under the retired key
+    that would decrypt it."""
     third = "a-third-mask-key-retired-twice-0000000"
     person = VALID[7]
     seed(database_url, [person], MaskKey(OLD_SECRET, "siv"), "old")
     seed(database_url, [person], MaskKey(third, "siv"), "third")
     seed(database_url, [person], MaskKey(MASK_KEY, "siv"), "new")
     seed(database_url, [person], MaskKey("a-key-nobody-holds-any-more-000", "siv"), "lost")
+    seed(database_url, [person, person], MaskKey(third, "siv"), "relabelled")
+    with db.cursor() as cursor:
+        for message_id, key_id in [("relabelled-0", MaskKey(MASK_KEY).key_id),
+                                   ("relabelled-1", "0123456789abcdef")]:  # fmt: skip
+            cursor.execute(
+                "UPDATE user_logins SET mask_key_id = %s WHERE sqs_message_id = %s",
+                (key_id, message_id),
+            )
     ring = {"LOGINETL_OLD_MASK_KEYS": f"{third},{OLD_SECRET}"}
     for message_id in ("old-0", "third-0", "new-0"):
         result = cli("unmask", "--message-id", message_id, "--json", env=ring)
         assert result.exit_code == 0, result.output
         assert out(result)["device_id"] == person["device_id"]
-    lost = cli("unmask", "--message-id", "lost-0", env=ring)
-    assert lost.exit_code == 1 and "which is not in the key ring" in lost.stderr
+    for message_id, why in [("lost-0", "which is not in the key ring"),
+                            ("relabelled-0", "cannot be unmasked: does not decrypt under this key"),
+                            ("relabelled-1", "which is not in the key ring")]:  # fmt: skip
+        refused = cli("unmask", "--message-id", message_id, "--json", env=ring)
+        assert refused.exit_code == 1 and why in refused.stderr, (message_id, refused.output)
+        assert person["device_id"] not in refused.output
