@@ -39,7 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv" / "bin" / "python"
 PYTEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-rfE"]
 SUMMARY_LINE = re.compile(r"^(FAILED|ERROR) (\S+(?:\[[^\]]*\])?)(?: - (.*))?$")  # ids may hold spaces
-SECTION_LINE = re.compile(r"^_{3,} (?:ERROR at \w+ of )?(\S+) _{3,}$")
+# A test's section header: pytest pads the name with underscores to the line's width, down to
+# one on each side for a long (parametrized) name.
+SECTION_LINE = re.compile(r"^_+ (?:ERROR at \w+ of )?(\S+) _+$")
 err = Console(stderr=True)
 
 
