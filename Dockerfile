@@ -8,8 +8,9 @@
 #
 # Nothing secret is in the image: the mask key, database URL and AWS credentials come from the
 # environment at run time (docker-compose.yml, or a Kubernetes Secret and IRSA, see
-# deploy/kubernetes/). Only pyproject.toml, README.md and loginetl/ are copied in (.dockerignore keeps
-# .env, .venv, .loginetl-stack and .git out of the build context as well).
+# deploy/kubernetes/). Only pyproject.toml, README.md, requirements/runtime.lock and loginetl/ are
+# copied in (.dockerignore keeps .env, .venv, .loginetl-stack and .git out of the build context
+# as well).
 
 # --- build: loginetl and its runtime dependencies in a virtualenv --------------------------------
 FROM python:3.11-slim AS build
@@ -21,13 +22,16 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/loginetl
 
 WORKDIR /build
+COPY requirements/runtime.lock ./requirements/
+# The runtime dependencies at the exact versions the suite ran on, their hashes checked
+# (requirements/runtime.lock, written by scripts/lock.sh; not [local]: moto and an embedded
+# PostgreSQL, not [dev]: pytest and the linters); then loginetl itself, with nothing more to
+# resolve. Each ships as a wheel (psycopg2-binary included), so no compiler is needed. pip
+# compiles the bytecode here, so the read-only runtime never needs to write any.
+RUN /opt/loginetl/bin/pip install --require-hashes -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY loginetl ./loginetl
-# `.` without extras: the runtime dependencies only (not [local]: moto and an embedded
-# PostgreSQL, not [dev]: pytest and hypothesis). Every dependency is pinned in pyproject.toml
-# and ships as a wheel (psycopg2-binary included), so no compiler is needed. pip compiles the
-# bytecode here, so the read-only runtime never needs to write any.
-RUN /opt/loginetl/bin/pip install . \
+RUN /opt/loginetl/bin/pip install --no-deps . \
  && /opt/loginetl/bin/loginetl --help > /dev/null
 
 # --- runtime ------------------------------------------------------------------------------------

