@@ -248,7 +248,7 @@ def _to_stream(options: ReplayOptions) -> Callable:
     from .stream.replaying import put_back
 
     name = options.to_stream
-    assert name is not None  # only --to-stream makes this sender
+    assert name is not None, "only --to-stream makes this sender"
     stream = kinesis.kinesis_client(options.endpoint_url)
     kinesis.list_shards(stream, name)  # a missing stream is a ConfigError
     return lambda destination, batch: put_back(stream, name, batch)

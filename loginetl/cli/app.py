@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from dotenv import load_dotenv
@@ -45,15 +46,24 @@ class GlobalOptionsGroup(TyperGroup):
             for name in param.opts
         }
 
-    # click's main is overloaded on standalone_mode; this one passes every argument through.
-    def main(  # type: ignore[override]
-        self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra
-    ):
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         args = list(sys.argv[1:] if args is None else args)
         if not (standalone_mode and _json_logs_asked(args)):
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+            return super().main(
+                args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra
+            )
         try:
-            result = super().main(args, prog_name, complete_var, False, **extra)
+            result = super().main(
+                args, prog_name, complete_var, False, windows_expand_args, **extra
+            )
         except ClickException as error:  # a usage error, as one JSON line
             entry = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds")}
             entry |= {"level": "error", "event": "usage_error", "message": error.format_message()}

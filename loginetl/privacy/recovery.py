@@ -131,8 +131,7 @@ def _rekey_batch(connection, ring: KeyRing, size: int, report: RekeyReport, fail
         updates = []
         for message_id, day, masked_ip, masked_device_id, key_id in found:
             old = ring.get(key_id)
-            if old is None:  # the query selects rows under retired keys of the ring only
-                continue
+            assert old is not None, "the query selects rows under the ring's retired keys only"
             try:
                 ip, device_id = old.unmask(masked_ip), old.unmask(masked_device_id)
             except CannotUnmask:

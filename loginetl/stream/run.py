@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from .. import database, extract, load, schema
 from ..config import Settings
@@ -84,9 +84,8 @@ class StreamRun:
         self.on_batch = on_batch
         self.metrics = metrics or Metrics()
         self.shared = Shared("", options, stop or threading.Event())
-        self.shared.summary = StreamSummary(
-            queue_url=None, dlq_url=self.dlq_url, stream=self.stream
-        )
+        self.summary = StreamSummary(queue_url=None, dlq_url=self.dlq_url, stream=self.stream)
+        self.shared.summary = self.summary  # one object: the loader counts, drain adds shards
         self.owner = new_owner()
         self.db: database.Database | None = None
         self.leases: Leases | None = None
@@ -156,7 +155,8 @@ class StreamRun:
             preparer.join()
         reading = made_by_start(self.reading)
         reading.join()
-        summary = cast(StreamSummary, self.shared.finish(time.monotonic() - started))
+        self.shared.finish(time.monotonic() - started)
+        summary = self.summary
         if summary.stopped_because == "queue drained":
             _read_to_tip_or_not(summary, reading.not_read)
         summary.shards = reading.checkpoints()
