@@ -29,14 +29,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "$wanted" > "$stamp"
 fi
 # The wheels tests/test_packaging.py installs loginetl's own wheel beside, in a fresh venv with
-# no index: its runtime dependencies, with a boto3 of another minor version than the lock's, and
-# twine (its docutils would clash with awscli's in .venv).
-# Fetched once, while online; a failure only leaves that test without them (it says so).
-if [ ! -f .wheelhouse/.complete ]; then
+# no index: its runtime dependencies as pyproject.toml declares them, with a boto3 of another
+# minor version than the lock's, and twine (its docutils would clash with awscli's in .venv).
+# Fetched while online, again only when that list changes; a failure only leaves that test
+# without them (it says so).
+wheels=$(.venv/bin/python -c 'import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(["boto3==1.44.*", *project["dependencies"], "twine"]))')
+if [ "$(cat .wheelhouse/.complete 2>/dev/null)" != "$wheels" ]; then
+    mapfile -t requirements <<< "$wheels"
     if .venv/bin/python -m pip download --quiet --disable-pip-version-check --dest .wheelhouse \
-        "boto3==1.44.*" "typer>=0.29.2,<0.30" rich psycopg2-binary python-dotenv \
-        prometheus-client cryptography aws-kinesis-agg twine > /dev/null 2>&1; then
-        touch .wheelhouse/.complete
+        "${requirements[@]}" > /dev/null 2>&1; then
+        echo "$wheels" > .wheelhouse/.complete
     else
         echo "warning: could not download the wheels of tests/test_packaging.py" >&2
     fi
