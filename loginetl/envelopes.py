@@ -23,9 +23,9 @@ from typing import Any
 
 from .errors import ConfigError
 from .transform import (
-    KNOWN_FIELDS,
     InvalidMessage,
     Login,
+    extra_fields,
     json_type,
     parse_body,
     validate_document,
@@ -95,9 +95,7 @@ class Opened:
 
     @property
     def extra_fields(self) -> list[str]:
-        """The names of the login's top-level fields beyond the known seven (never their
-        values: they may hold personal data)."""
-        return [name for name in self.document if name not in KNOWN_FIELDS]
+        return extra_fields(self.document)
 
 
 def open_body(body: str | bytes, accept: tuple[Rule, ...] = ()) -> Opened:

@@ -94,9 +94,7 @@ def peeked(
         fields=shown_fields(message.body, key, show_pii, verdict),
         verdict=verdict.reason if verdict.reason is not None else "load",
         envelope=verdict.envelope,
-        extra_fields=tuple(
-            name for name in verdict.document or {} if name not in transform.KNOWN_FIELDS
-        ),
+        extra_fields=tuple(transform.extra_fields(verdict.document or {})),
     )
 
 

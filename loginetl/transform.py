@@ -19,6 +19,13 @@ from .masking import MaskKey
 REQUIRED_FIELDS = ("user_id", "device_type", "ip", "device_id", "app_version")
 KNOWN_FIELDS = (*REQUIRED_FIELDS, "locale", "create_date")  # any other field is extra
 
+
+def extra_fields(document: dict[str, Any]) -> list[str]:
+    """The names of a login's top-level fields beyond the known seven (never their values:
+    they may hold personal data)."""
+    return [name for name in document if name not in KNOWN_FIELDS]
+
+
 # Longest value accepted per field. user_id .. app_version are the widths of their columns in
 # user_logins; ip and device_id are never stored raw, the limits only bound what we hash.
 MAX_LENGTH = {

@@ -17,8 +17,8 @@ from loginetl.pipeline.adapting import (
     Adaptation,
 )
 from tests.support.data import rows
-from tests.support.faults import RecordingSqs, TcpProxy, Watched, wait_until
-from tests.support.runs import env_for, free_port, init, metric, scrape, valid_bodies
+from tests.support.faults import RecordingSqs, TcpProxy, Watched, free_port, wait_until
+from tests.support.runs import env_for, init, metric, scrape, valid_bodies
 
 FAST = 0.02  # seconds a full receive takes while the server keeps up
 

@@ -14,6 +14,7 @@ from tests.support.data import rows, sample_messages
 from tests.support.faults import (
     RecordingSqs,
     Watched,
+    free_port,
     proxy_for,
     start_loginetl,
     through,
@@ -22,7 +23,6 @@ from tests.support.faults import (
 from tests.support.runs import (
     env_for,
     finish,
-    free_port,
     init,
     metric,
     scrape,

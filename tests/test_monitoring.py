@@ -19,8 +19,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.faults import proxy_for, start_loginetl, through, wait_until
-from tests.support.runs import env_for, free_port, init, scrape, valid_bodies
+from tests.support.faults import free_port, proxy_for, start_loginetl, through, wait_until
+from tests.support.runs import env_for, init, scrape, valid_bodies
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "deploy/prometheus"

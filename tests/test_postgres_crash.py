@@ -13,9 +13,9 @@ import pytest
 
 from loginetl.stack.postgres import postgres_bin_dir
 from tests.support.data import sample_messages
-from tests.support.faults import Watched, wait_until
+from tests.support.faults import Watched, free_port, wait_until
 from tests.support.own_postgres import OwnPostgres
-from tests.support.runs import env_for, free_port, scrape
+from tests.support.runs import env_for, scrape
 
 VALID = [json.dumps(m) for m in sample_messages() if "user_id" in m]
 

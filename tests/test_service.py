@@ -10,8 +10,8 @@ from loginetl import database, load, schema
 from loginetl.masking import MaskKey
 from loginetl.transform import to_row
 from tests.support.data import MASK_KEY, rows, sample_messages
-from tests.support.faults import proxy_for, start_loginetl, through, wait_until
-from tests.support.runs import env_for, free_port, init, metric, scrape
+from tests.support.faults import free_port, proxy_for, start_loginetl, through, wait_until
+from tests.support.runs import env_for, init, metric, scrape
 
 
 def test_follow_loads_as_messages_arrive_with_metrics_and_json_logs(queues, database_url, db):

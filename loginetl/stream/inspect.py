@@ -20,11 +20,12 @@ from .leases import shard_rows
 PEEK_READS = 3  # GetRecords per shard at most: a peek is a glance, not a scan
 
 
-def shards(settings: Settings) -> dict:
+def shards(settings: Settings, client=None) -> dict:
     """{"name", "shards": [{"id", "parent", "state", "owner", "checkpoint", "lease_expires"}]}:
     the stream's shards as Kinesis lists them, with what the table knows of each (a shard
-    the table does not know yet has no owner and no checkpoint)."""
-    client = kinesis.kinesis_client(settings.endpoint_url)
+    the table does not know yet has no owner and no checkpoint); `client`, one the caller has
+    made for this endpoint already."""
+    client = client or kinesis.kinesis_client(settings.endpoint_url)
     listed = kinesis.list_shards(client, stream_name(settings))
     known = {row["id"]: row for row in _rows(settings)}
     result = []
@@ -47,8 +48,8 @@ def judged(settings: Settings, renewal_seconds: float) -> dict:
     """As `shards`, each shard with `stale` (its lease not renewed for over twice
     `renewal_seconds`, or expired) and `behind` (records wait after its checkpoint and no live
     holder reads them; None when a live holder does, or the shard is finished)."""
-    stream = shards(settings)
     client = kinesis.kinesis_client(settings.endpoint_url)
+    stream = shards(settings, client)
     now = datetime.now(UTC)
     for shard in stream["shards"]:
         age, expires = shard.get("renewed_seconds_ago"), shard["lease_expires"]
@@ -84,7 +85,7 @@ def peek_stream(
 ) -> PeekResult:
     client = kinesis.kinesis_client(settings.endpoint_url)
     found: list[PeekedMessage] = []
-    for shard in shards(settings)["shards"]:
+    for shard in shards(settings, client)["shards"]:
         if shard["state"] == "finished" or len(found) >= max_messages:
             continue
         most = max_messages - len(found)

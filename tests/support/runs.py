@@ -4,7 +4,6 @@ what a process shows, and reading /metrics."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -70,12 +69,6 @@ def waiting_on_lock(db, sessions: int = 1) -> bool:
             "AND wait_event_type = 'Lock' AND datname = current_database()"
         )
         return cursor.fetchone()[0] >= sessions
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def scrape(port: int, path: str) -> tuple[int, str]:
