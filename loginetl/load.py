@@ -17,7 +17,15 @@ import psycopg2
 import psycopg2.extras
 
 from .database import database_errors, first_line
-from .schema import ERASED_IDS, INSERT_COLUMNS, LOADED_IDS, TABLE, TableInfo, ensure_partitions
+from .schema import (
+    ERASED_IDS,
+    EXTRA,
+    INSERT_COLUMNS,
+    LOADED_IDS,
+    TABLE,
+    TableInfo,
+    ensure_partitions,
+)
 from .transform import LoginRow
 
 
@@ -38,17 +46,19 @@ class Prepared:
     rejected: dict[str, str]  # message id -> why its row cannot be sent
     create_dates: set
     copy_text: str | None  # a plain table's rows in COPY's text format
+    statements: Statements  # the columns the values fill
 
 
 def prepare(rows: Sequence[LoginRow], table: TableInfo) -> Prepared:
+    statements = WITH_EXTRA if any(row.extra is not None for row in rows) else PLAIN
     values, rejected = [], {}
     for row in rows:
         try:
-            values.append(_values(row, table))
+            values.append(_values(row, table, statements))
         except ValueError as error:
             rejected[row.message_id] = f"database: {error}"
     copy_text = None if table.partitioned else _copy_text(values)
-    return Prepared(values, rejected, {row.create_date for row in rows}, copy_text)
+    return Prepared(values, rejected, {row.create_date for row in rows}, copy_text, statements)
 
 
 def insert(
@@ -69,10 +79,14 @@ def insert(
         if table.partitioned:
             ensure_partitions(connection, prepared.create_dates)
         try:
-            inserted = _insert_values(connection, values, table, prepared.copy_text)
+            inserted = _insert_values(
+                connection, values, table, prepared.statements, prepared.copy_text
+            )
         except (psycopg2.DataError, psycopg2.IntegrityError):
             connection.rollback()
-            inserted = _insert_one_by_one(connection, values, result.rejected, table)
+            inserted = _insert_one_by_one(
+                connection, values, result.rejected, table, prepared.statements
+            )
         new = set(inserted)
         skipped = [
             row_values[MESSAGE_ID]
@@ -112,9 +126,9 @@ def major_version(app_version: str) -> int:
     return int(match.group(1))
 
 
-def _values(row: LoginRow, table: TableInfo) -> tuple:
+def _values(row: LoginRow, table: TableInfo, statements: Statements) -> tuple:
     app_version = major_version(row.app_version) if table.legacy_app_version else row.app_version
-    return (
+    common = (
         row.user_id,
         row.device_type,
         row.masked_ip,
@@ -125,35 +139,61 @@ def _values(row: LoginRow, table: TableInfo) -> tuple:
         row.message_id,
         row.mask_key_id,
     )
+    return (*common, row.extra) if statements is WITH_EXTRA else common
 
 
 MESSAGE_ID = INSERT_COLUMNS.index("sqs_message_id")
-# Partitioned: the ids were claimed in LOADED_IDS just before, so every row here is new.
-_INSERT_CLAIMED_SQL = (
-    f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES %s RETURNING sqs_message_id"
-)
+STAGE = "loginetl_stage"
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The SQL of an insert into these columns: INSERT_COLUMNS, and `extra` after them when a
+    batch keeps extra fields (a batch that keeps none names only the columns every table has)."""
+
+    columns: tuple[str, ...]
+
+    @property
+    def column_list(self) -> str:
+        return ", ".join(self.columns)
+
+    @property
+    def insert_claimed(self) -> str:
+        """Partitioned: the ids were claimed in LOADED_IDS just before, so every row is new."""
+        return f"INSERT INTO {TABLE} ({self.column_list}) VALUES %s RETURNING sqs_message_id"
+
+    @property
+    def copy(self) -> str:
+        return f"COPY {STAGE} ({self.column_list}) FROM STDIN"
+
+    @property
+    def insert_staged(self) -> str:
+        return (
+            f"INSERT INTO {TABLE} ({self.column_list}) SELECT {self.column_list} FROM {STAGE} "
+            "ON CONFLICT (sqs_message_id) DO NOTHING RETURNING sqs_message_id"
+        )
+
+    @property
+    def insert_staged_unerased(self) -> str:
+        """The same, skipping erased message ids (a partitioned table needs no such clause: an
+        erased message keeps its id in LOADED_IDS, so its claim finds it taken)."""
+        return self.insert_staged.replace(
+            " ON CONFLICT",
+            f" WHERE NOT EXISTS (SELECT 1 FROM {ERASED_IDS} e "
+            f"WHERE e.sqs_message_id = {STAGE}.sqs_message_id) ON CONFLICT",
+        )
+
+
+PLAIN, WITH_EXTRA = Statements(INSERT_COLUMNS), Statements((*INSERT_COLUMNS, EXTRA))
 # Plain tables: COPY the batch into a session-local staging table, then one INSERT ... SELECT
 # ... ON CONFLICT: faster than one multi-row INSERT of the batch (docs/performance.md).
-STAGE = "loginetl_stage"
-_COLUMN_LIST = ", ".join(INSERT_COLUMNS)
 # One round trip: the staging table made if this session has none, emptied of what an earlier
 # row-by-row try in this transaction left. (Round trips matter beyond the network: each one
 # gives up the GIL, and getting it back from busy threads may take a whole switch interval.)
+# The staging table is LIKE the table, so it has `extra` whenever the table has.
 _CREATE_STAGE_SQL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE {TABLE} INCLUDING DEFAULTS) "
     f"ON COMMIT DELETE ROWS; DELETE FROM {STAGE}"
-)
-_COPY_SQL = f"COPY {STAGE} ({_COLUMN_LIST}) FROM STDIN"
-_INSERT_STAGED_SQL = (
-    f"INSERT INTO {TABLE} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGE} "
-    "ON CONFLICT (sqs_message_id) DO NOTHING RETURNING sqs_message_id"
-)
-# The same, skipping erased message ids (a partitioned table needs no such clause: an erased
-# message keeps its id in LOADED_IDS, so its claim finds it taken).
-_INSERT_STAGED_UNERASED_SQL = _INSERT_STAGED_SQL.replace(
-    " ON CONFLICT",
-    f" WHERE NOT EXISTS (SELECT 1 FROM {ERASED_IDS} e "
-    f"WHERE e.sqs_message_id = {STAGE}.sqs_message_id) ON CONFLICT",
 )
 _CLAIM_IDS_SQL = (
     f"INSERT INTO {LOADED_IDS} (sqs_message_id) VALUES %s "
@@ -162,7 +202,11 @@ _CLAIM_IDS_SQL = (
 
 
 def _insert_values(
-    connection, values: list[tuple], table: TableInfo, copy_text: str | None = None
+    connection,
+    values: list[tuple],
+    table: TableInfo,
+    statements: Statements,
+    copy_text: str | None = None,
 ) -> list[str]:
     """Insert the rows not loaded (nor erased) before; returns the message ids of those
     inserted. `copy_text`: the values in COPY's text format, when already made."""
@@ -172,9 +216,11 @@ def _insert_values(
         if not table.partitioned:
             text = _copy_text(values) if copy_text is None else copy_text
             cursor.execute(_CREATE_STAGE_SQL)
-            cursor.copy_expert(_COPY_SQL, io.StringIO(text), size=max(8192, len(text)))
+            cursor.copy_expert(statements.copy, io.StringIO(text), size=max(8192, len(text)))
             erasable = table.has_erased_ids
-            cursor.execute(_INSERT_STAGED_UNERASED_SQL if erasable else _INSERT_STAGED_SQL)
+            cursor.execute(
+                statements.insert_staged_unerased if erasable else statements.insert_staged
+            )
             return [message_id for (message_id,) in cursor.fetchall()]
         # Partitioned: claim the ids first; only rows whose id was new go in.
         new = psycopg2.extras.execute_values(
@@ -185,7 +231,7 @@ def _insert_values(
         if not values:
             return []
         returned = psycopg2.extras.execute_values(
-            cursor, _INSERT_CLAIMED_SQL, values, page_size=len(values), fetch=True
+            cursor, statements.insert_claimed, values, page_size=len(values), fetch=True
         )
     return [message_id for (message_id,) in returned]
 
@@ -218,7 +264,11 @@ def _copy_text(values: list[tuple]) -> str:
 
 
 def _insert_one_by_one(
-    connection, values: list[tuple], rejected: dict[str, str], table: TableInfo
+    connection,
+    values: list[tuple],
+    rejected: dict[str, str],
+    table: TableInfo,
+    statements: Statements,
 ) -> list[str]:
     """Each row under its own savepoint, so one refused row leaves the others in the batch."""
     inserted = []
@@ -226,7 +276,7 @@ def _insert_one_by_one(
         for row_values in values:
             cursor.execute("SAVEPOINT one_row")
             try:
-                inserted += _insert_values(connection, [row_values], table)
+                inserted += _insert_values(connection, [row_values], table, statements)
                 cursor.execute("RELEASE SAVEPOINT one_row")
             except (psycopg2.DataError, psycopg2.IntegrityError) as error:
                 cursor.execute("ROLLBACK TO SAVEPOINT one_row")

@@ -36,6 +36,7 @@ from .errors import ConfigError
 MASK_KEY_ENV = "LOGINETL_MASK_KEY"
 OLD_MASK_KEYS_ENV = "LOGINETL_OLD_MASK_KEYS"
 MASK_MODE_ENV = "LOGINETL_MASK_MODE"
+MASK_EXTRA_ENV = "LOGINETL_MASK_EXTRA"
 MIN_KEY_LENGTH = 16
 HMAC, SIV = "hmac", "siv"
 MODES = (HMAC, SIV)
@@ -160,6 +161,23 @@ def old_mask_keys_from_env(environ: Mapping[str, str] = os.environ) -> list[Mask
     listed = (secret_from_env(environ, OLD_MASK_KEYS_ENV) or "").replace("\n", ",")
     secrets = [part.strip() for part in listed.split(",")]
     return [MaskKey(secret, env=OLD_MASK_KEYS_ENV) for secret in secrets if secret]
+
+
+def mask_extra_from_env(
+    known: tuple[str, ...], environ: Mapping[str, str] = os.environ
+) -> frozenset[str]:
+    """The extra fields to mask when they are kept (LOGINETL_MASK_EXTRA, comma-separated);
+    a name among `known` (the seven fields of a login, never extra) is a configuration error."""
+    names = {part.strip() for part in (environ.get(MASK_EXTRA_ENV) or "").split(",")}
+    names.discard("")
+    clash = sorted(names.intersection(known))
+    if clash:
+        raise ConfigError(
+            f"{MASK_EXTRA_ENV} names {', '.join(clash)}: it lists fields beyond a login's "
+            f"known seven ({', '.join(known)}), whose handling is fixed (ip and device_id are "
+            "always masked)"
+        )
+    return frozenset(names)
 
 
 def key_ring_from_env(environ: Mapping[str, str] = os.environ) -> KeyRing:

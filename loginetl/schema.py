@@ -66,7 +66,11 @@ COLUMNS = {
     "sqs_message_id": "varchar(128)",
     "mask_key_id": "varchar(64)",
     "loaded_at": "timestamptz DEFAULT now()",
+    "extra": "jsonb",
 }
+# The fields beyond a login's known seven, stored only by `run --keep-extra`: init-db adds the
+# column, and a run that does not keep them needs a table without it no less than one with it.
+EXTRA = "extra"
 NOT_NULL = {
     "user_id",
     "device_type",
@@ -152,15 +156,17 @@ def describe(connection) -> TableInfo:
     return TableInfo(columns, has_index, partitioned, has_erased)
 
 
-def require_ready(connection) -> TableInfo:
-    """The table as `run` needs it, or a configuration error telling the operator to init-db."""
+def require_ready(connection, keep_extra: bool = False) -> TableInfo:
+    """The table as `run` needs it (with the `extra` column when extra fields are kept), or a
+    configuration error telling the operator to init-db."""
     info = describe(connection)
     if not info.exists:
         raise ConfigError(
             f"table {TABLE} does not exist on database {location_of(connection)}: "
             "run `loginetl init-db` first"
         )
-    missing = [name for name in COLUMNS if name not in info.columns]
+    needed = [name for name in COLUMNS if name != EXTRA or keep_extra]
+    missing = [name for name in needed if name not in info.columns]
     if missing or not info.has_message_id_index:
         unique = (
             f"table {LOADED_IDS} or function {CREATE_PARTITION}"
@@ -168,6 +174,8 @@ def require_ready(connection) -> TableInfo:
             else "the unique index on sqs_message_id"
         )
         what = f"columns {', '.join(missing)}" if missing else unique
+        if missing == [EXTRA]:
+            what = f"column {EXTRA}, where --keep-extra stores extra fields"
         raise ConfigError(
             f"table {TABLE} on database {location_of(connection)} lacks {what}: "
             "run `loginetl init-db` to upgrade it"

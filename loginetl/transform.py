@@ -82,6 +82,7 @@ class LoginRow:
     app_version: str
     create_date: date
     mask_key_id: str
+    extra: str | None = None  # what `kept_extra` gives, when extra fields are kept
 
 
 def _reject_constant(name: str) -> None:
@@ -149,6 +150,44 @@ def mask_login(login: Login, key: MaskKey, message_id: str, sent_at: datetime) -
         create_date=login.create_date or sent_at.astimezone(UTC).date(),
         mask_key_id=key.key_id,
     )
+
+
+def kept_extra(document: dict[str, Any], key: MaskKey, masked: frozenset[str]) -> str | None:
+    """The login's fields beyond the known seven as the text of a JSON object (for the `extra`
+    column), each field named in `masked` replaced by its mask under `key`, as ip and device_id
+    are: a string is masked as itself, any other value as its JSON text, and null stays null
+    (there is nothing to hide). None when the login has no extra field."""
+    names = extra_fields(document)
+    if not names:
+        return None
+    fields = []
+    try:
+        for name in names:
+            value = document[name]
+            if name in masked and value is not None:
+                value = key.mask(value if type(value) is str else json_text(value))
+            fields.append(f"{_string(name)}:{json_text(value)}")
+    except RecursionError:
+        raise InvalidMessage("schema: an extra field is nested too deeply to store") from None
+    except UnicodeEncodeError:
+        raise InvalidMessage(
+            "schema: an extra field to mask is not valid Unicode (lone surrogate)"
+        ) from None
+    return "{" + ",".join(fields) + "}"
+
+
+_string = json.JSONEncoder().encode  # a str as JSON: quoted, escaped, ASCII only
+
+
+def json_text(value: Any) -> str:
+    """`value` (as parse_body gives it) as JSON text, numbers as they were sent."""
+    if isinstance(value, JsonNumber):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_string(k)}:{json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(map(json_text, value)) + "]"
+    return json.dumps(value)
 
 
 def to_row(body: str, key: MaskKey, message_id: str, sent_at: datetime) -> LoginRow:

@@ -84,7 +84,7 @@ def test_init_db_upgrades_the_take_home_table_without_losing_rows(cli, db):
     report = init_json(cli)
 
     assert report["created"] is False
-    assert report["added_columns"] == ["sqs_message_id", "mask_key_id", "loaded_at"]
+    assert report["added_columns"] == ["sqs_message_id", "mask_key_id", "loaded_at", "extra"]
     assert report["legacy_app_version"] is True
     assert [r["user_id"] for r in rows(db, "user_id")] == ["u1", "u2"]
     assert columns(db)["app_version"][0] == "integer"

@@ -16,10 +16,10 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer._click.core import ParameterSource  # typer vendors click (typer==0.29.2)
 
-from .. import config, envelopes, pipeline
+from .. import config, envelopes, pipeline, transform
 from ..config import Settings
 from ..errors import EXIT_INCOMPLETE, ConfigError
-from ..masking import mask_key_from_env
+from ..masking import mask_extra_from_env, mask_key_from_env
 from ..pipeline import RunSummary
 from ..stream import run as stream_run
 from ..stream.client import start_position
@@ -164,6 +164,15 @@ def run(
             metavar="ACTION",
         ),
     ] = OnOther.dead_letter,
+    keep_extra: Annotated[
+        bool,
+        option(
+            "--keep-extra",
+            "Store a login's fields beyond the known seven in the JSONB column extra (init-db "
+            "adds it); those named in LOGINETL_MASK_EXTRA (e.g. email,phone) are masked like "
+            "ip. Without it they are counted, never stored.",
+        ),
+    ] = False,
     json: JsonOutput = False,
 ):
     """Load the queue into user_logins, masked.
@@ -211,6 +220,7 @@ def run(
         metrics_host=metrics_host,
         accept=envelopes.parse_rules(accept),
         delete_others=on_other is OnOther.delete,
+        keep_extra=mask_extra_from_env(transform.KNOWN_FIELDS) if keep_extra else None,
     )
     # What start-up made (modules, botocore's models) lives as long as the process: kept out of
     # the collector's generations, a full collection during the run need not walk it again.

@@ -91,7 +91,10 @@ class Run:
             self.shared.stop,
             on_outage=lambda: self.metrics.error("database"),
         )
-        table = self.db.call(schema.require_ready, "checking the table")
+        keep_extra = self.options.keep_extra is not None
+        table = self.db.call(
+            lambda connection: schema.require_ready(connection, keep_extra), "checking the table"
+        )
         self.shared.summary.dlq_url = self.settings.dlq_url or extract.dead_letter_url(
             self.sqs, queue_url
         )

@@ -130,6 +130,8 @@ class Loader:
                 extra.update(login.extra_fields)
                 sent_at = login.sent_at or message.sent_at
                 row = transform.mask_login(login.login, self.key, message.origin_id, sent_at)
+                if options.keep_extra is not None:
+                    row.extra = transform.kept_extra(login.document, self.key, options.keep_extra)
             except transform.InvalidMessage as invalid:
                 opened[_envelope_of(message)] += 1
                 if isinstance(invalid, envelopes.NotAccepted):

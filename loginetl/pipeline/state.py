@@ -51,6 +51,9 @@ class RunOptions:
     metrics_host: str = "0.0.0.0"  # all interfaces, as exporters do: a scraper is elsewhere
     accept: tuple = ()  # envelopes.Rule: what a login is, when other events share the source
     delete_others: bool = False  # what the rules do not accept: deleted, else dead-lettered
+    # --keep-extra: a login's fields beyond the known seven are stored in `extra`, those named
+    # here masked; None: they are counted, never stored.
+    keep_extra: frozenset[str] | None = None
 
     @property
     def batch(self) -> int:

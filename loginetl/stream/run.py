@@ -102,7 +102,10 @@ class StreamRun:
             self.shared.stop,
             on_outage=lambda: self.metrics.error("database"),
         )
-        table = self.db.call(schema.require_ready, "checking the table")
+        keep_extra = self.options.keep_extra is not None
+        table = self.db.call(
+            lambda connection: schema.require_ready(connection, keep_extra), "checking the table"
+        )
         extract.queue_attributes(self.sqs, self.dlq_url, ["QueueArn"])  # it exists
         self.leases = Leases(
             settings.database_url,
@@ -262,6 +265,7 @@ def _without_shard(ready: tuple, shard_id: str) -> tuple:
         {k: v for k, v in prepared.rejected.items() if k in by_origin},
         prepared.create_dates,
         None,
+        prepared.statements,
     )
     refused = [(record, reason) for record, reason in refused if record.shard_id != shard_id]
     skipped = [record for record in skipped if record.shard_id != shard_id]

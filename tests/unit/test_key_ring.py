@@ -223,3 +223,14 @@ def test_a_device_id_is_refused_only_past_what_a_siv_mask_column_holds():
         "schema: field 'device_id' is too long to store encrypted (siv) in varchar(256): "
         "at most 173 bytes"
     )
+
+
+def test_mask_extra_names_come_from_the_environment_and_never_a_known_field():
+    from loginetl.masking import mask_extra_from_env
+    from loginetl.transform import KNOWN_FIELDS
+
+    env = {"LOGINETL_MASK_EXTRA": " email, phone,,email "}
+    assert mask_extra_from_env(KNOWN_FIELDS, env) == {"email", "phone"}
+    assert mask_extra_from_env(KNOWN_FIELDS, {}) == frozenset()
+    with pytest.raises(ConfigError, match="names device_id, ip: it lists fields beyond"):
+        mask_extra_from_env(KNOWN_FIELDS, {"LOGINETL_MASK_EXTRA": "ip,email,device_id"})

@@ -5,6 +5,7 @@ batching, dead-letter entries and parsing of what SQS returns; the CLI tests cov
 paths against the real servers, these pin the exact values.
 """
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
 import hypothesis.strategies as st
@@ -26,7 +27,7 @@ from loginetl.extract import (
     _queue_message,
     forward_entry,
 )
-from loginetl.load import _copy_text, _values, major_version
+from loginetl.load import PLAIN, WITH_EXTRA, _copy_text, _values, major_version, prepare
 from loginetl.schema import INSERT_COLUMNS, TableInfo
 from loginetl.transform import LoginRow
 
@@ -86,13 +87,22 @@ EXPECTED = {
 
 def test_a_row_gives_its_values_in_insert_column_order():
     table = TableInfo(columns={"app_version": "varchar"}, has_message_id_index=True)
-    assert dict(zip(INSERT_COLUMNS, _values(ROW, table), strict=True)) == EXPECTED
+    assert dict(zip(INSERT_COLUMNS, _values(ROW, table, PLAIN), strict=True)) == EXPECTED
+
+
+def test_a_row_that_keeps_extra_fields_gives_them_last():
+    table = TableInfo(columns={"app_version": "varchar"}, has_message_id_index=True)
+    row = replace(ROW, extra='{"plan":"pro"}')
+    values = _values(row, table, WITH_EXTRA)
+    assert dict(zip(WITH_EXTRA.columns, values, strict=True)) == EXPECTED | {"extra": row.extra}
+    assert prepare([row, ROW], table).statements is WITH_EXTRA  # one row keeps: all name it
+    assert prepare([ROW], table).statements is PLAIN
 
 
 @pytest.mark.parametrize("integer_type", ["integer", "bigint", "smallint"])
 def test_an_integer_app_version_column_gets_the_major_version(integer_type):
     table = TableInfo(columns={"app_version": integer_type}, has_message_id_index=True)
-    values = dict(zip(INSERT_COLUMNS, _values(ROW, table), strict=True))
+    values = dict(zip(INSERT_COLUMNS, _values(ROW, table, PLAIN), strict=True))
     assert values == EXPECTED | {"app_version": 2}
 
 

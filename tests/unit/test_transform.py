@@ -357,3 +357,38 @@ def test_a_body_read_as_bytes_parses_as_its_text_does():
         parse_body(b'{"n": NaN}')
     with pytest.raises(InvalidMessage, match="^schema: expected a JSON object, got an array$"):
         parse_body(b"[1]")
+
+
+# --- extra fields kept (run --keep-extra) ---------------------------------------------------
+
+
+def test_kept_extra_masks_the_named_fields_and_writes_the_rest_as_sent():
+    key = MaskKey(MASK_KEY)
+    body = '{"user_id": "u", "ip": "1.2.3.4", "email": "a@b.c", "phone": 44, "n": null, ' \
+        '"score": 2.50, "deep": {"x": [1E3, true, "é"]}}'  # fmt: skip
+    document = transform.parse_body(body)
+    kept = transform.kept_extra(document, key, frozenset({"email", "phone", "n"}))
+    expected_email = hmac.new(MASK_KEY.encode(), b"a@b.c", hashlib.sha256).hexdigest()
+    assert kept == (
+        f'{{"email":"{expected_email}","phone":"{key.hmac_mask("44")}","n":null,'
+        '"score":2.50,"deep":{"x":[1E3,true,"\\u00e9"]}}'
+    )
+    assert json.loads(kept)["deep"] == {"x": [1000.0, True, "é"]}
+
+
+def test_kept_extra_is_none_without_extra_fields_and_masks_in_the_keys_mode():
+    key = MaskKey(MASK_KEY, "siv")
+    assert transform.kept_extra({"user_id": "u", "locale": None}, key, frozenset()) is None
+    kept = json.loads(transform.kept_extra({"email": "a@b.c"}, key, frozenset({"email"})))
+    assert kept["email"].startswith("siv:") and key.unmask(kept["email"]) == "a@b.c"
+
+
+def test_kept_extra_refuses_what_it_cannot_write_with_a_reason():
+    key = MaskKey(MASK_KEY)
+    with pytest.raises(InvalidMessage, match="lone surrogate"):
+        transform.kept_extra({"email": "\ud800"}, key, frozenset({"email"}))
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidMessage, match="nested too deeply to store"):
+        transform.kept_extra({"deep": deep}, key, frozenset())
