@@ -24,6 +24,7 @@ DEPTH = {
     "delayed": "ApproximateNumberOfMessagesDelayed",
 }
 DLQ_REASONS = 3  # dead-lettered messages whose reasons are shown
+EXTRA_NAMES = 20  # extra field names counted one by one; the rest are summed as "others"
 
 
 @dataclass
@@ -172,6 +173,7 @@ def _describe_table(connection) -> dict:
             (schema.TABLE,),
         )
         partitions = cursor.fetchall()
+        extra = _extra_fields(cursor) if schema.EXTRA in info.columns else None
     connection.rollback()
     last = max((loaded for _, _, loaded in by_key if loaded is not None), default=None)
     return result | {
@@ -180,4 +182,20 @@ def _describe_table(connection) -> dict:
         "mask_key_ids": {str(key_id): count for key_id, count, _ in by_key},
         "partitioned": info.partitioned,
         "partitions": dict(partitions),  # name -> estimated rows
+        "extra_fields": extra,  # None: no `extra` column, so none are stored
     }
+
+
+def _extra_fields(cursor) -> dict:
+    """The fields beyond the known seven that rows keep (`run --keep-extra`), by name: how
+    many rows carry each, most common first. Names only: the values may be personal data."""
+    cursor.execute(
+        f"SELECT name, count(*) FROM {schema.TABLE}, jsonb_object_keys({schema.EXTRA}) name "
+        f"WHERE jsonb_typeof({schema.EXTRA}) = 'object' GROUP BY 1 ORDER BY 2 DESC, 1"
+    )
+    counted = cursor.fetchall()
+    cursor.execute(f"SELECT count({schema.EXTRA}) FROM {schema.TABLE}")
+    rows = cursor.fetchone()[0]
+    fields = {str(name): count for name, count in counted[:EXTRA_NAMES]}
+    others = len(counted) - len(fields)
+    return {"rows": rows, "fields": fields, "other_names": others}

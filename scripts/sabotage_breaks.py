@@ -65,6 +65,24 @@ RING_SEARCH = (
 )
 REKEY_ALL = "`rekey` moves every siv row under a retired key of the ring to the primary key."
 
+ENVELOPES = (
+    "An SNS notification or an EventBridge event is opened and its login loaded; an envelope "
+    "that cannot be opened, an envelope inside another and an SNS subscription confirmation are "
+    "dead-lettered with a reason starting `envelope:`, never loaded and never confirmed."
+)
+NOT_ACCEPTED = (
+    "A message the `--accept` rules refuse is dead-lettered with its reason unless "
+    "`--on-other delete` is given: never dropped silently."
+)
+ENVELOPE_TESTS = (
+    "tests/test_envelopes_sns.py::test_a_topics_messages_load_with_or_without_raw_delivery",
+    "tests/test_envelopes_sns.py::"
+    "test_an_eventbridge_event_and_hostile_envelopes_on_the_same_queue",
+)
+NOT_ACCEPTED_TEST = (
+    "tests/test_envelopes_sns.py::test_other_event_types_are_skipped_never_dropped_silently"
+)
+
 POSTGRES_CRASH = "PostgreSQL crashing under load (`pg_ctl stop -m immediate`, twice, while `run --follow` loads a backlog) loses nothing and doubles nothing; the process never exits, `/healthz` answers 503 during each outage and 200 after, and each outage is one warning when it starts and one when it ends, with how long it lasted (the retries in between only at `--log-level debug`)."
 CERTIFICATE = "A server certificate that does not verify is not an outage: one line naming the database and the problem, exit 1 at once, never retried for `--retry-for`."
 CRASH_TEST = (
@@ -261,8 +279,8 @@ BREAKS: tuple[Break, ...] = (
         REFUSED_ROW,
         "row-by-row fallback removed: a refused row fails the whole batch",
         "load.py",
-        "            inserted = _insert_one_by_one(connection, values, result.rejected, table)\n",
-        "            raise  # SABOTAGE: no row-by-row retry\n",
+        "            inserted = _insert_one_by_one(\n",
+        "            raise  # SABOTAGE: no row-by-row retry\n            inserted = (\n",
         (FAULTS + "test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load",),
     ),
     Break(
@@ -328,9 +346,8 @@ BREAKS: tuple[Break, ...] = (
         ERASED,
         "the loader ignores user_logins_erased: a replayed erased message is loaded again",
         "load.py",
-        "            cursor.execute(_INSERT_STAGED_UNERASED_SQL if erasable else "
-        "_INSERT_STAGED_SQL)\n",
-        "            cursor.execute(_INSERT_STAGED_SQL)  # SABOTAGE: erased ids not skipped\n",
+        "                statements.insert_staged_unerased if erasable else statements.insert_staged\n",
+        "                statements.insert_staged  # SABOTAGE: erased ids not skipped\n",
         (ERASE_TEST,),
     ),
     Break(
@@ -420,5 +437,29 @@ BREAKS: tuple[Break, ...] = (
         "        if self.outage_since is None:\n            self.outage_since = time.monotonic()\n",
         "        if True:  # SABOTAGE: a warning each retry\n            self.outage_since = time.monotonic()\n",
         (CRASH_TEST,),
+    ),
+    Break(
+        ENVELOPES,
+        "envelopes never recognised: every body read as a raw login",
+        "envelopes.py",
+        "    if isinstance(body, bytes):\n",
+        "    return False  # SABOTAGE: no envelope is ever opened\n    if isinstance(body, bytes):\n",
+        ENVELOPE_TESTS,
+    ),
+    Break(
+        ENVELOPES,
+        "an SNS subscription confirmation is not refused as such (opened if its Type passes)",
+        "envelopes.py",
+        "    if kind in SNS_NOT_LOGINS:\n",
+        "    if False:  # SABOTAGE: confirmations opened as notifications\n",
+        ENVELOPE_TESTS,
+    ),
+    Break(
+        NOT_ACCEPTED,
+        "what the --accept rules refuse is always deleted, whatever --on-other says",
+        "pipeline/loading.py",
+        "                    if options.delete_others:\n",
+        "                    if True:  # SABOTAGE: refused events dropped\n",
+        (NOT_ACCEPTED_TEST,),
     ),
 )

@@ -116,3 +116,31 @@ def test_extra_values_postgres_refuses_are_dead_lettered_the_rest_load(
     assert "Traceback" not in result.output
     loaded = {row["user_id"] for row in rows(db)}
     assert LOGINS[4]["user_id"] in loaded
+
+
+def test_status_counts_the_extra_fields_rows_keep_by_name_never_by_value(queues, cli, db):
+    assert cli("init-db").exit_code == 0
+    before = json.loads(cli("status", "--json").stdout)["table"]["extra_fields"]
+    assert before == {"rows": 0, "fields": {}, "other_names": 0}
+    queues.send([json.dumps(LOGINS[0] | {"email": EMAIL, "plan": "gold-tier"}),
+                 json.dumps(LOGINS[1] | {"email": EMAIL}), json.dumps(LOGINS[2])])  # fmt: skip
+    assert cli("run", "--keep-extra", env=MASK_EXTRA).exit_code == 0
+    status = cli("status", "--json")
+    extra = json.loads(status.stdout)["table"]["extra_fields"]
+    assert extra == {"rows": 2, "fields": {"email": 2, "plan": 1}, "other_names": 0}
+    shown = cli("status", env={"COLUMNS": "80"})
+    assert "extra field email" in shown.stdout and "rows keeping extra fields" in shown.stdout
+    assert EMAIL not in status.output + shown.output and "gold-tier" not in shown.stdout
+    assert "…" not in shown.stdout
+    db.cursor().execute("ALTER TABLE user_logins DROP COLUMN extra")  # made before the column
+    assert json.loads(cli("status", "--json").stdout)["table"]["extra_fields"] is None
+
+
+def test_a_stream_run_keeps_extra_fields_too(stream_env, stream, db):
+    from tests.support.runs import run_stream
+
+    stream.put([json.dumps(LOGINS[0] | {"email": EMAIL}), json.dumps(LOGINS[1])])
+    summary = run_stream(stream_env | MASK_EXTRA, stream, "--keep-extra")
+    assert summary["loaded"] == 2 and summary["extra_fields"] == {"email": 1}
+    kept = [row["extra"] for row in rows(db) if row["extra"] is not None]
+    assert kept == [{"email": hmac_of(EMAIL)}]

@@ -336,6 +336,7 @@ def status_report(report: StatusReport) -> Group:
                 shown.add_row(f"rows under key id {key_id}{current}", str(count))
             for name, estimate in table_status["partitions"].items():
                 shown.add_row(f"partition {name}", f"about {estimate} rows")
+            _extra_kept(shown, table_status.get("extra_fields"))
         parts.append(shown)
     wrong = facts("looks wrong" if report.problems or report.errors else "looks right")
     for line in report.errors:
@@ -346,6 +347,17 @@ def status_report(report: StatusReport) -> Group:
         wrong.add_row("", "nothing to report")
     parts.append(wrong)
     return Group(*parts)
+
+
+def _extra_kept(shown: Table, extra: dict | None) -> None:
+    """The extra fields rows keep, by name (never a value)."""
+    if extra is None:
+        return
+    shown.add_row("rows keeping extra fields", str(extra["rows"]))
+    for name, count in extra["fields"].items():
+        shown.add_row(Text("extra field ") + safe(name, 64), f"{count} rows")
+    if extra["other_names"]:
+        shown.add_row("other extra fields", f"{extra['other_names']} more names")
 
 
 def _record(title: str, data: dict) -> Table:
