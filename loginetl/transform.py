@@ -165,7 +165,7 @@ def kept_extra(document: dict[str, Any], key: MaskKey, masked: frozenset[str]) -
         for name in names:
             value = document[name]
             if name in masked and value is not None:
-                value = key.mask(value if type(value) is str else json_text(value))
+                value = key.mask(extra_text(value))
             fields.append(f"{_string(name)}:{json_text(value)}")
     except RecursionError:
         raise InvalidMessage("schema: an extra field is nested too deeply to store") from None
@@ -177,6 +177,12 @@ def kept_extra(document: dict[str, Any], key: MaskKey, masked: frozenset[str]) -
 
 
 _string = json.JSONEncoder().encode  # a str as JSON: quoted, escaped, ASCII only
+
+
+def extra_text(value: Any) -> str:
+    """What an extra field's mask is made of: a string is masked as itself, any other value as
+    its JSON text as sent (so a number and the string of its digits mask alike, as ip does)."""
+    return value if type(value) is str else json_text(value)
 
 
 def json_text(value: Any) -> str:

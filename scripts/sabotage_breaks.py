@@ -64,6 +64,16 @@ RING_SEARCH = (
     "`lookup` and `erase` find a person's rows under every key of the ring, in either mode."
 )
 REKEY_ALL = "`rekey` moves every siv row under a retired key of the ring to the primary key."
+MASK_EXTRA = (
+    "Fields named in `LOGINETL_MASK_EXTRA` are never stored raw by `run --keep-extra`, and "
+    "`verify-masking` fails when they are."
+)
+KEEP_EXTRA = "tests/test_keep_extra_privacy.py::"
+MASK_EXTRA_TESTS = (
+    KEEP_EXTRA + "test_named_fields_are_stored_masked_and_every_check_passes",
+    KEEP_EXTRA + "test_a_named_field_stored_raw_fails_by_field_name_never_by_value",
+    KEEP_EXTRA + "test_raw_messages_catch_a_named_field_stored_raw_or_unkeyed",
+)
 
 ENVELOPES = (
     "An SNS notification or an EventBridge event is opened and its login loaded; an envelope "
@@ -354,8 +364,8 @@ BREAKS: tuple[Break, ...] = (
         REKEY,
         "rekey rewrites the masks but leaves the old key id on the row",
         "privacy/recovery.py",
-        '    "mask_key_id = v.new_key FROM',
-        '    "mask_key_id = v.old_key FROM',
+        '"mask_key_id = v.new_key{',
+        '"mask_key_id = v.old_key{',
         (REKEY_KILL_TEST,),
     ),
     Break(
@@ -403,14 +413,31 @@ BREAKS: tuple[Break, ...] = (
         REKEY_ALL,
         "rekey skips its first batch: those rows stay under the retired key",
         "privacy/recovery.py",
-        "        psycopg2.extras.execute_values(cursor, _UPDATE_SQL, updates, page_size=len(found))\n",
+        "        psycopg2.extras.execute_values(cursor, statements.update, updates, "
+        "page_size=len(found))\n",
         "        if report.batches == 0:  # SABOTAGE: the first batch skipped\n"
         "            failed += [update[0] for update in updates]\n"
         "        else:\n"
         "            psycopg2.extras.execute_values(\n"
-        "                cursor, _UPDATE_SQL, updates, page_size=len(found)\n"
+        "                cursor, statements.update, updates, page_size=len(found)\n"
         "            )\n",
         (REKEY_TEST,),
+    ),
+    Break(
+        MASK_EXTRA,
+        "kept_extra skips the mask: the named extra fields are stored as sent",
+        "transform.py",
+        "            if name in masked and value is not None:\n",
+        "            if False:  # SABOTAGE: the named extra fields never masked\n",
+        MASK_EXTRA_TESTS,
+    ),
+    Break(
+        MASK_EXTRA,
+        "verify-masking takes any string or number in a named extra field for a mask",
+        "audit/table.py",
+        "\"(jsonb_typeof({}) NOT IN ('null', 'string') OR {} !~ {})\"",
+        "\"(jsonb_typeof({}) = 'object' AND {} !~ {})\"",  # the SABOTAGE: strings pass
+        MASK_EXTRA_TESTS,
     ),
     Break(
         ERASED,

@@ -133,7 +133,7 @@ def test_unmask_recovers_siv_rows_and_refuses_one_way_and_unknown_keys(cli, data
     result = cli("unmask", "--message-id", "siv-0", "--json")
     assert result.exit_code == 0, result.output
     assert out(result) == {"sqs_message_id": "siv-0", "ip": person["ip"],
-                           "device_id": person["device_id"]}  # fmt: skip
+                           "device_id": person["device_id"], "extra": {}}  # fmt: skip
     assert "unmask" in result.stderr and "siv-0" in result.stderr
     assert person["ip"] not in result.stderr
 

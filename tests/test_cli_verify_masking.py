@@ -81,7 +81,7 @@ def test_a_clean_load_passes_every_check(cli, queues, db, tmp_path):
     # The table, for a person: every check named, no raw value, no key.
     table = cli("verify-masking", "--from-file", raw_file(tmp_path, VALID[:5], lines=True))
     assert table.exit_code == 0
-    assert table.stdout.count("PASS") == 7  # six checks, and siv masks (none here) decrypt
+    assert table.stdout.count("PASS") == 8  # seven checks, and siv masks (none here) decrypt
     assert VALID[0]["ip"] not in table.output and MASK_KEY not in table.output
 
 

@@ -2,11 +2,11 @@
 masked in a way that can be undone.
 
 Checks on the table alone (one SQL pass over every row, or a sample): masks are well formed,
-no column holds something shaped like an IP address or a device id, and which key ids the
-rows were masked under. Checks against raw messages (from a file, or peeked off the queue):
-each message found in the table carries the masks the current key gives, and no stored mask
-is an unkeyed digest or the base64 of a raw value. The audit only reads: its transaction is
-read-only.
+no column holds something shaped like an IP address or a device id, the extra fields named in
+LOGINETL_MASK_EXTRA are masked, and which key ids the rows were masked under. Checks against
+raw messages (from a file, or peeked off the queue): each message found in the table carries
+the masks the current key gives (its named extra fields' too), and no stored mask is an unkeyed
+digest or the base64 of a raw value. The audit only reads: its transaction is read-only.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..results import plain
 from .checks import (
     FAIL,
     Check,
+    extra_check,
     key_id_check,
     key_match_check,
     mask_shape_check,
@@ -49,6 +50,7 @@ class AuditOptions:
     from_queue: int | None = None  # raw messages to peek off the queue
     from_file: str | None = None  # JSON array or JSON lines of raw messages
     strict_key: bool = False  # rows under another key id fail rather than warn
+    mask_extra: frozenset[str] = frozenset()  # LOGINETL_MASK_EXTRA: extra fields to be masked
     wait_time: int = 1
 
 
@@ -90,7 +92,8 @@ def verify_masking(settings: Settings, ring: KeyRing, options: AuditOptions) -> 
     if options.from_queue:
         peeked, max_receive_count = peek_raw(settings, options.from_queue, options.wait_time)
         raw += peeked
-    logins = [login for login in map(raw_login, raw) if login is not None]
+    mask_extra = options.mask_extra
+    logins = [login for message in raw if (login := raw_login(message, mask_extra)) is not None]
 
     connection = database.connect(settings.database_url)
     try:
@@ -99,9 +102,10 @@ def verify_masking(settings: Settings, ring: KeyRing, options: AuditOptions) -> 
             columns = audited_columns(connection, settings.database_location)
             with connection.cursor() as cursor:
                 where, sample = scope(cursor, options.sample)
-                scan = scan_table(cursor, columns, where, ring)
-                stored = rows_of(cursor, columns, logins) if logins else []
-            siv = siv_scan(connection, where, ring)
+                scan = scan_table(cursor, columns, where, ring, mask_extra)
+                stored = rows_of(cursor, columns, logins, mask_extra) if logins else []
+            extra = mask_extra if schema.EXTRA in columns else frozenset()
+            siv = siv_scan(connection, where, ring, extra)
             connection.rollback()
     finally:
         connection.close()
@@ -109,6 +113,7 @@ def verify_masking(settings: Settings, ring: KeyRing, options: AuditOptions) -> 
     checks = [
         *(mask_shape_check(column, scan) for column in MASK_COLUMNS),
         pii_check(scan),
+        extra_check(scan, mask_extra),
         key_id_check(scan, columns, ring, options.strict_key),
         siv_check(siv),
         key_match_check(logins, stored, ring, bool(raw)),

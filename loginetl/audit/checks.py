@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..masking import KeyRing
+from ..masking import MASK_EXTRA_ENV, KeyRing
 from ..results import plain
 from .raw import RawLogin, unkeyed_forms
 from .table import PII_PATTERNS, StoredRow
@@ -54,6 +54,42 @@ def pii_check(scan: dict) -> Check:
     return Check("no raw PII in any column", FAIL if bad else PASS, rows, bad, detail, breakdown)
 
 
+def extra_check(scan: dict, mask_extra: frozenset[str]) -> Check:
+    """The extra fields LOGINETL_MASK_EXTRA names are stored masked wherever a row holds them
+    (a null hides nothing). With none named, a table that keeps extra fields is a warning: what
+    they hold is stored as sent, so the operator should say which of them are personal."""
+    name = "extra fields masked"
+    if "extra rows" not in scan:
+        return Check(name, SKIP, 0, 0, "the table has no extra column (run --keep-extra fills it)")
+    rows = scan["extra rows"]
+    if not rows:
+        return Check(name, PASS, 0, 0, f"none of {scan['rows']} rows keeps extra fields")
+    if not mask_extra:
+        names = scan["extra names"]
+        listed = _tally(names["fields"])
+        more = f" and {names['other_names']} more names" if names["other_names"] else ""
+        detail = (
+            f"{rows} rows keep extra fields stored as sent ({listed}{more}): {MASK_EXTRA_ENV} "
+            "names none to mask; name the personal ones in it"
+        )
+        return Check(name, WARN, rows, 0, detail, names)
+    bad = scan["unmasked extra rows"]
+    breakdown = {
+        field: scan[f"unmasked extra {field}"]
+        for field in sorted(mask_extra)
+        if scan[f"unmasked extra {field}"]
+    }
+    listed = ", ".join(sorted(mask_extra))
+    if bad:
+        detail = (
+            f"{bad} of {rows} rows keeping extra fields hold a named one unmasked "
+            f"({_tally(breakdown)})"
+        )
+    else:
+        detail = f"every named field ({listed}) held by {rows} rows keeping extra fields is masked"
+    return Check(name, FAIL if bad else PASS, rows, bad, detail, breakdown)
+
+
 def key_id_check(scan: dict, columns: dict[str, str], ring: KeyRing, strict: bool) -> Check:
     name = "rows under the current key id"
     key_id = ring.primary.key_id
@@ -81,14 +117,16 @@ def key_id_check(scan: dict, columns: dict[str, str], ring: KeyRing, strict: boo
 
 
 def siv_check(siv: dict) -> Check:
-    """Recoverable masks: each decrypts, under the key its row names, to a well-formed value."""
+    """Recoverable masks: each decrypts, under the key its row names, to a well-formed value
+    (ip, device_id, and the extra fields LOGINETL_MASK_EXTRA names)."""
     name = "siv masks decrypt under a known key"
     rows, unknown, bad = siv["rows"], siv["unknown_key"], siv["undecryptable"]
     if not rows:
         return Check(name, PASS, 0, 0, "no row holds an siv mask (hmac rows only): none to decrypt")
     detail = (
         f"{rows - unknown - bad} of {rows} siv rows decrypt under their key; {bad} do not "
-        f"decrypt to an ip and device_id; {unknown} under keys not in the ring"
+        f"decrypt (to an ip, a device_id and the named extra fields); {unknown} under keys "
+        "not in the ring"
     )
     status = FAIL if bad else WARN if unknown else PASS
     return Check(name, status, rows, bad + unknown, detail, dict(siv))
@@ -112,6 +150,7 @@ def key_match_check(
     for row in stored:
         by_user.setdefault(row.user_id, []).append(row)
     counts = {"match": 0, "other_key": 0, "mismatch": 0, "unmatched_by_user": 0, "not_loaded": 0}
+    fields: dict[str, int] = {}  # named extra fields of the mismatched rows, not their masks
     for raw in logins:
         same_id = by_id.get(raw.message_id) if raw.message_id is not None else None
         exact = same_id is not None
@@ -124,6 +163,8 @@ def key_match_check(
             counts["other_key"] += 1
         elif exact:
             counts["mismatch"] += 1
+            for field_name in _extra_not_masked_from(ring, raw, candidates[0]):
+                fields[field_name] = fields.get(field_name, 0) + 1
         else:
             counts["unmatched_by_user"] += 1
     found = len(logins) - counts["not_loaded"]
@@ -145,9 +186,10 @@ def key_match_check(
         detail = (
             f"{counts['mismatch']} rows claim the current key id {ring.primary.key_id} (or a "
             "retired one of the ring) but hold other masks than it gives (non-deterministic or "
-            f"mislabelled masking); {summary}"
+            f"mislabelled masking{_named(fields)}); {summary}"
         )
-        return Check(name, FAIL, found, counts["mismatch"], detail, counts)
+        breakdown = counts | ({"mismatched_extra": fields} if fields else {})
+        return Check(name, FAIL, found, counts["mismatch"], detail, breakdown)
     if counts["match"] == 0:
         detail = (
             f"wrong key: none of the {found} raw messages found in the table has the masks the "
@@ -158,13 +200,40 @@ def key_match_check(
 
 
 def _masked_from(ring: KeyRing, raw: RawLogin, row: StoredRow) -> bool:
-    """Does the row hold the masks of `raw` under the key it names, in either mode?"""
+    """Does the row hold the masks of `raw` under the key it names, in either mode: ip,
+    device_id and each named extra field the row keeps, all under that one key and mode?"""
     key = ring.get(row.mask_key_id)
     if key is None:
         return False
     ip, device_id = raw.login.ip, raw.login.device_id
-    pairs = {(mask(ip), mask(device_id)) for mask in (key.hmac_mask, key.siv_mask)}
-    return (row.masked_ip, row.masked_device_id) in pairs
+    kept = [name for name in raw.extra if name in row.extra]
+    return any(
+        (row.masked_ip, row.masked_device_id) == (mask(ip), mask(device_id))
+        and all(row.extra[name] == mask(raw.extra[name]) for name in kept)
+        for mask in (key.hmac_mask, key.siv_mask)
+    )
+
+
+def _extra_not_masked_from(ring: KeyRing, raw: RawLogin, row: StoredRow) -> list[str]:
+    """The named extra fields the row keeps that hold neither mask of the raw value under the
+    key the row names (their names: what they hold may be the raw value itself)."""
+    key = ring.get(row.mask_key_id)
+    if key is None:
+        return []
+    return [
+        name
+        for name, text in raw.extra.items()
+        if name in row.extra and row.extra[name] not in key.masks(text)
+    ]
+
+
+def _named(fields: dict[str, int]) -> str:
+    return f"; extra fields unlike the key's masks: {_tally(fields)}" if fields else ""
+
+
+def _tally(counts: dict[str, int]) -> str:
+    """`name ×count, ...`: where something was found, never what."""
+    return ", ".join(f"{name} ×{count}" for name, count in counts.items())
 
 
 def reversible_check(logins: list[RawLogin], stored: list[StoredRow], given: bool) -> Check:
@@ -181,14 +250,9 @@ def reversible_check(logins: list[RawLogin], stored: list[StoredRow], given: boo
     breakdown: dict[str, int] = {}
     bad = 0
     for row in stored:
-        found = [
-            f"{column} = {forms[value]}"
-            for column, value in (
-                ("masked_ip", row.masked_ip),
-                ("masked_device_id", row.masked_device_id),
-            )
-            if value in forms
-        ]
+        held = [("masked_ip", row.masked_ip), ("masked_device_id", row.masked_device_id)]
+        held += [(f"extra {name}", value) for name, value in row.extra.items()]
+        found = [f"{column} = {forms[value]}" for column, value in held if value in forms]
         bad += bool(found)
         for what in found:
             breakdown[what] = breakdown.get(what, 0) + 1

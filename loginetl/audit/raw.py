@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import envelopes, extract, transform
@@ -26,7 +26,9 @@ class RawMessage:
 class RawLogin:
     message_id: str | None
     login: transform.Login
-    values: dict[str, set[str]]  # "ip" / "device_id" -> every spelling to look for
+    values: dict[str, set[str]]  # "ip" / "device_id" / an extra field -> spellings to look for
+    # The fields of LOGINETL_MASK_EXTRA the message holds (not null) -> the text `run` masks
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 def read_raw_file(path: str) -> list[RawMessage]:
@@ -84,16 +86,30 @@ def peek_raw(settings: Settings, count: int, wait_time: int) -> tuple[list[RawMe
     return [RawMessage(message.body, message.origin_id) for message in messages], limit
 
 
-def raw_login(raw: RawMessage) -> RawLogin | None:
+def raw_login(raw: RawMessage, mask_extra: frozenset[str] = frozenset()) -> RawLogin | None:
     """The login `run` would load from this message, with every spelling of its personal data
-    a careless loader might have stored; None when `run` would refuse the message."""
+    a careless loader might have stored (the extra fields named in `mask_extra` included);
+    None when `run` would refuse the message."""
     try:
         opened = envelopes.open_body(raw.body)
     except transform.InvalidMessage:
         return None
-    login, sent_ip = opened.login, opened.document.get("ip")
+    login, document = opened.login, opened.document
+    sent_ip = document.get("ip")
     ips = {login.ip} | ({sent_ip} if isinstance(sent_ip, str) else set())
-    return RawLogin(raw.message_id, login, {"ip": ips, "device_id": {login.device_id}})
+    try:  # what `run --keep-extra` refuses to mask (too deep, a lone surrogate) is not loaded
+        extra = {
+            name: transform.extra_text(document[name])
+            for name in sorted(mask_extra)
+            if document.get(name) is not None
+        }
+        "".join(extra.values()).encode()
+    except (RecursionError, UnicodeEncodeError):
+        return None
+    values = {"ip": ips, "device_id": {login.device_id}} | {
+        name: {text} for name, text in extra.items()
+    }
+    return RawLogin(raw.message_id, login, values, extra)
 
 
 def unkeyed_forms(value: str, name: str) -> dict[str, str]:

@@ -3,16 +3,17 @@ SQL pass that counts every table check, and the stored rows of given raw message
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
 from .. import schema, transform
 from ..errors import ConfigError
-from ..masking import SIV_PREFIX, CannotUnmask, KeyRing
+from ..masking import SIV, SIV_PREFIX, CannotUnmask, KeyRing, mode_of
 from .raw import RawLogin
 
 MASK_COLUMNS = ("masked_ip", "masked_device_id")
+EXTRA = sql.Identifier(schema.EXTRA)
 # HMAC-SHA256 as lowercase hex, or "siv:" + unpadded URL-safe base64 of at least the 16-byte tag
 MASK_SHAPE = "^([0-9a-f]{64}|siv:[A-Za-z0-9_-]{22,})$"
 # What raw personal data looks like, as PostgreSQL regular expressions (matched with ~*).
@@ -31,6 +32,7 @@ PII_PATTERNS = {
 }
 TEXT_TYPES = ("character varying", "character", "text", "json", "jsonb")
 SAMPLE_OVERDRAW = 2  # sample twice the rows asked for, then LIMIT: reltuples is an estimate
+EXTRA_NAMES = 20  # extra field names counted one by one; the rest only counted as names
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class StoredRow:
     masked_ip: str | None
     masked_device_id: str | None
     mask_key_id: str | None
+    # The fields of LOGINETL_MASK_EXTRA its `extra` holds (not null) -> their text as stored
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 def audited_columns(connection, location: str) -> dict[str, str]:
@@ -80,8 +84,15 @@ def scope(cursor, sample: int | None) -> tuple[sql.Composable, str | None]:
     return scope, f"up to {sample} rows (TABLESAMPLE BERNOULLI ({percent:.4g}%) LIMIT {sample})"
 
 
-def scan_table(cursor, columns: dict[str, str], scope: sql.Composable, ring: KeyRing) -> dict:
-    """Every table check in one pass: named counts."""
+def scan_table(
+    cursor,
+    columns: dict[str, str],
+    scope: sql.Composable,
+    ring: KeyRing,
+    mask_extra: frozenset[str] = frozenset(),
+) -> dict:
+    """Every table check in one pass: named counts (and, when nothing is named to be masked in
+    a table that keeps extra fields, which names the rows keep)."""
     key_id = ring.primary.key_id
     text_columns = [name for name, kind in columns.items() if kind in TEXT_TYPES]
     aggregates: dict[str, sql.Composable] = {"rows": sql.SQL("count(*)")}
@@ -100,6 +111,8 @@ def scan_table(cursor, columns: dict[str, str], scope: sql.Composable, ring: Key
             aggregates[f"pii {column} {kind}"] = _count_where(condition)
             any_pii.append(condition)
     aggregates["pii rows"] = _count_where(sql.SQL(" OR ").join(any_pii))
+    if schema.EXTRA in columns:
+        aggregates |= _extra_aggregates(mask_extra)
     if "mask_key_id" in columns:
         other = sql.SQL("mask_key_id IS DISTINCT FROM {}").format(sql.Literal(key_id))
         aggregates["other key rows"] = _count_where(other)
@@ -124,14 +137,54 @@ def scan_table(cursor, columns: dict[str, str], scope: sql.Composable, ring: Key
             str(key_id): {"rows": count, "status": ring.status_of(key_id)}
             for key_id, count in cursor.fetchall()
         }
+    if schema.EXTRA in columns and not mask_extra and scan["extra rows"]:
+        scan["extra names"] = _extra_names(cursor, scope)
     return scan
+
+
+def _extra_aggregates(mask_extra: frozenset[str]) -> dict[str, sql.Composable]:
+    """Rows keeping extra fields, and per field named to be masked the rows where it is held
+    (not null) but is no mask: not a JSON string of MASK_SHAPE (a number as long as a mask is
+    not one either)."""
+    aggregates = {"extra rows": _count_where(sql.SQL("{} IS NOT NULL").format(EXTRA))}
+    unmasked = []
+    for name in sorted(mask_extra):
+        value = sql.SQL("{} -> {}").format(EXTRA, sql.Literal(name))
+        text = sql.SQL("{} ->> {}").format(EXTRA, sql.Literal(name))
+        condition = sql.SQL("(jsonb_typeof({}) NOT IN ('null', 'string') OR {} !~ {})").format(
+            value, text, sql.Literal(MASK_SHAPE)
+        )
+        aggregates[f"unmasked extra {name}"] = _count_where(condition)
+        unmasked.append(condition)
+    if unmasked:
+        aggregates["unmasked extra rows"] = _count_where(sql.SQL(" OR ").join(unmasked))
+    return aggregates
+
+
+def _extra_names(cursor, scope: sql.Composable) -> dict:
+    """The names of the extra fields rows keep, most common first: rows per name for the first
+    EXTRA_NAMES, and how many names more. Names only: the values may be personal data."""
+    cursor.execute(
+        sql.SQL(
+            "SELECT name, count(*) FROM {0}, jsonb_object_keys("
+            "CASE WHEN jsonb_typeof({1}) = 'object' THEN {1} END) AS name "
+            "GROUP BY 1 ORDER BY 2 DESC, 1"
+        ).format(scope, EXTRA)
+    )
+    counted = cursor.fetchall()
+    return {
+        "fields": {str(name): count for name, count in counted[:EXTRA_NAMES]},
+        "other_names": max(len(counted) - EXTRA_NAMES, 0),
+    }
 
 
 def _count_where(condition: sql.Composable) -> sql.Composable:
     return sql.SQL("count(*) FILTER (WHERE {})").format(condition)
 
 
-def rows_of(cursor, columns: dict[str, str], logins: list[RawLogin]) -> list[StoredRow]:
+def rows_of(
+    cursor, columns: dict[str, str], logins: list[RawLogin], mask_extra: frozenset[str]
+) -> list[StoredRow]:
     """The rows the raw messages may have become: by message id when known, else by user_id."""
 
     def column(name: str) -> sql.Composable:
@@ -140,42 +193,75 @@ def rows_of(cursor, columns: dict[str, str], logins: list[RawLogin]) -> list[Sto
     ids = [login.message_id for login in logins if login.message_id]
     users = sorted({login.login.user_id for login in logins})
     query = sql.SQL(
-        "SELECT {}::text, user_id::text, masked_ip::text, masked_device_id::text, {}::text "
-        "FROM {} WHERE {}::text = ANY(%s) OR user_id::text = ANY(%s)"
+        "SELECT {}::text, user_id::text, masked_ip::text, masked_device_id::text, {}::text, "
+        "{}::text FROM {} WHERE {}::text = ANY(%s) OR user_id::text = ANY(%s)"
     ).format(
         column("sqs_message_id"),
         column("mask_key_id"),
+        column(schema.EXTRA) if mask_extra else sql.SQL("NULL"),
         sql.Identifier(schema.TABLE),
         column("sqs_message_id"),
     )
     cursor.execute(query, (ids, users))
-    return [StoredRow(*row) for row in cursor.fetchall()]
+    return [
+        StoredRow(message_id, user_id, ip, device_id, key_id, _named_extra(extra, mask_extra))
+        for message_id, user_id, ip, device_id, key_id, extra in cursor.fetchall()
+    ]
 
 
-def siv_scan(connection, scope: sql.Composable, ring: KeyRing) -> dict:
+def _named_extra(stored: str | None, mask_extra: frozenset[str]) -> dict[str, str]:
+    """The named fields of a stored `extra` (not null), each as the text its mask is compared
+    with: `run` stores a mask as a JSON string, and any other value is no mask."""
+    if stored is None:
+        return {}
+    try:
+        document = transform.parse_body(stored)
+        return {
+            name: transform.extra_text(document[name])
+            for name in sorted(mask_extra)
+            if document.get(name) is not None
+        }
+    except (transform.InvalidMessage, RecursionError):  # not an object, or nested too deeply
+        return {}
+
+
+def siv_scan(
+    connection, scope: sql.Composable, ring: KeyRing, extra: frozenset[str] = frozenset()
+) -> dict:
     """Every siv mask in scope, decrypted under the key its row names (streamed, never kept):
     how many rows hold one, how many are under a key not in the ring, how many do not decrypt
-    (or decrypt to something that is no IP address, for masked_ip)."""
+    (or decrypt to something that is no IP address, for masked_ip). `extra`: the fields of
+    LOGINETL_MASK_EXTRA, when the table has the column; their siv masks must decrypt as well,
+    under the same key (a row's key id names the key of all its masks)."""
     counts = {"rows": 0, "unknown_key": 0, "undecryptable": 0}
     like = sql.Literal(SIV_PREFIX + "%")
-    query = sql.SQL(
-        "SELECT masked_ip, masked_device_id, mask_key_id FROM {} "
-        "WHERE masked_ip LIKE {} OR masked_device_id LIKE {}"
-    ).format(scope, like, like)
+    named = [sql.SQL("{} ->> {}").format(EXTRA, sql.Literal(name)) for name in sorted(extra)]
+    query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+        sql.SQL(", ").join([sql.SQL("masked_ip, masked_device_id, mask_key_id"), *named]),
+        scope,
+        sql.SQL(" OR ").join(
+            sql.SQL("{} LIKE {}").format(value, like)
+            for value in [sql.Identifier("masked_ip"), sql.Identifier("masked_device_id"), *named]
+        ),
+    )
     with connection.cursor(name="loginetl_siv_scan") as cursor:
         cursor.itersize = 5000
         cursor.execute(query)
-        for masked_ip, masked_device_id, key_id in cursor:
+        for masked_ip, masked_device_id, key_id, *extra_masks in cursor:
             counts["rows"] += 1
             key = ring.get(key_id)
             if key is None:
                 counts["unknown_key"] += 1
                 continue
             try:
-                ip = key.unmask(masked_ip)
-                key.unmask(masked_device_id)
-                if transform.canonical_ip(ip) != ip:
-                    raise ValueError
+                if SIV in (mode_of(masked_ip), mode_of(masked_device_id)):
+                    ip = key.unmask(masked_ip)
+                    key.unmask(masked_device_id)
+                    if transform.canonical_ip(ip) != ip:
+                        raise ValueError
+                for mask in extra_masks:
+                    if mode_of(mask) == SIV:
+                        key.unmask(mask)
             except (CannotUnmask, ValueError):
                 counts["undecryptable"] += 1
     return counts

@@ -391,7 +391,13 @@ def erase_result(result: EraseResult) -> Table:
 
 
 def unmasked(result: Unmasked) -> Table:
-    return _record(f"unmasked (key id {result.mask_key_id})", result.as_dict())
+    """The row's values, each extra field on a line of its own under its name."""
+    data = result.as_dict()
+    extra = data.pop("extra")
+    shown = _record(f"unmasked (key id {result.mask_key_id})", data)
+    for name, value in extra.items():
+        shown.add_row(Text("extra field ") + safe(name, 64), safe(value))
+    return shown
 
 
 def rekey_report(report: RekeyReport) -> Table:

@@ -1,4 +1,4 @@
-"""`loginetl unmask`: the raw ip and device_id of a row masked in siv mode."""
+"""`loginetl unmask`: the raw ip, device_id and siv-masked extra fields of a row in siv mode."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ def unmask(
 ):
     """Show the raw ip and device_id of a row masked in siv mode.
 
-    Exit 1 for a one-way (hmac) row or a row under a key not in the ring. Every unmask is
-    logged as an `unmask` event (message id and key id, never the values).
+    Its extra fields stored as siv masks (LOGINETL_MASK_EXTRA, run --keep-extra) are shown
+    too, each under its name. Exit 1 for a one-way (hmac) row or a row under a key not in
+    the ring. Every unmask is logged as an `unmask` event (message id and key id, never the
+    values).
 
     Example:
 

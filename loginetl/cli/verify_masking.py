@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from .. import audit, config
+from .. import audit, config, transform
 from ..config import Settings
-from ..masking import key_ring_from_env
+from ..masking import key_ring_from_env, mask_extra_from_env
 from . import render
 from .app import command
 from .common import (
@@ -56,9 +56,10 @@ def verify_masking(
 ):
     """Audit user_logins for unmasked personal data.
 
-    Is every ip and device_id masked, and masked with the current key? Siv masks must
-    decrypt under a key of the ring (LOGINETL_OLD_MASK_KEYS holds the retired ones). Exit 0
-    when every check passes, 1 when one fails. Needs LOGINETL_MASK_KEY.
+    Is every ip and device_id masked, and masked with the current key? And each extra
+    field (kept by run --keep-extra) that LOGINETL_MASK_EXTRA names, e.g. email,phone? Siv
+    masks must decrypt under a key of the ring (LOGINETL_OLD_MASK_KEYS holds the retired
+    ones). Exit 0 when every check passes, 1 when one fails. Needs LOGINETL_MASK_KEY.
 
     Examples:
 
@@ -74,6 +75,7 @@ def verify_masking(
         from_queue=from_queue,
         from_file=from_file,
         strict_key=strict_key,
+        mask_extra=mask_extra_from_env(transform.KNOWN_FIELDS),
         wait_time=wait_time,
     )
     report = audit.verify_masking(settings, ring, options)

@@ -1,16 +1,18 @@
 """unmask and rekey: what only the recoverable (siv) mode allows.
 
-unmask decrypts the ip and device_id of one row and logs an `unmask` event (message id and key
-id, never the values). rekey re-encrypts every siv row under a retired key to the primary key,
-batch by batch: each batch locks its rows (FOR UPDATE SKIP LOCKED, so two rekeys share the
-work), rewrites masks and key id together in one UPDATE and commits. A row therefore always
-carries the key id its masks were made under; a kill -9 loses at most the batch in hand, and the
-next rekey starts where the last commit left off. `run` only inserts rows under the primary key,
-so it never touches the rows a rekey reads.
+unmask decrypts the ip and device_id of one row, and the siv masks among its extra fields, and
+logs an `unmask` event (message id and key id, never the values). rekey re-encrypts every siv
+row under a retired key to the primary key, batch by batch: each batch locks its rows (FOR
+UPDATE SKIP LOCKED, so two rekeys share the work), rewrites masks (its extra fields' too) and
+key id together in one UPDATE and commits. A row therefore always carries the key id all its
+masks were made under; a kill -9 loses at most the batch in hand, and the next rekey starts
+where the last commit left off. `run` only inserts rows under the primary key, so it never
+touches the rows a rekey reads.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -19,7 +21,7 @@ import psycopg2.extras
 from .. import database, schema
 from ..config import Settings
 from ..errors import LoginetlError
-from ..masking import SIV_PREFIX, CannotUnmask, KeyRing
+from ..masking import SIV_PREFIX, CannotUnmask, KeyRing, MaskKey
 from ..results import plain
 from .people import ready_connection
 
@@ -33,6 +35,7 @@ class Unmasked:
     ip: str
     device_id: str
     mask_key_id: str
+    extra: dict[str, str] = field(default_factory=dict)  # siv-masked extra field -> its value
 
     def as_dict(self) -> dict:
         return plain(self, drop=("mask_key_id",))
@@ -60,8 +63,8 @@ def unmask(settings: Settings, ring: KeyRing, message_id: str) -> Unmasked:
         with database.database_errors(connection, f"cannot read {schema.TABLE}"):
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT masked_ip, masked_device_id, mask_key_id FROM {schema.TABLE} "
-                    "WHERE sqs_message_id = %s",
+                    f"SELECT masked_ip, masked_device_id, mask_key_id, {_siv_extra(connection)} "
+                    f"FROM {schema.TABLE} WHERE sqs_message_id = %s",
                     (message_id,),
                 )
                 found = cursor.fetchone()
@@ -70,7 +73,7 @@ def unmask(settings: Settings, ring: KeyRing, message_id: str) -> Unmasked:
         connection.close()
     if found is None:
         raise LoginetlError(f"no row in {schema.TABLE} has message id {message_id!r}")
-    masked_ip, masked_device_id, key_id = found
+    masked_ip, masked_device_id, key_id, extra = found
     key = ring.get(key_id)
     if key is None:
         raise LoginetlError(
@@ -87,7 +90,37 @@ def unmask(settings: Settings, ring: KeyRing, message_id: str) -> Unmasked:
         key_id,
         extra={"event": "unmask", "message_id": message_id, "key_id": key_id},
     )
-    return Unmasked(message_id, ip, device_id, key_id)
+    return Unmasked(message_id, ip, device_id, key_id, decrypted_extra(key, extra))
+
+
+# What may be siv masks among a row's extra fields: its top-level strings that start as one
+# does, as a JSON object (NULL when there are none).
+_SIV_EXTRA_SQL = (
+    f"CASE WHEN jsonb_typeof({schema.EXTRA}) = 'object' THEN (SELECT jsonb_object_agg(e.key, "
+    f"e.value) FROM jsonb_each_text({schema.EXTRA}) AS e WHERE jsonb_typeof({schema.EXTRA} -> "
+    f"e.key) = 'string' AND starts_with(e.value, '{SIV_PREFIX}')) END"
+)
+
+
+def _has_extra(connection) -> bool:
+    return schema.EXTRA in schema.describe(connection).columns
+
+
+def _siv_extra(connection) -> str:
+    """The column of _SIV_EXTRA_SQL, or NULL when the table has no `extra` column."""
+    return _SIV_EXTRA_SQL if _has_extra(connection) else "NULL::jsonb"
+
+
+def decrypted_extra(key: MaskKey, candidates: dict[str, str] | None) -> dict[str, str]:
+    """The extra fields among `candidates` that are siv masks under `key` -> their values. AES-SIV
+    authenticates: a value that merely starts as a mask does fails to decrypt, and is left out."""
+    decrypted = {}
+    for name, mask in (candidates or {}).items():
+        try:
+            decrypted[name] = key.unmask(mask)
+        except CannotUnmask:
+            continue
+    return decrypted
 
 
 def rekey(settings: Settings, ring: KeyRing, batch_size: int, dry_run: bool) -> RekeyReport:
@@ -99,7 +132,8 @@ def rekey(settings: Settings, ring: KeyRing, batch_size: int, dry_run: bool) -> 
                 connection.set_session(readonly=True)
             else:
                 failed: list[str] = []  # ids of rows that did not decrypt: left as they are
-                while _rekey_batch(connection, ring, batch_size, report, failed):
+                statements = _Statements(_has_extra(connection))
+                while _rekey_batch(connection, ring, batch_size, report, failed, statements):
                     pass
             _count_the_rest(connection, ring, report)
     finally:
@@ -107,29 +141,43 @@ def rekey(settings: Settings, ring: KeyRing, batch_size: int, dry_run: bool) -> 
     return report
 
 
-_BATCH_SQL = (
-    f"SELECT sqs_message_id, create_date, masked_ip, masked_device_id, mask_key_id "
-    f"FROM {schema.TABLE} WHERE mask_key_id = ANY(%s) AND masked_ip LIKE %s "
-    "AND sqs_message_id <> ALL(%s) LIMIT %s FOR UPDATE SKIP LOCKED"
-)
-_UPDATE_SQL = (
-    f"UPDATE {schema.TABLE} AS t SET masked_ip = v.ip, masked_device_id = v.device_id, "
-    "mask_key_id = v.new_key FROM (VALUES %s) AS v(id, day, ip, device_id, new_key, old_key) "
-    "WHERE t.sqs_message_id = v.id AND t.create_date = v.day::date AND t.mask_key_id = v.old_key"
-)
+class _Statements:
+    """The SQL of a rekey batch. Where the table has the `extra` column, the UPDATE that moves
+    a row's ip, device_id and key id also writes its re-encrypted extra fields over the old
+    ones (jsonb ||: every other field stays as it was), so the key id names the key of every
+    mask the row holds."""
+
+    def __init__(self, has_extra: bool) -> None:
+        self.batch = (
+            "SELECT sqs_message_id, create_date, masked_ip, masked_device_id, mask_key_id, "
+            f"{_SIV_EXTRA_SQL if has_extra else 'NULL::jsonb'} FROM {schema.TABLE} "
+            "WHERE mask_key_id = ANY(%s) AND masked_ip LIKE %s "
+            "AND sqs_message_id <> ALL(%s) LIMIT %s FOR UPDATE SKIP LOCKED"
+        )
+        extra = f"t.{schema.EXTRA}"
+        rewrite = f", {schema.EXTRA} = COALESCE({extra} || v.extra::jsonb, {extra})"
+        self.update = (
+            f"UPDATE {schema.TABLE} AS t SET masked_ip = v.ip, masked_device_id = v.device_id, "
+            f"mask_key_id = v.new_key{rewrite if has_extra else ''} "
+            "FROM (VALUES %s) AS v(id, day, ip, device_id, new_key, old_key, extra) "
+            "WHERE t.sqs_message_id = v.id AND t.create_date = v.day::date "
+            "AND t.mask_key_id = v.old_key"
+        )
 
 
-def _rekey_batch(connection, ring: KeyRing, size: int, report: RekeyReport, failed) -> bool:
+def _rekey_batch(
+    connection, ring: KeyRing, size: int, report: RekeyReport, failed, statements: _Statements
+) -> bool:
     """One batch in one transaction; False when no siv row is left under a retired key."""
     primary = ring.primary
     with connection.cursor() as cursor:
-        cursor.execute(_BATCH_SQL, (ring.retired_ids(), SIV_LIKE, failed, size))
+        cursor.execute(statements.batch, (ring.retired_ids(), SIV_LIKE, failed, size))
         found = cursor.fetchall()
         if not found:
             connection.rollback()
             return False
         updates = []
-        for message_id, day, masked_ip, masked_device_id, key_id in found:
+        for message_id, day, masked_ip, masked_device_id, key_id, extra in found:
             old = ring.get(key_id)
             assert old is not None, "the query selects rows under the ring's retired keys only"
             try:
@@ -137,6 +185,8 @@ def _rekey_batch(connection, ring: KeyRing, size: int, report: RekeyReport, fail
             except CannotUnmask:
                 failed.append(message_id)
                 continue
+            moved = {name: primary.siv_mask(value)
+                     for name, value in decrypted_extra(old, extra).items()}  # fmt: skip
             updates.append(
                 (
                     message_id,
@@ -145,10 +195,11 @@ def _rekey_batch(connection, ring: KeyRing, size: int, report: RekeyReport, fail
                     primary.siv_mask(device_id),
                     primary.key_id,
                     key_id,
+                    json.dumps(moved) if moved else None,
                 )
             )
             report.by_key_id[key_id] = report.by_key_id.get(key_id, 0) + 1
-        psycopg2.extras.execute_values(cursor, _UPDATE_SQL, updates, page_size=len(found))
+        psycopg2.extras.execute_values(cursor, statements.update, updates, page_size=len(found))
     connection.commit()
     report.rekeyed += len(updates)
     report.batches += 1
