@@ -156,6 +156,28 @@ def describe(connection) -> TableInfo:
     return TableInfo(columns, has_index, partitioned, has_erased)
 
 
+EXTRA_NAMES = 20  # extra field names counted one by one; the rest only counted as names
+
+
+def extra_names(cursor, scope: sql.Composable = sql.Identifier(TABLE)) -> dict:
+    """The names of the extra fields the rows of `scope` keep, most common first: rows per
+    name for the first EXTRA_NAMES, and how many names more. Names only: the values may be
+    personal data."""
+    column = sql.Identifier(EXTRA)
+    cursor.execute(
+        sql.SQL(
+            "SELECT name, count(*) FROM {0}, jsonb_object_keys("
+            "CASE WHEN jsonb_typeof({1}) = 'object' THEN {1} END) AS name "
+            "GROUP BY 1 ORDER BY 2 DESC, 1"
+        ).format(scope, column)
+    )
+    counted = cursor.fetchall()
+    return {
+        "fields": {str(name): count for name, count in counted[:EXTRA_NAMES]},
+        "other_names": max(len(counted) - EXTRA_NAMES, 0),
+    }
+
+
 def require_ready(connection, keep_extra: bool = False) -> TableInfo:
     """The table as `run` needs it (with the `extra` column when extra fields are kept), or a
     configuration error telling the operator to init-db."""

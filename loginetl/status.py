@@ -24,7 +24,6 @@ DEPTH = {
     "delayed": "ApproximateNumberOfMessagesDelayed",
 }
 DLQ_REASONS = 3  # dead-lettered messages whose reasons are shown
-EXTRA_NAMES = 20  # extra field names counted one by one; the rest are summed as "others"
 
 
 @dataclass
@@ -189,13 +188,5 @@ def _describe_table(connection) -> dict:
 def _extra_fields(cursor) -> dict:
     """The fields beyond the known seven that rows keep (`run --keep-extra`), by name: how
     many rows carry each, most common first. Names only: the values may be personal data."""
-    cursor.execute(
-        f"SELECT name, count(*) FROM {schema.TABLE}, jsonb_object_keys({schema.EXTRA}) name "
-        f"WHERE jsonb_typeof({schema.EXTRA}) = 'object' GROUP BY 1 ORDER BY 2 DESC, 1"
-    )
-    counted = cursor.fetchall()
     cursor.execute(f"SELECT count({schema.EXTRA}) FROM {schema.TABLE}")
-    rows = cursor.fetchone()[0]
-    fields = {str(name): count for name, count in counted[:EXTRA_NAMES]}
-    others = len(counted) - len(fields)
-    return {"rows": rows, "fields": fields, "other_names": others}
+    return {"rows": cursor.fetchone()[0], **schema.extra_names(cursor)}

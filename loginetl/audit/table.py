@@ -32,7 +32,6 @@ PII_PATTERNS = {
 }
 TEXT_TYPES = ("character varying", "character", "text", "json", "jsonb")
 SAMPLE_OVERDRAW = 2  # sample twice the rows asked for, then LIMIT: reltuples is an estimate
-EXTRA_NAMES = 20  # extra field names counted one by one; the rest only counted as names
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def scan_table(
             for key_id, count in cursor.fetchall()
         }
     if schema.EXTRA in columns and not mask_extra and scan["extra rows"]:
-        scan["extra names"] = _extra_names(cursor, scope)
+        scan["extra names"] = schema.extra_names(cursor, scope)
     return scan
 
 
@@ -159,23 +158,6 @@ def _extra_aggregates(mask_extra: frozenset[str]) -> dict[str, sql.Composable]:
     if unmasked:
         aggregates["unmasked extra rows"] = _count_where(sql.SQL(" OR ").join(unmasked))
     return aggregates
-
-
-def _extra_names(cursor, scope: sql.Composable) -> dict:
-    """The names of the extra fields rows keep, most common first: rows per name for the first
-    EXTRA_NAMES, and how many names more. Names only: the values may be personal data."""
-    cursor.execute(
-        sql.SQL(
-            "SELECT name, count(*) FROM {0}, jsonb_object_keys("
-            "CASE WHEN jsonb_typeof({1}) = 'object' THEN {1} END) AS name "
-            "GROUP BY 1 ORDER BY 2 DESC, 1"
-        ).format(scope, EXTRA)
-    )
-    counted = cursor.fetchall()
-    return {
-        "fields": {str(name): count for name, count in counted[:EXTRA_NAMES]},
-        "other_names": max(len(counted) - EXTRA_NAMES, 0),
-    }
 
 
 def _count_where(condition: sql.Composable) -> sql.Composable:
