@@ -58,7 +58,8 @@ def test_the_extra_of_an_envelope_is_the_logins_not_the_envelopes(queues, cli, d
              "time": "2026-11-29T10:00:00Z", "detail": LOGINS[0] | {"email": EMAIL}}  # fmt: skip
     queues.send([json.dumps(event)])
     assert cli("init-db").exit_code == 0
-    assert cli("run", "--keep-extra", env=MASK_EXTRA).exit_code == 0
+    as_a_service = MASK_EXTRA | {"LOGINETL_KEEP_EXTRA": "1"}  # the flag from the environment
+    assert cli("run", env=as_a_service).exit_code == 0
     [row] = rows(db)
     assert row["extra"] == {"email": hmac_of(EMAIL)}
 
