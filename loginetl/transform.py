@@ -162,10 +162,9 @@ def kept_extra(document: dict[str, Any], key: MaskKey, masked: frozenset[str]) -
         return None
     fields = []
     try:
+        texts = texts_to_mask(document, masked)
         for name in names:
-            value = document[name]
-            if name in masked and value is not None:
-                value = key.mask(extra_text(value))
+            value = key.mask(texts[name]) if name in texts else document[name]
             fields.append(f"{_string(name)}:{json_text(value)}")
     except RecursionError:
         raise InvalidMessage("schema: an extra field is nested too deeply to store") from None
@@ -179,10 +178,15 @@ def kept_extra(document: dict[str, Any], key: MaskKey, masked: frozenset[str]) -
 _string = json.JSONEncoder().encode  # a str as JSON: quoted, escaped, ASCII only
 
 
-def extra_text(value: Any) -> str:
-    """What an extra field's mask is made of: a string is masked as itself, any other value as
-    its JSON text as sent (so a number and the string of its digits mask alike, as ip does)."""
-    return value if type(value) is str else json_text(value)
+def texts_to_mask(document: dict[str, Any], names: frozenset[str]) -> dict[str, str]:
+    """Each field of `names` the document holds -> the text its mask is made of: a string is
+    masked as itself, any other value as its JSON text as sent (so a number and the string of
+    its digits mask alike, as ip does). A null is left out: there is nothing to hide."""
+    return {
+        name: value if type(value) is str else json_text(value)
+        for name in sorted(names)
+        if (value := document.get(name)) is not None
+    }
 
 
 def json_text(value: Any) -> str:

@@ -427,8 +427,8 @@ BREAKS: tuple[Break, ...] = (
         MASK_EXTRA,
         "kept_extra skips the mask: the named extra fields are stored as sent",
         "transform.py",
-        "            if name in masked and value is not None:\n",
-        "            if False:  # SABOTAGE: the named extra fields never masked\n",
+        "        texts = texts_to_mask(document, masked)\n",
+        "        texts = {}  # SABOTAGE: the named extra fields never masked\n",
         MASK_EXTRA_TESTS,
     ),
     Break(

@@ -98,11 +98,7 @@ def raw_login(raw: RawMessage, mask_extra: frozenset[str] = frozenset()) -> RawL
     sent_ip = document.get("ip")
     ips = {login.ip} | ({sent_ip} if isinstance(sent_ip, str) else set())
     try:  # what `run --keep-extra` refuses to mask (too deep, a lone surrogate) is not loaded
-        extra = {
-            name: transform.extra_text(document[name])
-            for name in sorted(mask_extra)
-            if document.get(name) is not None
-        }
+        extra = transform.texts_to_mask(document, mask_extra)
         "".join(extra.values()).encode()
     except (RecursionError, UnicodeEncodeError):
         return None

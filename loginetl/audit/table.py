@@ -197,12 +197,7 @@ def _named_extra(stored: str | None, mask_extra: frozenset[str]) -> dict[str, st
     if stored is None:
         return {}
     try:
-        document = transform.parse_body(stored)
-        return {
-            name: transform.extra_text(document[name])
-            for name in sorted(mask_extra)
-            if document.get(name) is not None
-        }
+        return transform.texts_to_mask(transform.parse_body(stored), mask_extra)
     except (transform.InvalidMessage, RecursionError):  # not an object, or nested too deeply
         return {}
 
