@@ -158,11 +158,14 @@ def _describe_table(connection) -> dict:
     result["exists"] = info.exists
     if not info.exists:
         return result
+    has_extra = schema.EXTRA in info.columns
     with connection.cursor() as cursor:
         key_column = "mask_key_id" if "mask_key_id" in info.columns else "NULL::text"
         loaded_column = "loaded_at" if "loaded_at" in info.columns else "NULL::timestamptz"
-        cursor.execute(
-            f"SELECT {key_column}, count(*), max({loaded_column}) FROM {schema.TABLE} GROUP BY 1"
+        extra_column = schema.EXTRA if has_extra else "NULL"
+        cursor.execute(  # one pass over the rows: per key id, and how many keep extra fields
+            f"SELECT {key_column}, count(*), max({loaded_column}), count({extra_column}) "
+            f"FROM {schema.TABLE} GROUP BY 1"
         )
         by_key = cursor.fetchall()
         cursor.execute(
@@ -172,21 +175,16 @@ def _describe_table(connection) -> dict:
             (schema.TABLE,),
         )
         partitions = cursor.fetchall()
-        extra = _extra_fields(cursor) if schema.EXTRA in info.columns else None
+        # The fields beyond the known seven that rows keep (`run --keep-extra`), by name.
+        names = schema.extra_names(cursor) if has_extra else None
     connection.rollback()
-    last = max((loaded for _, _, loaded in by_key if loaded is not None), default=None)
+    last = max((loaded for _, _, loaded, _ in by_key if loaded is not None), default=None)
+    extra = {"rows": sum(kept for *_, kept in by_key), **names} if names is not None else None
     return result | {
-        "rows": sum(count for _, count, _ in by_key),
+        "rows": sum(count for _, count, _, _ in by_key),
         "last_loaded_at": last.isoformat() if last else None,
-        "mask_key_ids": {str(key_id): count for key_id, count, _ in by_key},
+        "mask_key_ids": {str(key_id): count for key_id, count, _, _ in by_key},
         "partitioned": info.partitioned,
         "partitions": dict(partitions),  # name -> estimated rows
         "extra_fields": extra,  # None: no `extra` column, so none are stored
     }
-
-
-def _extra_fields(cursor) -> dict:
-    """The fields beyond the known seven that rows keep (`run --keep-extra`), by name: how
-    many rows carry each, most common first. Names only: the values may be personal data."""
-    cursor.execute(f"SELECT count({schema.EXTRA}) FROM {schema.TABLE}")
-    return {"rows": cursor.fetchone()[0], **schema.extra_names(cursor)}
