@@ -179,10 +179,12 @@ def test_an_sqs_outage_after_commit_leaves_messages_that_a_rerun_deletes(sqs, sq
     assert f"127.0.0.1:{proxy.port}" in error
     assert "Traceback" not in stderr
     assert len(rows(db)) == 10  # committed
-    assert queues.count() == 10  # but not deleted: SQS was down
 
     proxy.restore()
-    wait_until(lambda: visible(queues) == 10)  # the dead run could not give them back
+    # Not deleted, SQS was down: all 10 come back visible once the dead run's hold lapses.
+    # (Not counted visible plus in flight: moto counts the two one after the other, so a
+    # message whose hold lapses between the counts is missed by both.)
+    wait_until(lambda: visible(queues) == 10)
     rerun = start_loginetl("run", "--json", env=env_for(queue_via_proxy, database_url))
     code, stdout, stderr = finish(rerun)
     assert code == 0, stderr
