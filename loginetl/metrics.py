@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from . import database, extract
+from . import database, sqs
 from .envelopes import ENVELOPES
 from .errors import LoginetlError
 
@@ -209,7 +209,7 @@ class MetricsServer:
     def _poll_depth(self, every: float = 15.0) -> None:
         while True:
             try:
-                attributes = extract.queue_attributes(
+                attributes = sqs.queue_attributes(
                     self.sqs, self.queue_url, ["ApproximateNumberOfMessages"]
                 )
                 self.metrics.queue_depth.set(int(attributes["ApproximateNumberOfMessages"]))

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from . import envelopes, extract, transform
+from . import envelopes, sqs, transform
 from .config import Settings
-from .extract import Message
 from .masking import MaskKey
 from .results import plain
+from .sqs import Message
 
 PII_FIELDS = ("ip", "device_id")
 
@@ -73,9 +73,9 @@ def peek(
     accept: tuple[envelopes.Rule, ...] = (),
 ) -> PeekResult:
     """Receive up to max_messages, judge each as `run` would, and make them all visible again."""
-    sqs = extract.sqs_client(settings)
-    limit = extract.max_receive_count(sqs, settings.queue_url)
-    messages = extract.peek(sqs, settings.queue_url, max_messages, wait_time)
+    client = sqs.client(settings)
+    limit = sqs.max_receive_count(client, settings.queue_url)
+    messages = sqs.peek(client, settings.queue_url, max_messages, wait_time)
     return PeekResult(
         queue_url=settings.queue_url,
         messages=[peeked(message, key, show_pii, accept) for message in messages],

@@ -15,12 +15,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import extract, peek
+from . import peek, sqs
 from .config import DEFAULT_QUEUE_URL, Settings, check_queue_url
 from .errors import ConfigError, LoginetlError
-from .extract import ORIGINAL_ID_ATTRIBUTE, SOURCE_QUEUE_ATTRIBUTE, QueueMessage
 from .masking import MaskKey
 from .results import Outcome, plain
+from .sqs import ORIGINAL_ID_ATTRIBUTE, SOURCE_QUEUE_ATTRIBUTE, QueueMessage
 
 MAX_RATE = 500  # messages per second, the ceiling of SQS's own StartMessageMoveTask
 # Seconds a received DLQ message stays hidden: while it is sent and deleted, or, when it is not
@@ -123,7 +123,7 @@ def replay_entry(message: QueueMessage, destination: str) -> dict:
         ORIGINAL_ID_ATTRIBUTE: message.origin_id,
         REPLAYED_REASON_ATTRIBUTE: reason_of(message)[:1000],
     }
-    return extract.forward_entry(message, ours, destination)
+    return sqs.forward_entry(message, ours, destination)
 
 
 class Pacer:
@@ -189,14 +189,14 @@ class _Routes:
                 return (
                     f"no destination: {SOURCE_QUEUE_ATTRIBUTE} names the dead-letter queue itself"
                 )
-            extract.queue_attributes(self.client, url, ["QueueArn"])
+            sqs.queue_attributes(self.client, url, ["QueueArn"])
         except ConfigError as error:
             return f"no destination: {error}"
         return None
 
 
 def _dead_letter_sources(client, dlq_url: str) -> list[str]:
-    with extract.sqs_errors("cannot list the source queues of", dlq_url):
+    with sqs.sqs_errors("cannot list the source queues of", dlq_url):
         response = client.list_dead_letter_source_queues(QueueUrl=dlq_url)
     return response.get("queueUrls", [])
 
@@ -210,18 +210,18 @@ def replay_dlq(
     before any message is touched; errors midway are reported in the summary, with what was
     done until then, and everything received and not moved is released."""
     source = options.queue_url or (None if options.dlq_url else DEFAULT_QUEUE_URL)
-    client = extract.sqs_client(
+    client = sqs.client(
         Settings(
             queue_url=source or options.dlq_url or DEFAULT_QUEUE_URL,
             endpoint_url=options.endpoint_url,
         )
     )
-    dlq_url = options.dlq_url or (source and extract.dead_letter_url(client, source))
+    dlq_url = options.dlq_url or (source and sqs.dead_letter_url(client, source))
     if not dlq_url:
         raise ConfigError(
             f"{source} has no RedrivePolicy naming a dead-letter queue: pass --dlq-url"
         )
-    extract.queue_attributes(client, dlq_url, ["QueueArn"])  # a missing DLQ is a ConfigError
+    sqs.queue_attributes(client, dlq_url, ["QueueArn"])  # a missing DLQ is a ConfigError
     destination = options.to_queue or source
     if destination == dlq_url:
         raise ConfigError(f"the destination {destination} is the dead-letter queue itself")
@@ -229,7 +229,7 @@ def replay_dlq(
     if options.to_stream:
         destination, send = f"stream {options.to_stream}", _to_stream(options)
     elif destination:
-        extract.queue_attributes(client, destination, ["QueueArn"])
+        sqs.queue_attributes(client, destination, ["QueueArn"])
 
     summary = ReplaySummary(
         dlq_url=dlq_url,
@@ -283,10 +283,10 @@ class _Replay:
         summary = self.summary
         try:
             while not self._reached_max():
-                wanted = extract.MAX_PER_CALL
+                wanted = sqs.MAX_PER_CALL
                 if self.options.max_messages is not None:
                     wanted = min(wanted, self.options.max_messages - summary.selected)
-                received = extract.receive(
+                received = sqs.receive(
                     self.client, self.dlq_url, wanted, self.options.wait_time, REPLAY_VISIBILITY
                 )
                 if not received:
@@ -356,7 +356,7 @@ class _Replay:
                 self._failed(batch[index], destination, why)
             self.summary.moved.update(reason_of(message) for message in sent)
             undeleted = {
-                id(failure.message) for failure in extract.delete(self.client, self.dlq_url, sent)
+                id(failure.message) for failure in sqs.delete(self.client, self.dlq_url, sent)
             }
             self.summary.delete_failures += len(undeleted)
             for message in sent:
@@ -366,7 +366,7 @@ class _Replay:
     def send(self, destination: str, batch: list[QueueMessage]) -> dict[int, str]:
         """Send to a queue; returns {index: why} for what it did not take."""
         entries = [replay_entry(message, destination) for message in batch]
-        return extract.send_entries(self.client, destination, entries)
+        return sqs.send_entries(self.client, destination, entries)
 
     def _failed(self, message: QueueMessage, destination: str | None, why: str) -> None:
         self.summary.failed[why] += 1
@@ -377,7 +377,7 @@ class _Replay:
     def _release_held(self) -> None:
         """Best effort: what cannot be released comes back after REPLAY_VISIBILITY anyway."""
         try:
-            extract.release(self.client, self.dlq_url, list(self.held.values()))
+            sqs.release(self.client, self.dlq_url, list(self.held.values()))
         except LoginetlError:
             pass
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import database, extract, replay, schema
+from . import database, replay, schema, sqs
 from .config import Settings
 from .errors import LoginetlError
 from .masking import UNKNOWN, KeyRing
@@ -58,8 +58,8 @@ def _failed(report: StatusReport, error: LoginetlError) -> None:
     report.exit_code = max(report.exit_code, error.exit_code)
 
 
-def _depth(sqs, url: str) -> dict:
-    attributes = extract.queue_attributes(sqs, url, [*DEPTH.values(), "RedrivePolicy"])
+def _depth(client, url: str) -> dict:
+    attributes = sqs.queue_attributes(client, url, [*DEPTH.values(), "RedrivePolicy"])
     depth = {name: int(attributes.get(attribute, 0)) for name, attribute in DEPTH.items()}
     return {"url": url, **depth, "redrive_policy": "RedrivePolicy" in attributes}
 
@@ -86,13 +86,13 @@ def _stream(settings: Settings, renewal_seconds: float, report: StatusReport) ->
 
 
 def _queues(settings: Settings, report: StatusReport) -> None:
-    sqs = extract.sqs_client(settings)
+    client = sqs.client(settings)
     dlq_url = settings.dlq_url
     try:
         if not settings.stream:  # a stream is the source: no source queue to look at
-            queue = _depth(sqs, settings.queue_url)
+            queue = _depth(client, settings.queue_url)
             report.queue = {name: queue[name] for name in ("url", *DEPTH)}
-            dlq_url = settings.dlq_url or extract.dead_letter_url(sqs, settings.queue_url)
+            dlq_url = settings.dlq_url or sqs.dead_letter_url(client, settings.queue_url)
     except LoginetlError as error:
         return _failed(report, error)
     if not dlq_url:
@@ -102,9 +102,9 @@ def _queues(settings: Settings, report: StatusReport) -> None:
         )
         return
     try:
-        dlq = _depth(sqs, dlq_url)
+        dlq = _depth(client, dlq_url)
         # Peeking counts as a receive: only where that cannot move a message anywhere.
-        peeked = [] if dlq["redrive_policy"] else extract.peek(sqs, dlq_url, DLQ_REASONS, 0)
+        peeked = [] if dlq["redrive_policy"] else sqs.peek(client, dlq_url, DLQ_REASONS, 0)
     except LoginetlError as error:
         return _failed(report, error)
     reasons = [replay.reason_of(message) for message in peeked]

@@ -149,8 +149,8 @@ DLQ_REFUSES_TEST = (
 LOAD_CALL = """        result = self.db.call(  # committed on return
 """
 DELETE_BEFORE_COMMIT = """\
-        from .. import extract  # SABOTAGE: the batch's valid messages deleted before COMMIT
-        extract.delete(self.settlers.source.sqs, self.settlers.source.url,
+        from .. import sqs  # SABOTAGE: the batch's valid messages deleted before COMMIT
+        sqs.delete(self.settlers.source.sqs, self.settlers.source.url,
                        [m for copies in by_origin.values() for m in copies])
         result = self.db.call(  # committed on return
 """
@@ -188,7 +188,7 @@ BREAKS: tuple[Break, ...] = (
         "pipeline/receiving.py",
         "            self.source.keeper.hold(received)\n",
         "            self.source.keeper.hold(received)\n"
-        "            extract.delete(self.source.sqs, self.source.url, received)  # SABOTAGE\n",
+        "            sqs.delete(self.source.sqs, self.source.url, received)  # SABOTAGE\n",
         (KILL_TEST,),
     ),
     Break(
@@ -202,7 +202,7 @@ BREAKS: tuple[Break, ...] = (
     Break(
         DLQ_COPIES,
         "key rows by the delivery's message id, ignoring loginetl-original-message-id",
-        "extract.py",
+        "sqs.py",
         "        return self.attributes.get(ORIGINAL_ID_ATTRIBUTE) or self.message_id\n",
         "        return self.message_id  # SABOTAGE: the original id is ignored\n",
         (
@@ -230,7 +230,7 @@ BREAKS: tuple[Break, ...] = (
     Break(
         SQS_OUTAGE,
         "an unreachable SQS endpoint's error line no longer names queue or endpoint",
-        "extract.py",
+        "sqs.py",
         '        raise QueueError(redact(f"{action} {queue_url}: {error}")) from None\n',
         '        raise QueueError(f"{action} the queue: {type(error).__name__}")  # SABOTAGE\n',
         SQS_TESTS,
@@ -247,7 +247,7 @@ BREAKS: tuple[Break, ...] = (
     Break(
         THROTTLING,
         "botocore retries off (one attempt: the first refusal fails the call)",
-        "extract.py",
+        "sqs.py",
         '    return {"mode": mode, "total_max_attempts": int(attempts)}\n',
         '    return {"mode": mode, "total_max_attempts": 1}  # SABOTAGE: no retries\n',
         (FAULTS + "test_throttling_slows_the_run_down_but_does_not_fail_it",),
@@ -255,7 +255,7 @@ BREAKS: tuple[Break, ...] = (
     Break(
         SLOW_BATCH,
         "VisibilityKeeper never extends (ChangeMessageVisibilityBatch not sent)",
-        "extract.py",
+        "sqs.py",
         "                failures = change_visibility("
         "self.client, self.queue_url, due, self.timeout)\n",
         "                failures = []  # SABOTAGE: the visibility is never extended\n",
@@ -322,9 +322,10 @@ BREAKS: tuple[Break, ...] = (
         CONSUMERS,
         "receive with VisibilityTimeout 0: every consumer sees every message",
         "pipeline/receiving.py",
-        "                    self.source.sqs, self.source.url, wanted, options.wait_time\n",
-        "                    self.source.sqs, self.source.url, wanted, options.wait_time,"
-        " 0  # SABOTAGE\n",
+        "received = sqs.receive(self.source.sqs, self.source.url, wanted, options.wait_time)\n",
+        "received = sqs.receive(  # SABOTAGE\n"
+        "                    self.source.sqs, self.source.url, wanted, options.wait_time, 0\n"
+        "                )\n",
         (FAULTS + "test_two_consumers_load_every_message_exactly_once",),
     ),
     Break(

@@ -5,9 +5,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from loginetl import database, extract, load, replay, schema, transform
-from loginetl.extract import QueueMessage
+from loginetl import database, load, replay, schema, sqs, transform
 from loginetl.masking import MaskKey
+from loginetl.sqs import QueueMessage
 from tests.support.data import MASK_KEY, rows, sample_messages
 from tests.support.servers import Queues, make_queues
 
@@ -333,13 +333,13 @@ def message(attributes: dict[str, str], group_id=None) -> QueueMessage:
 def test_replay_entry_keeps_the_senders_attributes_within_the_limit_of_ten():
     theirs = {f"app-{i}": str(i) for i in range(12)}
     ours = {
-        extract.REASON_ATTRIBUTE: "schema: x",
-        extract.ORIGINAL_ID_ATTRIBUTE: "first-id",
-        extract.SOURCE_QUEUE_ATTRIBUTE: "http://h/1/q",
+        sqs.REASON_ATTRIBUTE: "schema: x",
+        sqs.ORIGINAL_ID_ATTRIBUTE: "first-id",
+        sqs.SOURCE_QUEUE_ATTRIBUTE: "http://h/1/q",
     }
     entry = replay.replay_entry(message(theirs | ours), "http://h/1/q")
     attributes = {k: v["StringValue"] for k, v in entry["MessageAttributes"].items()}
-    assert len(attributes) == extract.MAX_ATTRIBUTES
+    assert len(attributes) == sqs.MAX_ATTRIBUTES
     assert attributes["loginetl-original-message-id"] == "first-id"
     assert attributes["loginetl-replayed-reason"] == "schema: x"
     assert "loginetl-reason" not in attributes and "loginetl-source-queue" not in attributes

@@ -193,19 +193,19 @@ def test_reading_a_stream_the_dead_letter_queue_names_the_sqs_endpoint():
 def test_every_aws_request_says_it_comes_from_loginetl(sqs_endpoint, monkeypatch):
     """One fixed User-Agent, botocore's name and versions and loginetl's (as CloudTrail shows
     it), AWS_SDK_UA_APP_ID kept; seen on real requests to moto."""
-    from loginetl import __version__, extract
+    from loginetl import __version__, sqs
     from loginetl.config import Settings
     from loginetl.stream.client import kinesis_client
 
     monkeypatch.setenv("AWS_SDK_UA_APP_ID", "billing-etl")
     seen = []
-    sqs = extract.sqs_client(Settings(endpoint_url=sqs_endpoint))
+    queue = sqs.client(Settings(endpoint_url=sqs_endpoint))
     kinesis = kinesis_client(sqs_endpoint)
-    for client in (sqs, kinesis):
+    for client in (queue, kinesis):
         client.meta.events.register(
             "before-send", lambda request, **_: seen.append(request.headers["User-Agent"])
         )
-    sqs.list_queues()
+    queue.list_queues()
     kinesis.list_streams()
     assert len(seen) == 2 and len(set(seen)) == 1
     agent = seen[0].decode() if isinstance(seen[0], bytes) else seen[0]

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from loginetl import extract
+from loginetl import sqs
 from loginetl.config import Settings
 from loginetl.metrics import Metrics, MetricsServer
 from tests.support.data import rows, sample_messages
@@ -195,7 +195,7 @@ def test_healthz_turns_503_when_receiving_stops(queues, database_url):
     init(database_url)
     settings = Settings(queue_url=queues.url, database_url=database_url)
     metrics = Metrics()
-    server = MetricsServer(metrics, "127.0.0.1", 0, extract.sqs_client(settings), queues.url,
+    server = MetricsServer(metrics, "127.0.0.1", 0, sqs.client(settings), queues.url,
                            database_url, stale_after=1.0)  # fmt: skip
     try:
         metrics.polled(0)  # a receive happened just now

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import envelopes, extract, transform
+from .. import envelopes, sqs, transform
 from ..config import Settings
 from ..errors import ConfigError
 
@@ -80,9 +80,9 @@ def _where(error: Exception) -> str:
 
 def peek_raw(settings: Settings, count: int, wait_time: int) -> tuple[list[RawMessage], int | None]:
     """Up to `count` messages off the queue, all made visible again, as `peek` does."""
-    sqs = extract.sqs_client(settings)
-    limit = extract.max_receive_count(sqs, settings.queue_url)
-    messages = extract.peek(sqs, settings.queue_url, count, wait_time)
+    client = sqs.client(settings)
+    limit = sqs.max_receive_count(client, settings.queue_url)
+    messages = sqs.peek(client, settings.queue_url, count, wait_time)
     return [RawMessage(message.body, message.origin_id) for message in messages], limit
 
 

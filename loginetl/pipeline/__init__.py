@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .. import __version__, database, extract, schema
+from .. import __version__, database, schema, sqs
 from ..config import Settings
 from ..errors import ConfigError, LoginetlError
 from ..masking import MaskKey
@@ -76,14 +76,14 @@ class Run:
         self.metrics = metrics or Metrics()
         self.shared = Shared(settings.queue_url, options, stop or threading.Event())
         self.db: database.Database | None = None
-        self.keeper: extract.VisibilityKeeper | None = None
+        self.keeper: sqs.VisibilityKeeper | None = None
         self.metrics_server: MetricsServer | None = None
         self.settlers: Settlers | None = None
 
     def start(self) -> None:
         """Connect to both ends and check them before touching any message."""
         queue_url, options = self.settings.queue_url, self.options
-        self.sqs = extract.sqs_client(self.settings, pool_size=2 * options.most_receivers + 4)
+        self.sqs = sqs.client(self.settings, pool_size=2 * options.most_receivers + 4)
         self.metrics.count_requests(self.sqs)
         self.db = database.Database(
             self.settings.database_url,
@@ -95,11 +95,11 @@ class Run:
         table = self.db.call(
             lambda connection: schema.require_ready(connection, keep_extra), "checking the table"
         )
-        self.shared.summary.dlq_url = self.settings.dlq_url or extract.dead_letter_url(
+        self.shared.summary.dlq_url = self.settings.dlq_url or sqs.dead_letter_url(
             self.sqs, queue_url
         )
-        visibility = extract.queue_attributes(self.sqs, queue_url, ["VisibilityTimeout"])
-        self.keeper = extract.VisibilityKeeper(
+        visibility = sqs.queue_attributes(self.sqs, queue_url, ["VisibilityTimeout"])
+        self.keeper = sqs.VisibilityKeeper(
             self.sqs, queue_url, int(visibility.get("VisibilityTimeout", "30"))
         )
         if options.metrics_port is not None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import queue
 from dataclasses import dataclass
 
-from .. import extract
+from .. import sqs
 from ..errors import LoginetlError
-from ..extract import QueueMessage
+from ..sqs import QueueMessage
 from .state import Shared, SourceQueue
 
 
@@ -30,7 +30,7 @@ class GivingBack:
         self.source.keeper.let_go(messages)
         self.shared.count_released(len(messages))
         try:
-            extract.release(self.source.sqs, self.source.url, messages)
+            sqs.release(self.source.sqs, self.source.url, messages)
         except LoginetlError:
             pass
 

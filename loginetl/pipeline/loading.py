@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from .. import envelopes, load, transform
 from ..database import Database
-from ..extract import QueueMessage
 from ..masking import MaskKey
 from ..metrics import Metrics
 from ..schema import TableInfo
+from ..sqs import QueueMessage
 from .settling import Settlers
 from .state import Shared
 

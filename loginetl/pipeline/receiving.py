@@ -10,10 +10,10 @@ import queue
 import threading
 import time
 
-from .. import extract
+from .. import sqs
 from ..errors import LoginetlError
-from ..extract import QueueMessage
 from ..metrics import Metrics
+from ..sqs import QueueMessage
 from .adapting import Adaptation
 from .giving_back import GivingBack
 from .state import Shared, SourceQueue
@@ -91,14 +91,12 @@ class Receivers:
         """Receive until done (False) or until the adaptation retires this receiver (True)."""
         shared, options = self.shared, self.shared.options
         while shared.receiving():
-            wanted = shared.reserve(extract.MAX_PER_CALL)
+            wanted = shared.reserve(sqs.MAX_PER_CALL)
             if wanted == 0:
                 return False
             started = time.monotonic()
             try:
-                received = extract.receive(
-                    self.source.sqs, self.source.url, wanted, options.wait_time
-                )
+                received = sqs.receive(self.source.sqs, self.source.url, wanted, options.wait_time)
             except LoginetlError as error:
                 shared.fail(error)
                 return False

@@ -9,10 +9,10 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import extract
+from .. import sqs
 from ..errors import LoginetlError
-from ..extract import QueueMessage
 from ..metrics import Metrics
+from ..sqs import QueueMessage
 from .state import Shared, SourceQueue
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Settlers:
     def _settle(self, batch, done, refused, loaded: int, duplicates: int, started: float) -> None:
         try:
             done = done + self._dead_letter(refused)
-            failures = extract.delete(self.source.sqs, self.source.url, done)
+            failures = sqs.delete(self.source.sqs, self.source.url, done)
             self.shared.count_not_deleted(len(failures))
             self.source.keeper.let_go(batch)
             self._report(batch, refused, loaded, duplicates, time.monotonic() - started)
@@ -67,7 +67,7 @@ class Settlers:
         if not dlq_url:
             self.shared.leave([message for message, _ in refused], NO_DLQ)
             return []
-        sent, failed = extract.dead_letter(self.source.sqs, dlq_url, self.source.url, refused)
+        sent, failed = sqs.dead_letter(self.source.sqs, dlq_url, self.source.url, refused)
         reasons = {id(message): reason for message, reason in refused}
         self.shared.count_dead_lettered([reasons[id(message)] for message in sent])
         for failure in failed:

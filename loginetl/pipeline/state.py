@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from .. import envelopes, extract
+from .. import envelopes, sqs
 from ..errors import LoginetlError
-from ..extract import Message, QueueMessage, VisibilityKeeper
 from ..results import Outcome, plain
+from ..sqs import Message, QueueMessage, VisibilityKeeper
 from .adapting import MOST_RECEIVERS
 
 M = TypeVar("M", bound=Message)
@@ -121,7 +121,7 @@ class Shared:
         self.failure: LoginetlError | None = None  # the first error of any thread ends the run
         self.stop_receiving = False  # the loader is done: receivers exit at their next turn
         self.inbox: queue.Queue[list[QueueMessage]] = queue.Queue(
-            maxsize=max(2, options.batch // extract.MAX_PER_CALL) + options.most_receivers
+            maxsize=max(2, options.batch // sqs.MAX_PER_CALL) + options.most_receivers
         )
         self.in_hand: list[QueueMessage] = []  # taken from the inbox, not yet committed
         self.leftover: list[QueueMessage] = []  # taken from the inbox, for the next batch

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .. import extract
+from .. import sqs
 from ..errors import LoginetlError
 from ..metrics import Metrics
 from ..pipeline.settling import Settlers
@@ -99,8 +99,8 @@ def last_positions(batch: list[StreamRecord]) -> dict[str, tuple[int, int]]:
 def dead_letter_entry(record: StreamRecord, reason: str) -> dict:
     body, binary = record.text_or_base64
     attributes = {
-        extract.REASON_ATTRIBUTE: reason[:1000],
-        extract.ORIGINAL_ID_ATTRIBUTE: record.message_id,
+        sqs.REASON_ATTRIBUTE: reason[:1000],
+        sqs.ORIGINAL_ID_ATTRIBUTE: record.message_id,
         STREAM_ATTRIBUTE: record.stream,
         SHARD_ATTRIBUTE: record.shard_id,
         SEQUENCE_ATTRIBUTE: record.sequence + ("" if record.sub is None else f"/{record.sub}"),
@@ -172,7 +172,7 @@ class StreamSettlers(Settlers):
         if not refused:
             return []
         entries = [dead_letter_entry(record, reason) for record, reason in refused]
-        not_sent = extract.send_entries(self.sqs, self.dlq_url, entries)
+        not_sent = sqs.send_entries(self.sqs, self.dlq_url, entries)
         if not_sent:
             why = next(iter(not_sent.values()))
             raise LoginetlError(

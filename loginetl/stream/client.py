@@ -20,7 +20,7 @@ import botocore.config
 import botocore.exceptions
 import botocore.utils
 
-from .. import extract
+from .. import sqs
 from ..config import LOCAL_REGION, is_aws_host, redact, service_endpoint
 from ..errors import ConfigError, QueueError
 from ..transform import InvalidMessage
@@ -47,7 +47,7 @@ class Throttled(StreamError):
 
 def kinesis_client(endpoint_url: str | None, pool_size: int = 10):
     endpoint = service_endpoint("kinesis", endpoint_url)
-    core = extract.botocore_session()
+    core = sqs.botocore_session()
     # botocore turns each record's ApproximateArrivalTimestamp (epoch seconds) into a datetime
     # through dateutil's tzlocal, costly per record; _timestamp does it directly in UTC.
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
@@ -58,8 +58,8 @@ def kinesis_client(endpoint_url: str | None, pool_size: int = 10):
     config = botocore.config.Config(
         # Adaptive retries: a shard over its read limit throttles (ProvisionedThroughput-
         # Exceeded), and the client-side rate limit then slows every reader down.
-        retries=extract.retry_config("adaptive"),
-        user_agent=extract.user_agent(core),
+        retries=sqs.retry_config("adaptive"),
+        user_agent=sqs.user_agent(core),
         connect_timeout=5,
         read_timeout=30,
         max_pool_connections=pool_size,
@@ -84,11 +84,11 @@ def kinesis_errors(action: str, stream: str) -> Iterator[None]:
     try:
         yield
     except botocore.exceptions.ClientError as error:
-        code, message = extract.error_code_and_message(error)
+        code, message = sqs.error_code_and_message(error)
         line = redact(f"{action} stream {stream}: {code}: {message}")
         if code == "ResourceNotFoundException":
             raise ConfigError(f"{action} stream {stream}: the stream does not exist") from None
-        if code in extract.CREDENTIAL_CODES:
+        if code in sqs.CREDENTIAL_CODES:
             raise ConfigError(line) from None
         if code == EXPIRED:
             raise IteratorExpired(line) from None

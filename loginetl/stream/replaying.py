@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 
-from ..extract import QueueMessage
+from ..sqs import QueueMessage
 from . import client as kinesis
 from .checkpoints import ENCODING_ATTRIBUTE
 

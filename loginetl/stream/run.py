@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .. import database, extract, load, schema
+from .. import database, load, schema, sqs
 from ..config import Settings
 from ..errors import EXIT_INCOMPLETE, ConfigError, LoginetlError
 from ..masking import MaskKey
@@ -94,7 +94,7 @@ class StreamRun:
 
     def start(self) -> None:
         settings, options = self.settings, self.options
-        self.sqs = extract.sqs_client(settings, pool_size=4)
+        self.sqs = sqs.client(settings, pool_size=4)
         self.kinesis = kinesis_client(settings.endpoint_url, pool_size=64)
         self.db = database.Database(
             settings.database_url,
@@ -106,7 +106,7 @@ class StreamRun:
         table = self.db.call(
             lambda connection: schema.require_ready(connection, keep_extra), "checking the table"
         )
-        extract.queue_attributes(self.sqs, self.dlq_url, ["QueueArn"])  # it exists
+        sqs.queue_attributes(self.sqs, self.dlq_url, ["QueueArn"])  # it exists
         self.leases = Leases(
             settings.database_url,
             self.stream,

@@ -12,7 +12,9 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
-from loginetl.extract import (
+from loginetl.load import PLAIN, WITH_EXTRA, _copy_text, _values, major_version, prepare
+from loginetl.schema import INSERT_COLUMNS, TableInfo
+from loginetl.sqs import (
     MAX_ATTRIBUTES,
     MAX_BATCH_BYTES,
     MAX_PER_CALL,
@@ -27,8 +29,6 @@ from loginetl.extract import (
     _queue_message,
     forward_entry,
 )
-from loginetl.load import PLAIN, WITH_EXTRA, _copy_text, _values, major_version, prepare
-from loginetl.schema import INSERT_COLUMNS, TableInfo
 from loginetl.transform import LoginRow
 
 # --- load: major_version, _values, _copy_text --------------------------------------------------
@@ -142,7 +142,7 @@ def test_copy_text_is_each_value_escaped_whatever_the_values(rows):
     assert _copy_text(rows) == expected
 
 
-# --- extract: batching ---------------------------------------------------------------------------
+# --- sqs: batching --------------------------------------------------------------------------------
 
 
 def test_chunks_are_in_order_and_at_most_size_long():
@@ -206,7 +206,7 @@ def test_bodies_are_counted_in_utf8_bytes_lone_surrogates_included():
     assert list(_index_chunks_by_size([rest, entry("\ud800" * 1000 + "x")])) == [[0], [1]]
 
 
-# --- extract: the entry that forwards a message --------------------------------------------------
+# --- sqs: the entry that forwards a message -------------------------------------------------------
 
 
 def message(attributes=None, group_id=None, body='{"user_id": "u"}') -> QueueMessage:
@@ -281,7 +281,7 @@ def test_a_fifo_destination_gets_a_group_and_a_deduplication_id():
     assert set(standard) == {"MessageBody", "MessageAttributes"}
 
 
-# --- extract: what SQS returns ----------------------------------------------------------------
+# --- sqs: what SQS returns ------------------------------------------------------------------------
 
 
 def test_a_received_message_is_read_with_its_system_and_string_attributes():

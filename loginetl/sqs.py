@@ -87,7 +87,7 @@ class Failure:
     error: str
 
 
-def sqs_client(settings: Settings, pool_size: int = 10):
+def client(settings: Settings, pool_size: int = 10):
     """A client for the settings' endpoint; local endpoints get a region and dummy credentials
     when the AWS chain has none, as LocalStack and moto accept any."""
     endpoint = settings.sqs_endpoint
