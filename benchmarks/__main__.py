@@ -38,8 +38,12 @@ delays each direction, and CPU per message; the round-trip targets marked met or
 figures move with the machine: --repeat 3 measures three rounds of every consumer, one after
 the other, and reports the median of the rounds' own ratios.
 
+With --envelopes or --keep-extra, instead: CPU per message of SNS-wrapped bodies against raw
+ones, or of `run --keep-extra` against the same logins run without it (compare.py).
+
 This file is the command line; the set-up is in environment.py, the measurements in
-measure.py and privacy.py, and the report (results, targets, tables, JSON) in report.py.
+measure.py, compare.py and privacy.py, and the report (results, targets, tables, JSON) in
+report.py.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from . import privacy
-from .envelopes import measure_envelopes, print_envelopes
+from .compare import COMPARISONS, measure_comparison, print_comparison
 from .environment import (
     byte_compile_loginetl,
     child_environment,
@@ -105,8 +109,11 @@ def bench(args: argparse.Namespace) -> dict:
         database = cleanup.enter_context(fresh_database(args.database_url))
         init_table(database, environment)
         sqs = sqs_client(endpoint.url, pool=2 * max(args.concurrency, args.seed_threads))
-        if args.envelopes:
-            return {"envelopes": measure_envelopes(sqs, endpoint, database, environment, args)}
+        for comparison in COMPARISONS:
+            if getattr(args, comparison.key):
+                return {comparison.key: measure_comparison(
+                    comparison, sqs, endpoint, database, environment, args
+                )}  # fmt: skip
         if args.rtt:
             return rtt_results(
                 args, endpoint.url, measure_rtts(sqs, endpoint, database, environment, args)
@@ -167,6 +174,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="instead: CPU per message of SNS-wrapped bodies against raw ones, on the first "
         "--messages N (--repeat rounds)",
     )  # fmt: skip
+    parser.add_argument(
+        "--keep-extra", action="store_true",
+        help="instead: CPU per message of run --keep-extra (one field masked) against the same "
+        "logins with their extra fields only counted, on the first --messages N",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
     counts = args.messages + args.fixed + [
@@ -196,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     result = bench(args)
     if args.json:
         print_json(result)
-    elif args.envelopes:
-        print_envelopes(result["envelopes"])
+    elif compared := [c for c in COMPARISONS if c.key in result]:
+        print_comparison(compared[0], result[compared[0].key])
     elif args.rtt:
         print_rtt_tables(result)
     elif not args.privacy_only:
@@ -206,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         print_privacy(result["privacy"])
     privacy_passed = result.get("privacy", {}).get("checks_passed", True)
     passed = privacy_passed and result.get("checks_passed", True)
-    passed = passed and not result.get("envelopes", {}).get("problems")
+    passed = passed and not any(result.get(c.key, {}).get("problems") for c in COMPARISONS)
     return 0 if passed else 1
 
 

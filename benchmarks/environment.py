@@ -32,6 +32,7 @@ LOGINETL = REPO / ".venv" / "bin" / "loginetl"
 BARE = REPO / "benchmarks" / "bare.py"  # run as a file: it imports boto3 alone
 SAMPLE = REPO / "loginetl" / "data" / "sample_data.json"
 INVALID_EVERY = 100  # one message in a hundred is invalid: 1%
+EXTRA_MASKED = "email"  # the extra field a --keep-extra run masks (LOGINETL_MASK_EXTRA)
 
 console = Console(stderr=True)  # progress; the results go to stdout
 
@@ -211,6 +212,25 @@ def queue_depth(sqs, queue_url: str) -> tuple[int, int]:
 # --- the messages ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Variant:
+    """How a run's logins are sent and how `loginetl run` is started on them; the comparisons
+    (compare.py) measure one variant against another on the same logins."""
+
+    name: str = "raw"
+    envelope: str = "raw"  # "sns": each body in an SNS notification's envelope
+    extra: bool = False  # each valid login carries EXTRA_FIELDS beyond the known seven
+    flags: tuple[str, ...] = ()  # added to `loginetl run`
+    environment: tuple[tuple[str, str], ...] = ()  # added to its environment
+
+    @property
+    def keeps_extra(self) -> bool:
+        return "--keep-extra" in self.flags
+
+
+RAW = Variant()
+
+
 class Messages:
     """Login bodies shaped like the sample data, each with its own user_id, ip and device_id;
     every INVALID_EVERY-th one is invalid (three kinds in turn)."""
@@ -221,8 +241,8 @@ class Messages:
         None,  # a login with an ip that is not an address; built below
     )
 
-    def __init__(self, seed: int = 5, envelope: str = "raw") -> None:
-        self.envelope = envelope  # "sns": each body wrapped as a topic without raw delivery does
+    def __init__(self, seed: int = 5, variant: Variant = RAW) -> None:
+        self.variant = variant
         sample = json.loads(SAMPLE.read_text())
         self.templates = [login for login in sample if "user_id" in login]
         self.random = random.Random(seed)
@@ -246,12 +266,14 @@ class Messages:
         if index % INVALID_EVERY == INVALID_EVERY - 1:
             kind = self.INVALID[(index // INVALID_EVERY) % len(self.INVALID)]
             return self.wrapped(kind or json.dumps(login | {"ip": "999.1.2.3"}), index)
+        if self.variant.extra:
+            login |= extra_fields(index)
         return self.wrapped(json.dumps(login), index)
 
     def wrapped(self, body: str, index: int) -> str:
         """`body` as the queue receives it: as it is, or in an SNS notification's envelope (a
         signature and URLs of the lengths SNS sends)."""
-        if self.envelope == "raw":
+        if self.variant.envelope == "raw":
             return body
         topic = "arn:aws:sns:eu-west-1:123456789012:logins"
         return json.dumps({
@@ -265,9 +287,19 @@ class Messages:
         })
 
 
-def seed_queue(sqs, queue_url: str, n: int, threads: int, envelope: str = "raw") -> Rate:
+def extra_fields(index: int) -> dict:
+    """Fields beyond the known seven, as producers add them: one personal (an email, the one
+    to mask), a plain string and an object."""
+    return {
+        EXTRA_MASKED: f"user{index}@example.com",
+        "plan": "pro",
+        "referrer": {"campaign": "winter", "position": index % 7},
+    }
+
+
+def seed_queue(sqs, queue_url: str, n: int, threads: int, variant: Variant = RAW) -> Rate:
     """Send n messages with SendMessageBatch from several threads; check they are all there."""
-    messages = Messages(envelope=envelope)
+    messages = Messages(variant=variant)
 
     def send_batch(start: int) -> None:
         entries = [

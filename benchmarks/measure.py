@@ -23,7 +23,9 @@ import psycopg2
 
 from .environment import (
     BARE,
+    EXTRA_MASKED,
     LOGINETL,
+    RAW,
     RECEIVE_WAIT,
     REGION,
     Endpoint,
@@ -38,6 +40,7 @@ from .environment import (
     query_one,
     queue_depth,
     seed_queue,
+    Variant,
 )
 
 # --- what gets measured ---------------------------------------------------------------------
@@ -164,6 +167,7 @@ def loginetl_run(
     concurrency: int | None,
     batch_size: int,
     profile_to: Path | None,
+    flags: tuple[str, ...] = (),
 ) -> tuple[Rate, float, int, dict]:
     """`loginetl run --json` as a subprocess: (rate from wall time with its CPU time, peak RSS
     in MB, exit code, its summary). Peak RSS and CPU are the kernel's own account (wait4), not
@@ -172,7 +176,7 @@ def loginetl_run(
         str(LOGINETL), "run", "--json", "--queue-url", queues.source, "--endpoint-url",
         endpoint_url, "--database-url", database_url, "--batch-size", str(batch_size),
         "--wait-time", str(RECEIVE_WAIT),
-    ] + (["--concurrency", str(concurrency)] if concurrency else [])  # fmt: skip
+    ] + (["--concurrency", str(concurrency)] if concurrency else []) + list(flags)  # fmt: skip
     # Its own folder as working directory, so no .env of the repo slips settings in.
     with tempfile.TemporaryDirectory(prefix="loginetl-bench-") as folder:
         out, err = Path(folder, "stdout"), Path(folder, "stderr")
@@ -232,6 +236,21 @@ def check_run(
     return problems
 
 
+def check_kept_extra(database_url: str, valid: int) -> list[str]:
+    """Every row keeps its extra fields, and none holds the masked one raw."""
+    problems = []
+    kept = query_one(database_url, "SELECT count(*) FROM user_logins WHERE extra ? 'plan'")
+    if kept != valid:
+        problems.append(f"{kept} rows kept their extra fields, expected {valid}")
+    raw = query_one(
+        database_url,
+        f"SELECT count(*) FROM user_logins WHERE extra->>'{EXTRA_MASKED}' LIKE '%@%'",
+    )
+    if raw:
+        problems.append(f"{raw} rows hold {EXTRA_MASKED} unmasked")
+    return problems
+
+
 # --- the rounds ----------------------------------------------------------------------------
 
 
@@ -284,21 +303,23 @@ def measure_bare(sqs, endpoint: Endpoint, n: int, args, threads: int) -> Rate:
 
 def measure_run(
     sqs, endpoint: Endpoint, database: str, environment: dict, n: int, args,
-    concurrency: int | None,
+    concurrency: int | None, variant: Variant = RAW,
 ) -> RunResult:
     """On freshly seeded queues; `concurrency` None: loginetl's default (adaptive)."""
     invalid = Messages.invalid_count(n)
     with fresh_queues(sqs, f"bench-run-{n}", with_dlq=True) as queues:
-        seed_queue(sqs, queues.source, n, args.seed_threads, getattr(args, "envelope", "raw"))
+        seed_queue(sqs, queues.source, n, args.seed_threads, variant)
         flag = f"--concurrency {concurrency}" if concurrency else "(defaults)"
         console.print(f"{n:,} messages seeded ({invalid} invalid); loginetl run {flag}")
         before = cpu_seconds(endpoint.pid)
         rate, rss, code, summary = loginetl_run(
-            queues, endpoint.url, database, environment,
-            concurrency, args.batch_size, args.py_spy,
+            queues, endpoint.url, database, environment | dict(variant.environment),
+            concurrency, args.batch_size, args.py_spy, variant.flags,
         )  # fmt: skip
         rate.endpoint_cpu = cpu_since(endpoint.pid, before)
         problems = check_run(sqs, queues, database, n, invalid, code, summary)
+        if variant.keeps_extra:
+            problems += check_kept_extra(database, n - invalid)
     empty_table(database)
     verdict = "checks passed" if not problems else "[red]" + "; ".join(problems) + "[/]"
     console.print(
