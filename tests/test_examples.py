@@ -52,6 +52,8 @@ NOT_RUN = {
     ".venv/bin/mutmut run": "mutation testing: minutes of the fast tests run once per mutant",
     ".venv/bin/python -m benchmarks --envelopes": "the envelope benchmark: minutes of load on "
     "LocalStack; it checks every run itself",
+    ".venv/bin/python -m benchmarks --keep-extra": "the keep-extra benchmark: minutes of load on "
+    "LocalStack; it checks every run itself",
     ".venv/bin/python -m benchmarks --privacy-only": "the privacy benchmark: rekeys 100,000 rows",
     ".venv/bin/python scripts/sabotage.py": "breaks each promise in a scratch copy and runs the "
     "tests it cites: minutes; CI runs those tests unbroken",
