@@ -110,6 +110,10 @@ UNMASK_KEY_TEST = (
     PRIVACY + "test_unmask_reads_a_row_under_the_key_it_names_whatever_else_the_ring_holds"
 )
 LOOKUP_TEST = PRIVACY + "test_lookup_finds_a_persons_rows_under_every_key_and_mode_newest_first"
+LOOKUP_EXTRA_TEST = (
+    "tests/test_keep_extra_privacy.py::"
+    "test_lookup_and_erase_find_a_person_by_an_extra_field_under_every_key_and_mode"
+)
 REKEY_TEST = PRIVACY + "test_rekey_moves_siv_rows_to_the_primary_and_a_second_run_does_nothing"
 
 FAULTS = "tests/test_faults.py::"
@@ -405,10 +409,10 @@ BREAKS: tuple[Break, ...] = (
         RING_SEARCH,
         "lookup and erase search the primary key's masks only (both modes)",
         "privacy/people.py",
-        '        given = [name for name in ("ip", "device_id", "user_id") if getattr(self, name)]\n',
+        '        given = [name for name in ("ip", "device_id", "user_id", "extra") if getattr(self, name)]\n',
         "        ring = KeyRing(ring.primary)  # SABOTAGE: the retired keys not searched\n"
-        '        given = [name for name in ("ip", "device_id", "user_id") if getattr(self, name)]\n',
-        (LOOKUP_TEST,),
+        '        given = [name for name in ("ip", "device_id", "user_id", "extra") if getattr(self, name)]\n',
+        (LOOKUP_TEST, LOOKUP_EXTRA_TEST),
     ),
     Break(
         REKEY_ALL,

@@ -211,3 +211,79 @@ def test_a_table_without_the_extra_column_works_as_before(queues, cli, db):
     result, checks = verify(cli, env=ring)
     assert result.exit_code == 0, result.output
     assert checks[EXTRA_CHECK]["status"] == "skip"
+
+
+def test_lookup_and_erase_find_a_person_by_an_extra_field_under_every_key_and_mode(
+    queues, cli, db
+):
+    old = {"LOGINETL_MASK_KEY": OLD_SECRET}
+    ring = MASK_EXTRA | {"LOGINETL_OLD_MASK_KEYS": OLD_SECRET}
+    first = load(queues, cli, [{"email": EMAIL, "plan": "pro"}], MASK_EXTRA | old)  # hmac, old
+    second = load(queues, cli, [{"email": EMAIL}, {"email": "other@example.com"}], ring | SIV)
+    third = load(queues, cli, [{"phone": PHONE, "plan": "pro"}], ring)  # a number, masked
+    fourth = load(queues, cli, [{"referrer": EMAIL}], ring)  # kept as sent: not named
+
+    def found(text: str, env=ring) -> list[str]:
+        result = cli("lookup", "--extra", text, "--json", env=env)
+        assert result.exit_code == 0, result.output
+        assert text.partition("=")[2] not in result.stderr  # shown only as stored, never logged
+        return sorted(row["sqs_message_id"] for row in json.loads(result.stdout))
+
+    assert found(f"email={EMAIL}") == sorted([first[0], second[0]])
+    assert found(f"email={EMAIL}", env=MASK_EXTRA) == [second[0]]  # the old key is needed
+    assert found(f"phone={PHONE}") == [third[0]]  # by the text its mask was made from
+    assert found(f"referrer={EMAIL}") == [fourth[0]]  # an unmasked field, as sent
+    assert found("plan=pro") == sorted([first[0], third[0]])
+    assert found("email=nobody@example.com") == []
+    shown = cli("lookup", "--extra", f"referrer={EMAIL}", env=ring | {"COLUMNS": "80"})
+    assert f'{{"referrer": "{EMAIL}"}}' in shown.stdout  # as stored: JSON
+    assert "…" not in shown.stdout and EMAIL not in shown.stderr
+
+    counted = cli("erase", "--extra", f"email={EMAIL}", "--json", env=ring)
+    assert json.loads(counted.stdout) == {"matched": 2}
+    erased = cli("erase", "--extra", f"email={EMAIL}", "--yes", "--json", env=ring)
+    assert erased.exit_code == 0, erased.output
+    assert json.loads(erased.stdout)["deleted"] == 2
+    assert EMAIL not in erased.output + erased.stderr
+    left = {row["sqs_message_id"] for row in rows(db, "sqs_message_id")}
+    assert left == {second[1], third[0], fourth[0]}
+
+
+def test_lookup_by_an_extra_field_refuses_bad_input_in_one_line_without_echoing_it(
+    queues, cli, db
+):
+    assert cli("init-db").exit_code == 0
+    for text, says in [
+        ("alice@example.net", "--extra takes NAME=VALUE"),
+        ("=alice@example.net", "--extra takes NAME=VALUE"),
+        ("ip=alice@example.net", "not ip; use --ip"),
+        ("locale=alice@example.net", "not locale"),
+    ]:
+        result = cli("lookup", "--extra", text)
+        assert result.exit_code == 2, result.output
+        assert says in result.output and "alice@example.net" not in result.output
+        assert "Traceback" not in result.output
+    both = cli("erase", "--extra", "email=x", "--user-id", "u")
+    assert both.exit_code == 2 and "exactly one of" in both.output
+
+    db.cursor().execute("ALTER TABLE user_logins DROP COLUMN extra")  # made before the column
+    result = cli("lookup", "--extra", f"email={EMAIL}")
+    assert result.exit_code == 2 and "lacks column extra" in result.output, result.output
+    assert EMAIL not in result.output
+    assert cli("lookup", "--user-id", "u").exit_code == 0  # the others need no such column
+
+
+def test_an_extra_field_lookup_can_use_a_gin_index_on_extra(queues, cli, db):
+    from loginetl.masking import KeyRing
+    from loginetl.privacy.people import Person
+
+    load(queues, cli, [{"email": EMAIL}], MASK_EXTRA)
+    with db.cursor() as cursor:
+        cursor.execute(  # as docs/privacy.md suggests
+            "CREATE INDEX user_logins_extra_gin ON user_logins USING gin (extra jsonb_path_ops)"
+        )
+        cursor.execute("SET enable_seqscan = off")  # a tiny table: make the planner show its hand
+        where, parameters = Person(extra=("email", EMAIL)).condition(KeyRing(MaskKey(MASK_KEY)))
+        cursor.execute(f"EXPLAIN SELECT * FROM user_logins WHERE {where}", parameters)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "user_logins_extra_gin" in plan and "Seq Scan" not in plan, plan

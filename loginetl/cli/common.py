@@ -66,6 +66,16 @@ DeviceId = Annotated[
     str | None, option("--device-id", "Rows masked from this device id.", envvar=None)
 ]
 UserId = Annotated[str | None, option("--user-id", "Rows of this user_id.", envvar=None)]
+ExtraField = Annotated[
+    str | None,
+    option(
+        "--extra",
+        "Rows whose extra field NAME (kept by run --keep-extra) holds VALUE, masked when "
+        "LOGINETL_MASK_EXTRA names it or as sent.",
+        envvar=None,
+        metavar="NAME=VALUE",
+    ),
+]
 DlqUrl = Annotated[
     str | None,
     option(

@@ -9,7 +9,7 @@ from ..config import Settings
 from ..masking import key_ring_from_env
 from . import render
 from .app import command
-from .common import DatabaseUrl, DeviceId, Ip, JsonOutput, UserId, option, show
+from .common import DatabaseUrl, DeviceId, ExtraField, Ip, JsonOutput, UserId, option, show
 
 
 @command("erase")
@@ -17,6 +17,7 @@ def erase(
     ip: Ip = None,
     device_id: DeviceId = None,
     user_id: UserId = None,
+    extra: ExtraField = None,
     yes: Annotated[bool, option("--yes", "Delete the rows (without it: only count).")] = False,
     database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
     json: JsonOutput = False,
@@ -33,8 +34,10 @@ def erase(
     \b
         loginetl erase --user-id 424cdd21-063a-43a7-b91b-7ca1a833afae
         loginetl erase --ip 203.0.113.7 --yes --json
+        loginetl erase --extra email=someone@example.com
     """
     settings = Settings(database_url=database_url)
-    person = privacy.Person(ip=ip, device_id=device_id, user_id=user_id)
+    field = privacy.extra_field(extra) if extra is not None else None
+    person = privacy.Person(ip=ip, device_id=device_id, user_id=user_id, extra=field)
     result = privacy.erase(settings, key_ring_from_env(), person, yes)
     show(json, result.as_dict(), render.erase_result(result))

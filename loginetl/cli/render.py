@@ -361,9 +361,11 @@ def _extra_kept(shown: Table, extra: dict | None) -> None:
 
 
 def _record(title: str, data: dict) -> Table:
+    """One fact a line; a JSON value (a row's `extra`) as the JSON text it is stored as."""
     shown = facts(title)
     for name, value in data.items():
-        shown.add_row(name.replace("_", " "), safe(value))
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+        shown.add_row(name.replace("_", " "), safe(text))
     return shown
 
 

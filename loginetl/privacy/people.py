@@ -1,13 +1,17 @@
-"""lookup and erase: one person's rows, found through indexes by ip, device_id or user_id.
+"""lookup and erase: one person's rows, found by ip, device_id, user_id or an extra field.
 
-The value asked about is personal data: it is never logged nor put in an error. An ip or a
-device_id is found by its masks under every key of the ring, in both modes (so rows masked under
-a retired key, or in the other mode, are found too); the b-tree indexes of schema.LOOKUP_INDEXES
-on masked_ip, masked_device_id and user_id make each an index scan, never a scan of the table.
+The value asked about is personal data: it is never logged nor put in an error. An ip, a
+device_id or an extra field's value is found by its masks under every key of the ring, in both
+modes (so rows masked under a retired key, or in the other mode, are found too); the b-tree
+indexes of schema.LOOKUP_INDEXES on masked_ip, masked_device_id and user_id make those an index
+scan, never a scan of the table. Extra fields have no index of ours (`run --keep-extra` would pay
+for it on every row): they are matched by JSONB containment, which a GIN index on `extra`, where
+an operator makes one, serves.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,17 +30,20 @@ ORDER = "create_date DESC, loaded_at DESC, sqs_message_id"  # newest first
 
 @dataclass(frozen=True)
 class Person:
-    """Exactly one of the three: what the request names the person by."""
+    """Exactly one of the four: what the request names the person by."""
 
     ip: str | None = None
     device_id: str | None = None
     user_id: str | None = None
+    extra: tuple[str, str] | None = None  # (name, value) of a field `run --keep-extra` stored
 
     def condition(self, ring: KeyRing) -> tuple[str, tuple]:
         """The WHERE clause and its parameters."""
-        given = [name for name in ("ip", "device_id", "user_id") if getattr(self, name)]
+        given = [name for name in ("ip", "device_id", "user_id", "extra") if getattr(self, name)]
         if len(given) != 1:
-            raise ConfigError("give exactly one of --ip, --device-id, --user-id")
+            raise ConfigError("give exactly one of --ip, --device-id, --user-id, --extra")
+        if self.extra:
+            return _extra_condition(*self.extra, ring)
         if self.user_id:
             return "user_id = %s", (self.user_id,)
         if self.device_id:
@@ -46,6 +53,27 @@ class Person:
         except ValueError:
             raise ConfigError("--ip is not an IPv4 or IPv6 address") from None
         return "masked_ip = ANY(%s)", (ring.masks(ip),)
+
+
+def extra_field(text: str) -> tuple[str, str]:
+    """`--extra NAME=VALUE` as (name, value); the value may hold "=" but is never shown."""
+    name, equals, value = text.partition("=")
+    name = name.strip()
+    if not equals or not name:
+        raise ConfigError("--extra takes NAME=VALUE, e.g. --extra email=someone@example.com")
+    if name in transform.KNOWN_FIELDS:
+        use = f"; use --{name.replace('_', '-')}" if name in ("ip", "device_id", "user_id") else ""
+        raise ConfigError(f"--extra names a field beyond the known seven, not {name}{use}")
+    return name, value
+
+
+def _extra_condition(name: str, value: str, ring: KeyRing) -> tuple[str, tuple]:
+    """Rows whose extra field `name` holds `value` masked under any key of the ring, in either
+    mode, or as it is (a field not named in LOGINETL_MASK_EXTRA is stored as sent). One
+    containment test each, so a GIN index on `extra` can serve every one."""
+    documents = [json.dumps({name: text}) for text in (*ring.masks(value), value)]
+    tests = " OR ".join(["extra @> %s::jsonb"] * len(documents))
+    return f"({tests})", tuple(documents)
 
 
 @dataclass
@@ -74,7 +102,7 @@ class EraseResult:
 
 def lookup(settings: Settings, ring: KeyRing, person: Person, limit: int) -> LookupResult:
     where, parameters = person.condition(ring)
-    connection = ready_connection(settings)
+    connection = ready_connection(settings, by_extra=person.extra is not None)
     try:
         connection.set_session(readonly=True)
         with database.database_errors(connection, f"cannot look up rows of {schema.TABLE}"):
@@ -94,7 +122,7 @@ def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> E
     """Count the person's rows; with `confirm`, delete them and record their message ids in
     schema.ERASED_IDS, in one transaction, so the loader never loads those messages again."""
     where, parameters = person.condition(ring)
-    connection = ready_connection(settings, erasing=confirm)
+    connection = ready_connection(settings, erasing=confirm, by_extra=person.extra is not None)
     try:
         with database.database_errors(connection, f"cannot erase rows of {schema.TABLE}"):
             with connection.cursor() as cursor:
@@ -128,11 +156,12 @@ def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> E
     return EraseResult(settings.database_location, len(deleted), len(deleted), key_ids)
 
 
-def ready_connection(settings: Settings, erasing: bool = False):
-    """A connection to a database whose table has what these commands need."""
+def ready_connection(settings: Settings, erasing: bool = False, by_extra: bool = False):
+    """A connection to a database whose table has what these commands need (the `extra` column
+    when a person is named by an extra field)."""
     connection = database.connect(settings.database_url)
     try:
-        info = schema.require_ready(connection)
+        info = schema.require_ready(connection, keep_extra=by_extra)
         if erasing and not info.has_erased_ids:
             raise ConfigError(
                 f"table {schema.ERASED_IDS} does not exist on database "
