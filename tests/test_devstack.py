@@ -390,6 +390,10 @@ def running_kinesis_mock_gone(stack: Stack, output: str) -> bool:
 def test_down_purge_stops_everything_and_removes_the_folder(stack):
     sqs_pid = int((stack.dir / "sqs.pid").read_text())
     kinesis_pid = int((stack.dir / "kinesis.pid").read_text()) if ON_KINESIS_MOCK else None
+    # Folders above the stack closed to others since `up` (as a pytest session starting beside
+    # this one does to /tmp/pytest-of-USER): as root, the PostgreSQL user's way in is shut.
+    parent = stack.dir.parent
+    parent.chmod(parent.stat().st_mode & ~stat.S_IXOTH)
     result = invoke("down", "--purge", "--dir", str(stack.dir))
     assert result.exit_code == 0, result.output
     assert f"PostgreSQL stopped (was on port {stack.pg_port})" in result.output

@@ -259,8 +259,14 @@ def stop_postgres(data_dir: Path) -> None:
     data_dir = data_dir.resolve()
     if running_postgres(data_dir) is None:
         return
+    owner = _data_dir_owner(data_dir)
+    if owner.uid is not None:  # the folders above may have been closed to others since `up`
+        try:
+            allow_traversal(data_dir)
+        except OSError as exc:
+            raise StackError(f"cannot open the way to {data_dir}: {exc}") from exc
     args = ["-D", str(data_dir), "-m", "fast", "-w", "stop"]
-    _run_pg_tool("pg_ctl", args, _data_dir_owner(data_dir), data_dir, timeout=60)
+    _run_pg_tool("pg_ctl", args, owner, data_dir, timeout=60)
 
 
 def _data_dir_owner(data_dir: Path) -> _RunAs:
