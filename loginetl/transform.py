@@ -160,19 +160,17 @@ def kept_extra(document: dict[str, Any], key: MaskKey, masked: frozenset[str]) -
     names = extra_fields(document)
     if not names:
         return None
-    fields = []
     try:
         texts = texts_to_mask(document, masked)
-        for name in names:
-            value = key.mask(texts[name]) if name in texts else document[name]
-            fields.append(f"{_string(name)}:{json_text(value)}")
+        return json_text(
+            {name: key.mask(texts[name]) if name in texts else document[name] for name in names}
+        )
     except RecursionError:
         raise InvalidMessage("schema: an extra field is nested too deeply to store") from None
     except UnicodeEncodeError:
         raise InvalidMessage(
             "schema: an extra field to mask is not valid Unicode (lone surrogate)"
         ) from None
-    return "{" + ",".join(fields) + "}"
 
 
 _string = json.JSONEncoder().encode  # a str as JSON: quoted, escaped, ASCII only
