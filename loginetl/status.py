@@ -175,11 +175,15 @@ def _describe_table(connection) -> dict:
             (schema.TABLE,),
         )
         partitions = cursor.fetchall()
-        # The fields beyond the known seven that rows keep (`run --keep-extra`), by name.
-        names = schema.extra_names(cursor) if has_extra else None
+        # The fields beyond the known seven that rows keep (`run --keep-extra`), by name: a
+        # pass over the rows only when some keep them (init-db adds the column to every table).
+        kept = sum(count for *_, count in by_key)
+        names = None
+        if has_extra:
+            names = schema.extra_names(cursor) if kept else {"fields": {}, "other_names": 0}
     connection.rollback()
     last = max((loaded for _, _, loaded, _ in by_key if loaded is not None), default=None)
-    extra = {"rows": sum(kept for *_, kept in by_key), **names} if names is not None else None
+    extra = {"rows": kept, **names} if names is not None else None
     return result | {
         "rows": sum(count for _, count, _, _ in by_key),
         "last_loaded_at": last.isoformat() if last else None,
