@@ -102,7 +102,7 @@ class EraseResult:
 
 def lookup(settings: Settings, ring: KeyRing, person: Person, limit: int) -> LookupResult:
     where, parameters = person.condition(ring)
-    connection = ready_connection(settings, by_extra=person.extra is not None)
+    connection, _ = ready_connection(settings, by_extra=person.extra is not None)
     try:
         connection.set_session(readonly=True)
         with database.database_errors(connection, f"cannot look up rows of {schema.TABLE}"):
@@ -122,7 +122,7 @@ def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> E
     """Count the person's rows; with `confirm`, delete them and record their message ids in
     schema.ERASED_IDS, in one transaction, so the loader never loads those messages again."""
     where, parameters = person.condition(ring)
-    connection = ready_connection(settings, erasing=confirm, by_extra=person.extra is not None)
+    connection, _ = ready_connection(settings, erasing=confirm, by_extra=person.extra is not None)
     try:
         with database.database_errors(connection, f"cannot erase rows of {schema.TABLE}"):
             with connection.cursor() as cursor:
@@ -156,9 +156,11 @@ def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> E
     return EraseResult(settings.database_location, len(deleted), len(deleted), key_ids)
 
 
-def ready_connection(settings: Settings, erasing: bool = False, by_extra: bool = False):
+def ready_connection(
+    settings: Settings, erasing: bool = False, by_extra: bool = False
+) -> tuple[Any, schema.TableInfo]:
     """A connection to a database whose table has what these commands need (the `extra` column
-    when a person is named by an extra field)."""
+    when a person is named by an extra field), and the table as it found it."""
     connection = database.connect(settings.database_url)
     try:
         info = schema.require_ready(connection, keep_extra=by_extra)
@@ -170,7 +172,7 @@ def ready_connection(settings: Settings, erasing: bool = False, by_extra: bool =
     except BaseException:
         connection.close()
         raise
-    return connection
+    return connection, info
 
 
 def _plain_row(row: dict) -> dict:

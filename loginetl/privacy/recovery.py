@@ -57,13 +57,13 @@ class RekeyReport:
 
 
 def unmask(settings: Settings, ring: KeyRing, message_id: str) -> Unmasked:
-    connection = ready_connection(settings)
+    connection, table = ready_connection(settings)
     try:
         connection.set_session(readonly=True)
         with database.database_errors(connection, f"cannot read {schema.TABLE}"):
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT masked_ip, masked_device_id, mask_key_id, {_siv_extra(connection)} "
+                    f"SELECT masked_ip, masked_device_id, mask_key_id, {_siv_extra(table)} "
                     f"FROM {schema.TABLE} WHERE sqs_message_id = %s",
                     (message_id,),
                 )
@@ -102,13 +102,9 @@ _SIV_EXTRA_SQL = (
 )
 
 
-def _has_extra(connection) -> bool:
-    return schema.EXTRA in schema.describe(connection).columns
-
-
-def _siv_extra(connection) -> str:
+def _siv_extra(table: schema.TableInfo) -> str:
     """The column of _SIV_EXTRA_SQL, or NULL when the table has no `extra` column."""
-    return _SIV_EXTRA_SQL if _has_extra(connection) else "NULL::jsonb"
+    return _SIV_EXTRA_SQL if schema.EXTRA in table.columns else "NULL::jsonb"
 
 
 def decrypted_extra(key: MaskKey, candidates: dict[str, str] | None) -> dict[str, str]:
@@ -125,14 +121,14 @@ def decrypted_extra(key: MaskKey, candidates: dict[str, str] | None) -> dict[str
 
 def rekey(settings: Settings, ring: KeyRing, batch_size: int, dry_run: bool) -> RekeyReport:
     report = RekeyReport(ring.primary.key_id, dry_run)
-    connection = ready_connection(settings)
+    connection, table = ready_connection(settings)
     try:
         with database.database_errors(connection, f"cannot rekey {schema.TABLE}"):
             if dry_run:
                 connection.set_session(readonly=True)
             else:
                 failed: list[str] = []  # ids of rows that did not decrypt: left as they are
-                statements = _Statements(_has_extra(connection))
+                statements = _Statements(table)
                 while _rekey_batch(connection, ring, batch_size, report, failed, statements):
                     pass
             _count_the_rest(connection, ring, report)
@@ -147,10 +143,11 @@ class _Statements:
     ones (jsonb ||: every other field stays as it was), so the key id names the key of every
     mask the row holds."""
 
-    def __init__(self, has_extra: bool) -> None:
+    def __init__(self, table: schema.TableInfo) -> None:
+        has_extra = schema.EXTRA in table.columns
         self.batch = (
             "SELECT sqs_message_id, create_date, masked_ip, masked_device_id, mask_key_id, "
-            f"{_SIV_EXTRA_SQL if has_extra else 'NULL::jsonb'} FROM {schema.TABLE} "
+            f"{_siv_extra(table)} FROM {schema.TABLE} "
             "WHERE mask_key_id = ANY(%s) AND masked_ip LIKE %s "
             "AND sqs_message_id <> ALL(%s) LIMIT %s FOR UPDATE SKIP LOCKED"
         )
