@@ -219,7 +219,7 @@ class Variant:
 
     name: str = "raw"
     envelope: str = "raw"  # "sns": each body in an SNS notification's envelope
-    extra: bool = False  # each valid login carries EXTRA_FIELDS beyond the known seven
+    extra: bool = False  # each valid login carries extra_fields() beyond the known seven
     flags: tuple[str, ...] = ()  # added to `loginetl run`
     environment: tuple[tuple[str, str], ...] = ()  # added to its environment
 
