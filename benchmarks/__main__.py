@@ -81,8 +81,11 @@ INTEGER_OPTIONS = {
     "--concurrency": (4, "threads for the bare drain and loginetl's --concurrency"),
     "--batch-size": (500, "loginetl --batch-size"),
     "--naive-messages": (2_000, "messages for the naive loop, which is slow"),
-    "--repeat": (1, "rounds per queue size (with --rtt: of every consumer per round trip);"
-                 " medians are reported"),
+    "--repeat": (
+        1,
+        "rounds per queue size (with --rtt: of every consumer per round trip);"
+        " medians are reported",
+    ),
     "--seed-threads": (8, "threads sending the messages"),
     "--rekey-rows": (100_000, "siv rows to rekey"),
     "--mask-messages": (20_000, "messages masked per mode for the masking CPU figure"),
@@ -92,9 +95,7 @@ INTEGER_OPTIONS = {
 def privacy_costs(args: argparse.Namespace) -> dict:
     """The privacy costs, on a fresh database of their own."""
     with fresh_database(args.database_url) as database:
-        return privacy.measure(
-            database, args.mask_messages, args.rekey_rows, privacy.REKEY_BATCH
-        )
+        return privacy.measure(database, args.mask_messages, args.rekey_rows, privacy.REKEY_BATCH)
 
 
 def bench(args: argparse.Namespace) -> dict:
@@ -119,10 +120,7 @@ def bench(args: argparse.Namespace) -> dict:
                 args, endpoint.url, measure_rtts(sqs, endpoint, database, environment, args)
             )
         naive = measure_naive(sqs, endpoint, database, mask_key, args)
-        sizes = [
-            measure_size(sqs, endpoint, database, environment, n, args)
-            for n in args.messages
-        ]
+        sizes = [measure_size(sqs, endpoint, database, environment, n, args) for n in args.messages]
     return results(args, endpoint.url, naive, sizes) | {"privacy": privacy_costs(args)}
 
 
@@ -181,9 +179,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
-    counts = args.messages + args.fixed + [
-        args.concurrency, args.naive_messages, args.repeat, args.batch_size
-    ]
+    counts = (
+        args.messages
+        + args.fixed
+        + [args.concurrency, args.naive_messages, args.repeat, args.batch_size]
+    )
     if min(counts) < 1 or min(args.rtt or [0]) < 0:
         parser.error(
             "--messages, --fixed, --concurrency, --naive-messages, --repeat and --batch-size"

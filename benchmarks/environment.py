@@ -276,15 +276,22 @@ class Messages:
         if self.variant.envelope == "raw":
             return body
         topic = "arn:aws:sns:eu-west-1:123456789012:logins"
-        return json.dumps({
-            "Type": "Notification", "MessageId": str(uuid.UUID(int=index, version=4)),
-            "TopicArn": topic, "Message": body, "Timestamp": "2026-11-30T23:59:58.123Z",
-            "SignatureVersion": "1", "Signature": "A" * 344,
-            "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-"
-            + "0" * 32 + ".pem",
-            "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe&"
-            f"SubscriptionArn={topic}:" + "0" * 36,
-        })
+        return json.dumps(
+            {
+                "Type": "Notification",
+                "MessageId": str(uuid.UUID(int=index, version=4)),
+                "TopicArn": topic,
+                "Message": body,
+                "Timestamp": "2026-11-30T23:59:58.123Z",
+                "SignatureVersion": "1",
+                "Signature": "A" * 344,
+                "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-"
+                + "0" * 32
+                + ".pem",
+                "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe&"
+                f"SubscriptionArn={topic}:" + "0" * 36,
+            }
+        )
 
 
 def extra_fields(index: int) -> dict:
@@ -324,7 +331,6 @@ def seed_queue(sqs, queue_url: str, n: int, threads: int, variant: Variant = RAW
     return rate
 
 
-
 # --- what loginetl is run with --------------------------------------------------------------
 
 
@@ -359,4 +365,3 @@ def child_environment(mask_key: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": REGION,
     }
-

@@ -86,6 +86,7 @@ def median(items: list, key):
     """The middle one (the lower middle for an even count): a real measurement, not a mean."""
     return sorted(items, key=key)[(len(items) - 1) // 2]
 
+
 # --- the three consumers --------------------------------------------------------------------
 
 
@@ -286,8 +287,7 @@ def measure_bare(sqs, endpoint: Endpoint, n: int, args, threads: int) -> Rate:
     with fresh_queues(sqs, f"bench-bare-{n}", with_dlq=False) as queues:
         seeded = seed_queue(sqs, queues.source, n, args.seed_threads)
         console.print(
-            f"{n:,} messages seeded ({seeded.per_second:,.0f}/s);"
-            f" bare drain, {threads} threads"
+            f"{n:,} messages seeded ({seeded.per_second:,.0f}/s); bare drain, {threads} threads"
         )
         before = cpu_seconds(endpoint.pid)
         bare = bare_drain(endpoint.url, queues.source, threads)
@@ -302,8 +302,14 @@ def measure_bare(sqs, endpoint: Endpoint, n: int, args, threads: int) -> Rate:
 
 
 def measure_run(
-    sqs, endpoint: Endpoint, database: str, environment: dict, n: int, args,
-    concurrency: int | None, variant: Variant = RAW,
+    sqs,
+    endpoint: Endpoint,
+    database: str,
+    environment: dict,
+    n: int,
+    args,
+    concurrency: int | None,
+    variant: Variant = RAW,
 ) -> RunResult:
     """On freshly seeded queues; `concurrency` None: loginetl's default (adaptive)."""
     invalid = Messages.invalid_count(n)
@@ -327,4 +333,3 @@ def measure_run(
         f" peak RSS {rss:.0f} MB, CPU {rate.ms_per_message:.3f} ms/message, {verdict}"
     )
     return RunResult(rate, rss, code, summary, problems)
-

@@ -97,8 +97,12 @@ def measure_rtts(sqs, endpoint: Endpoint, database: str, environment: dict, args
         with behind_latency(endpoint, rtt) as far:
             pairs, fixed = [], {c: [] for c in args.fixed}
             for _ in range(args.repeat):
-                pairs.append((measure_bare(sqs, far, n, args, args.concurrency),
-                              measure_run(sqs, far, database, environment, n, args, None)))
+                pairs.append(
+                    (
+                        measure_bare(sqs, far, n, args, args.concurrency),
+                        measure_run(sqs, far, database, environment, n, args, None),
+                    )
+                )
                 for c in args.fixed:
                     fixed[c].append(measure_run(sqs, far, database, environment, n, args, c))
             wide = measure_bare(sqs, far, n, args, BARE_WIDE)
@@ -129,8 +133,10 @@ def rtt_row(result: RttResult, threads: int) -> dict:
     return {
         "rtt_ms": result.rtt_ms,
         "rounds": len(result.pairs),
-        "bare_per_second": {threads: round(bare.per_second, 1),
-                            BARE_WIDE: round(result.wide.per_second, 1)},  # fmt: skip
+        "bare_per_second": {
+            threads: round(bare.per_second, 1),
+            BARE_WIDE: round(result.wide.per_second, 1),
+        },  # fmt: skip
         "defaults_per_second": round(defaults.per_second, 1),
         "fixed_per_second": {c: round(run.rate.per_second, 1) for c, run in medians.items()},
         "best_fixed": best,

@@ -87,9 +87,12 @@ def records(count: int) -> list[bytes]:
 
 def fill(client, stream: str, shards: int, count: int) -> None:
     client.create_stream(StreamName=stream, ShardCount=shards)
-    while client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
-        "StreamStatus"
-    ] != "ACTIVE":
+    while (
+        client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+            "StreamStatus"
+        ]
+        != "ACTIVE"
+    ):
         time.sleep(0.05)
     data = records(count)
     for start in range(0, count, 500):
@@ -190,7 +193,11 @@ def measure(args, client, sqs, endpoint, environment, shards: int) -> dict:
             # the next round's fill as fast as the first (see the docstring)
             client.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
         rounds.append((bare_rate, rate, rss, in_process, bare_cpu, cpu))
-        if (rows, dead, summary.get("dead_lettered")) != (args.messages - invalid, invalid, invalid):
+        if (rows, dead, summary.get("dead_lettered")) != (
+            args.messages - invalid,
+            invalid,
+            invalid,
+        ):
             problems.append(
                 f"{rows} rows of {args.messages - invalid}, {dead} in the dead-letter queue of "
                 f"{invalid} (summary: {summary.get('loaded')} loaded, "
@@ -245,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 }  # fmt: skip
                 init_table(database, environment)
                 sizes = [
-                    measure(args, client, sqs, server.endpoint, environment, n)
-                    for n in args.shards
+                    measure(args, client, sqs, server.endpoint, environment, n) for n in args.shards
                 ]
     finally:
         kinesis_mock.stop(server)
@@ -256,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(f"loginetl {result['revision']} on {result['kinesis']}, {args.messages} records")
-        print("shards  bare rec/s  run rec/s  run/bare  peak RSS  CPU ms/rec run/bare  checks"
-              "  (bare in process, start-up excluded)")
+        print(
+            "shards  bare rec/s  run rec/s  run/bare  peak RSS  CPU ms/rec run/bare  checks"
+            "  (bare in process, start-up excluded)"
+        )
         for size in sizes:
             verdict = "met" if size["ratio"] >= TARGET_RATIO else "NOT met"
             cpu = f"{size['run_cpu_ms_per_record']:.3f}/{size['bare_cpu_ms_per_record']:.3f}"

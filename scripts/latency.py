@@ -67,8 +67,11 @@ def main() -> int:
     try:
         subprocess.run([*loginetl, "init-db"], env=env, check=True, capture_output=True)
         process = subprocess.Popen(
-            [*loginetl, "run", "--follow", "--json"], env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [*loginetl, "run", "--follow", "--json"],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         time.sleep(2)  # let it start polling
         sent_at = send_steadily(sqs, queue_url, args.rate, args.seconds)

@@ -38,7 +38,9 @@ from sabotage_breaks import BREAKS, Break  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv" / "bin" / "python"
 PYTEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-rfE"]
-SUMMARY_LINE = re.compile(r"^(FAILED|ERROR) (\S+(?:\[[^\]]*\])?)(?: - (.*))?$")  # ids may hold spaces
+SUMMARY_LINE = re.compile(
+    r"^(FAILED|ERROR) (\S+(?:\[[^\]]*\])?)(?: - (.*))?$"
+)  # ids may hold spaces
 # A test's section header: pytest pads the name with underscores to the line's width, down to
 # one on each side for a long (parametrized) name.
 SECTION_LINE = re.compile(r"^_+ (?:ERROR at \w+ of )?(\S+) _+$")
