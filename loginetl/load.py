@@ -87,6 +87,9 @@ def insert(
             inserted = _insert_one_by_one(
                 connection, values, result.rejected, table, prepared.statements
             )
+        erased_now = _unload_erased(connection, inserted) if _erasable(table) else set()
+        if erased_now:
+            inserted = [message_id for message_id in inserted if message_id not in erased_now]
         new = set(inserted)
         skipped = [
             row_values[MESSAGE_ID]
@@ -105,6 +108,34 @@ def insert(
                 raise
         connection.commit()
     return result
+
+
+def _erasable(table: TableInfo) -> bool:
+    """A plain table with erased ids: its inserts skip them, and re-check them after
+    inserting. (A partitioned table needs neither: an erase leaves its ids claimed in
+    LOADED_IDS, so any later load, even one racing the erase, finds the claim taken.)"""
+    return table.has_erased_ids and not table.partitioned
+
+
+_UNLOAD_ERASED_SQL = (
+    f"DELETE FROM {TABLE} t USING {ERASED_IDS} e WHERE e.sqs_message_id = t.sqs_message_id "
+    "AND t.sqs_message_id = ANY(%s) RETURNING t.sqs_message_id"
+)
+
+
+def _unload_erased(connection, inserted: list[str]) -> set[str]:
+    """Take back the rows just inserted whose messages an erase has recorded meanwhile.
+
+    The insert's `WHERE NOT EXISTS` reads a snapshot that cannot see an erase still open. But
+    an open erase has deleted the row the insert would conflict with, so the insert waits on
+    the unique index until the erase ends, and inserts only once it has committed. This
+    statement takes a new snapshot (READ COMMITTED), which sees that commit: no erase can
+    commit between a row's insert and this check without the check seeing it."""
+    if not inserted:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(_UNLOAD_ERASED_SQL, (inserted,))
+        return {message_id for (message_id,) in cursor.fetchall()}
 
 
 def _erased_among(connection, message_ids: list[str]) -> set[str]:
@@ -217,9 +248,8 @@ def _insert_values(
             text = _copy_text(values) if copy_text is None else copy_text
             cursor.execute(_CREATE_STAGE_SQL)
             cursor.copy_expert(statements.copy, io.StringIO(text), size=max(8192, len(text)))
-            erasable = table.has_erased_ids
             cursor.execute(
-                statements.insert_staged_unerased if erasable else statements.insert_staged
+                statements.insert_staged_unerased if _erasable(table) else statements.insert_staged
             )
             return [message_id for (message_id,) in cursor.fetchall()]
         # Partitioned: claim the ids first; only rows whose id was new go in.
