@@ -47,9 +47,6 @@ settings.register_profile("loginetl", deadline=None)
 settings.load_profile("loginetl")
 
 
-
-
-
 @pytest.fixture(autouse=True)
 def streams_deleted_afterwards():
     """Every stream a test made is deleted when it ends, whatever its outcome."""
@@ -92,12 +89,6 @@ def sqs(sqs_endpoint):
     return boto3.client("sqs", endpoint_url=sqs_endpoint, **aws_client_args())
 
 
-
-
-
-
-
-
 @pytest.fixture
 def queues(sqs) -> Queues:
     return make_queues(sqs)
@@ -124,15 +115,11 @@ def postgres_admin_url() -> str:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-
-
 @pytest.fixture
 def database_url(postgres_admin_url) -> str:
     """A new, empty database for this test, dropped afterwards."""
     with own_database(postgres_admin_url) as url:
         yield url
-
-
 
 
 @pytest.fixture
@@ -147,10 +134,6 @@ def password_url(database_url, postgres_admin_url) -> tuple[str, str]:
     admin(database_url, f"REASSIGN OWNED BY {role} TO CURRENT_USER")
     admin(database_url, f"DROP OWNED BY {role}")
     admin(postgres_admin_url, f"DROP ROLE {role}")
-
-
-
-
 
 
 @pytest.fixture
@@ -184,11 +167,7 @@ def cli(queues, database_url):
     return invoke
 
 
-
-
 # --- Kinesis: kinesis-mock (npm's kinesis-local) under Node, installed by scripts/kinesis.py ---
-
-
 
 
 @pytest.fixture(scope="session")
@@ -205,10 +184,6 @@ def kinesis_endpoint():
         pytest.skip(f"kinesis-mock could not start: {error}")
     yield server.endpoint
     script.stop(server)
-
-
-
-
 
 
 @pytest.fixture(scope="session")

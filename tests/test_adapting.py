@@ -3,6 +3,7 @@ SQS server (moto's, behind RecordingSqs, which counts what reaches it): it grows
 shrinks to one long-polling receiver when idle, and counts every request by action in /metrics.
 Speed itself is measured by `python -m benchmarks --rtt`, never asserted here."""
 
+import itertools
 import json
 import time
 from urllib.parse import urlsplit
@@ -74,8 +75,9 @@ def test_receives_slowing_down_stop_the_growth_then_shrink_it():
 def served(adaptation: Adaptation, receives: int, seconds_at) -> list[int]:
     """`receives` full receives, each taking `seconds_at(n)` with n receivers wanted; the
     receivers wanted after each."""
-    return [adaptation.received(10, 10, False, seconds_at(adaptation.wanted()))
-            for _ in range(receives)]  # fmt: skip
+    return [
+        adaptation.received(10, 10, False, seconds_at(adaptation.wanted())) for _ in range(receives)
+    ]
 
 
 def test_a_receiver_that_lowers_the_pace_is_taken_back_and_tried_again_later_and_later():
@@ -89,7 +91,7 @@ def test_a_receiver_that_lowers_the_pace_is_taken_back_and_tried_again_later_and
     assert not adaptation.ramping and PROBED_FROM <= settled < MOST_RECEIVERS
     assert max(wanted) == settled + 1  # the trials
     trials = [i for i in range(1, len(wanted)) if wanted[i] > wanted[i - 1] == settled]
-    gaps = [later - earlier for earlier, later in zip(trials, trials[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(trials)]
     assert len(gaps) >= 3 and gaps == sorted(gaps)  # each failure waits longer
     assert gaps[0] >= COOLDOWN * WINDOW
     assert wanted.count(settled + 1) < len(wanted) / 10  # the trials: a small share of the time
@@ -107,12 +109,16 @@ def test_receivers_that_keep_the_pace_up_stay_up_to_the_most():
 
 def test_a_trial_is_judged_on_a_window_not_on_one_slow_round():
     """As above, and from 12 receivers on, once a window (every WINDOW receives), the loader's
-    commit stalls receives for a while: four take 1.8 times as long. Judged a round at a time, a trial that met the
-    stall would fail (a round of 16 has it or not); judged a window at a time, none does."""
+    commit stalls receives for a while: four take 1.8 times as long. Judged a round at a time, a
+    trial that met the stall would fail (a round of 16 has it or not); judged a window at a time,
+    none does."""
     adaptation = Adaptation()
     receive = iter(range(10**6))
-    wanted = served(adaptation, 3000, lambda n: FAST * (1 + 0.75 * n)
-                    * (1.8 if next(receive) % WINDOW < 4 and n >= 12 else 1))  # fmt: skip
+    wanted = served(
+        adaptation,
+        3000,
+        lambda n: FAST * (1 + 0.75 * n) * (1.8 if next(receive) % WINDOW < 4 and n >= 12 else 1),
+    )
     assert wanted[-1] == MOST_RECEIVERS
     assert not adaptation.ramping
     assert wanted == sorted(wanted)
@@ -129,9 +135,13 @@ def test_a_server_slow_for_good_is_forgiven_and_growth_tried_again():
 def test_a_fixed_concurrency_never_changes():
     adaptation = Adaptation.fixed(4)
     assert not adaptation.adaptive
-    outcomes = {adaptation.received(got, 10, backed_up, seconds)
-                for got in (0, 5, 10) for backed_up in (False, True) for seconds in (FAST, 1.0)}
-    assert outcomes == {4}  # fmt: skip
+    outcomes = {
+        adaptation.received(got, 10, backed_up, seconds)
+        for got in (0, 5, 10)
+        for backed_up in (False, True)
+        for seconds in (FAST, 1.0)
+    }
+    assert outcomes == {4}
 
 
 def test_impossible_bounds_are_refused():
@@ -167,8 +177,17 @@ def follow_with_defaults(front: RecordingSqs, queues, sqs_endpoint, database_url
     env = env_for(queues.url.replace(sqs_endpoint, front.url), database_url)
     del env["LOGINETL_CONCURRENCY"]  # the defaults: adaptive
     env["LOGINETL_WAIT_TIME"] = wait
-    return Watched("run", "--follow", "--log-format", "json", "--metrics-port", str(port),
-                   "--metrics-host", "127.0.0.1", env=env)  # fmt: skip
+    return Watched(
+        "run",
+        "--follow",
+        "--log-format",
+        "json",
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
+        env=env,
+    )
 
 
 def test_under_a_backlog_receivers_grow_then_shrink_to_one_when_idle(

@@ -3,7 +3,7 @@ rekey, against the real SQS server (moto over HTTP) and real PostgreSQL, on plai
 partitioned tables."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,7 +13,7 @@ from tests.support.data import MASK_KEY, rows, sample_messages
 
 OLD_SECRET = "an-old-mask-key-retired-at-rotation-000000"
 VALID = [m for m in sample_messages() if "user_id" in m]
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 SIV = {"LOGINETL_MASK_MODE": "siv"}
 ROTATED = {"LOGINETL_OLD_MASK_KEYS": OLD_SECRET}  # MASK_KEY primary, OLD_SECRET retired
 
@@ -25,7 +25,9 @@ def seed(database_url, logins, key, prefix="id", partition_by=None) -> list[str]
         schema.init_db(connection, partition_by)
         table = schema.describe(connection)
         ids = [f"{prefix}-{i}" for i in range(len(logins))]
-        found = [transform.to_row(json.dumps(m), key, i, NOW) for i, m in zip(ids, logins)]
+        found = [
+            transform.to_row(json.dumps(m), key, i, NOW) for i, m in zip(ids, logins, strict=True)
+        ]
         assert len(load.insert(connection, found, table).inserted) == len(found)
     finally:
         connection.close()
@@ -70,9 +72,11 @@ def test_lookup_uses_the_indexes_named_in_init_db(cli, db, database_url, partiti
     seed(database_url, VALID[:5], MaskKey(MASK_KEY), partition_by=partition_by)
     with db.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")  # a tiny table: make the planner show its hand
-        for column, index in [("masked_ip", "user_logins_masked_ip_idx"),
-                              ("masked_device_id", "user_logins_masked_device_id_idx"),
-                              ("user_id", "user_logins_user_id_idx")]:  # fmt: skip
+        for column, index in [
+            ("masked_ip", "user_logins_masked_ip_idx"),
+            ("masked_device_id", "user_logins_masked_device_id_idx"),
+            ("user_id", "user_logins_user_id_idx"),
+        ]:
             cursor.execute(
                 f"EXPLAIN SELECT * FROM user_logins WHERE {column} = ANY(%s)", (["x", "y"],)
             )
@@ -83,8 +87,11 @@ def test_lookup_uses_the_indexes_named_in_init_db(cli, db, database_url, partiti
 
 def test_lookup_and_erase_refuse_bad_input_in_one_line_without_echoing_it(cli, database_url):
     seed(database_url, VALID[:1], MaskKey(MASK_KEY))
-    for args in [["lookup", "--ip", "not-an-ip-secret"], ["erase"], ["lookup", "--ip", "1.2.3.4",
-                 "--user-id", "u"]]:  # fmt: skip
+    for args in [
+        ["lookup", "--ip", "not-an-ip-secret"],
+        ["erase"],
+        ["lookup", "--ip", "1.2.3.4", "--user-id", "u"],
+    ]:
         result = cli(*args)
         assert result.exit_code == 2, result.output
         assert "not-an-ip-secret" not in result.output and "Traceback" not in result.output
@@ -112,9 +119,11 @@ def test_erase_counts_then_deletes_and_a_replay_does_not_bring_rows_back(
         cursor.execute("SELECT sqs_message_id FROM user_logins_erased")
         erased_ids = [message_id for (message_id,) in cursor.fetchall()]
     # The same messages again (as a DLQ replay sends them): erased ones stay erased, deleted.
-    attributes = [{"loginetl-original-message-id": {"DataType": "String", "StringValue": i}}
-                  for i in erased_ids]  # fmt: skip
-    for message_id, extra in zip(erased_ids, attributes):
+    attributes = [
+        {"loginetl-original-message-id": {"DataType": "String", "StringValue": i}}
+        for i in erased_ids
+    ]
+    for extra in attributes:
         queues.send([json.dumps(person)], attributes=extra)
     queues.send([bodies[0]])  # and one that is merely a fresh message
     summary = out(cli("run", "--json"))
@@ -132,14 +141,21 @@ def test_unmask_recovers_siv_rows_and_refuses_one_way_and_unknown_keys(cli, data
 
     result = cli("unmask", "--message-id", "siv-0", "--json")
     assert result.exit_code == 0, result.output
-    assert out(result) == {"sqs_message_id": "siv-0", "ip": person["ip"],
-                           "device_id": person["device_id"], "extra": {}}  # fmt: skip
+    assert out(result) == {
+        "sqs_message_id": "siv-0",
+        "ip": person["ip"],
+        "device_id": person["device_id"],
+        "extra": {},
+    }
     assert "unmask" in result.stderr and "siv-0" in result.stderr
     assert person["ip"] not in result.stderr
 
     assert out(cli("unmask", "--message-id", "old-0", "--json", env=ROTATED))["ip"] == person["ip"]
-    for message_id, why in [("hmac-0", "one-way"), ("old-0", "not in the key ring"),
-                            ("nope", "no row")]:  # fmt: skip
+    for message_id, why in [
+        ("hmac-0", "one-way"),
+        ("old-0", "not in the key ring"),
+        ("nope", "no row"),
+    ]:
         result = cli("unmask", "--message-id", message_id)
         assert result.exit_code == 1 and why in result.stderr, result.output
         assert len(result.stderr.strip().splitlines()) == 1
@@ -195,8 +211,10 @@ def test_the_key_ring_reads_retired_keys_and_hides_every_one(monkeypatch):
     assert isinstance(ring, KeyRing) and ring.primary.key_id == MaskKey(MASK_KEY).key_id
     assert ring.retired_ids() == [MaskKey(OLD_SECRET).key_id]  # the primary is not retired too
     assert [ring.status_of(k) for k in (*ring.retired_ids(), ring.primary.key_id, "x")] == [
-        "retired", "primary", "unknown"
-    ]  # fmt: skip
+        "retired",
+        "primary",
+        "unknown",
+    ]
     assert config.redact(f"a {OLD_SECRET} b") == "a *** b"
     with pytest.raises(ConfigError, match="LOGINETL_OLD_MASK_KEYS is too short"):
         key_ring_from_env(environ | {"LOGINETL_OLD_MASK_KEYS": "short"})
@@ -247,8 +265,10 @@ def test_a_siv_load_is_verified_and_status_names_each_key(cli, queues, db, tmp_p
     assert (siv["status"], siv["breakdown"]["unknown_key"]) == ("warn", 5)
     # A mask that does not decrypt fails.
     with db.cursor() as cursor:
-        cursor.execute("UPDATE user_logins SET masked_ip = 'siv:' || repeat('A', 30) "
-                       "WHERE sqs_message_id = 'old-0'")  # fmt: skip
+        cursor.execute(
+            "UPDATE user_logins SET masked_ip = 'siv:' || repeat('A', 30) "
+            "WHERE sqs_message_id = 'old-0'"
+        )
     report = out(cli("verify-masking", "--json", env=SIV | ROTATED))
     assert "siv masks decrypt under a known key" in report["failed_checks"]
 
@@ -277,8 +297,10 @@ def test_unmask_reads_a_row_under_the_key_it_names_whatever_else_the_ring_holds(
     seed(database_url, [person], MaskKey("a-key-nobody-holds-any-more-000", "siv"), "lost")
     seed(database_url, [person, person], MaskKey(third, "siv"), "relabelled")
     with db.cursor() as cursor:
-        for message_id, key_id in [("relabelled-0", MaskKey(MASK_KEY).key_id),
-                                   ("relabelled-1", "0123456789abcdef")]:  # fmt: skip
+        for message_id, key_id in [
+            ("relabelled-0", MaskKey(MASK_KEY).key_id),
+            ("relabelled-1", "0123456789abcdef"),
+        ]:
             cursor.execute(
                 "UPDATE user_logins SET mask_key_id = %s WHERE sqs_message_id = %s",
                 (key_id, message_id),
@@ -288,9 +310,11 @@ def test_unmask_reads_a_row_under_the_key_it_names_whatever_else_the_ring_holds(
         result = cli("unmask", "--message-id", message_id, "--json", env=ring)
         assert result.exit_code == 0, result.output
         assert out(result)["device_id"] == person["device_id"]
-    for message_id, why in [("lost-0", "which is not in the key ring"),
-                            ("relabelled-0", "cannot be unmasked: does not decrypt under this key"),
-                            ("relabelled-1", "which is not in the key ring")]:  # fmt: skip
+    for message_id, why in [
+        ("lost-0", "which is not in the key ring"),
+        ("relabelled-0", "cannot be unmasked: does not decrypt under this key"),
+        ("relabelled-1", "which is not in the key ring"),
+    ]:
         refused = cli("unmask", "--message-id", message_id, "--json", env=ring)
         assert refused.exit_code == 1 and why in refused.stderr, (message_id, refused.output)
         assert person["device_id"] not in refused.output

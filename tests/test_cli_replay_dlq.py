@@ -1,7 +1,7 @@
 """`loginetl replay-dlq`: real SQS server (moto over HTTP), real PostgreSQL for the loads after."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -116,7 +116,7 @@ def test_a_replayed_message_that_had_been_loaded_is_a_duplicate(cli, sqs, db):
     cli("init-db")
     queues, ids = dead_lettered_by_an_outage(sqs, 4)
     connection = database.connect(db.url)
-    row = transform.to_row(json.dumps(VALID[0]), KEY, ids[0], datetime.now(timezone.utc))
+    row = transform.to_row(json.dumps(VALID[0]), KEY, ids[0], datetime.now(UTC))
     load.insert(connection, [row], schema.describe(connection))
     connection.close()
     env = {"LOGINETL_QUEUE_URL": queues.url}
@@ -216,7 +216,7 @@ def test_max_messages_moves_at_most_n(cli, queues, db):
     cli("init-db")
     dead_letter_with_run(cli, queues, [schema_refused(m) for m in VALID[:5]])
 
-    result, summary = replay_json(cli, "--max-messages", "2")
+    _, summary = replay_json(cli, "--max-messages", "2")
 
     assert summary["moved"] == 2
     assert summary["stopped_because"] == "max messages reached"
@@ -312,7 +312,9 @@ def test_rate_is_bounded(cli, rate):
     result = cli("replay-dlq", "--rate", rate)
     assert result.exit_code == 2
     assert "Invalid value for '--rate'" in result.stderr
-    assert ("greater than or equal to 1" if rate == "0" else "less than or equal to 500") in result.stderr
+    assert (
+        "greater than or equal to 1" if rate == "0" else "less than or equal to 500"
+    ) in result.stderr
 
 
 # Pure pieces ---------------------------------------------------------------------------------
@@ -323,7 +325,7 @@ def message(attributes: dict[str, str], group_id=None) -> QueueMessage:
         message_id="dlq-id",
         receipt_handle="r",
         body='{"a": 1}',
-        sent_at=datetime.now(timezone.utc),
+        sent_at=datetime.now(UTC),
         receive_count=1,
         attributes=attributes,
         group_id=group_id,

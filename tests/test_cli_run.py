@@ -1,7 +1,7 @@
 """`loginetl run` end to end: real SQS server (moto over HTTP), real PostgreSQL."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from loginetl import database, load, schema, transform
 from loginetl.masking import MaskKey
@@ -33,8 +33,8 @@ def test_the_sample_loads_99_rows_and_dead_letters_1(cli, queues, db):
     loaded = rows(db)
     assert len(loaded) == 99
     by_id = {row["sqs_message_id"]: row for row in loaded}
-    today = datetime.now(timezone.utc).date()
-    for message_id, message in zip(ids, sample_messages()):
+    today = datetime.now(UTC).date()
+    for message_id, message in zip(ids, sample_messages(), strict=True):
         if "user_id" not in message:
             assert message_id not in by_id
             continue
@@ -50,7 +50,7 @@ def test_the_sample_loads_99_rows_and_dead_letters_1(cli, queues, db):
         assert row["loaded_at"] is not None
 
     [dead] = queues.drain(queues.dlq_url)
-    malformed = [m for m in sample_messages() if "user_id" not in m][0]
+    malformed = next(m for m in sample_messages() if "user_id" not in m)
     assert json.loads(dead["Body"]) == malformed  # body unchanged
     attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
     assert attributes["loginetl-reason"].startswith("schema: missing required field 'user_id'")
@@ -65,7 +65,7 @@ def test_the_same_messages_sent_again_load_again_with_the_same_masks(cli, queues
     first = {(r["user_id"], r["masked_ip"], r["masked_device_id"]) for r in rows(db)}
 
     queues.send_sample()
-    result, summary = run_json(cli)
+    _, summary = run_json(cli)
 
     assert summary["loaded"] == 99 and summary["duplicates"] == 0
     everything = rows(db)
@@ -79,9 +79,7 @@ def test_a_message_delivered_again_after_its_commit_is_deleted_not_reloaded(cli,
     cli("init-db")
     [message_id] = queues.send([json.dumps(sample_messages()[0])])
     connection = database.connect(db.url)
-    row = transform.to_row(
-        json.dumps(sample_messages()[0]), KEY, message_id, datetime.now(timezone.utc)
-    )
+    row = transform.to_row(json.dumps(sample_messages()[0]), KEY, message_id, datetime.now(UTC))
     load.insert(connection, [row], schema.describe(connection))
     connection.close()
 
@@ -100,7 +98,7 @@ def test_two_copies_of_one_message_load_once(cli, queues, db):
     original = {"loginetl-original-message-id": {"DataType": "String", "StringValue": "orig-1"}}
     queues.send([body, body], attributes=original)
 
-    result, summary = run_json(cli)
+    _, summary = run_json(cli)
 
     assert (summary["loaded"], summary["duplicates"]) == (1, 1)
     assert [r["sqs_message_id"] for r in rows(db)] == ["orig-1"]
@@ -116,7 +114,7 @@ def test_message_ids_with_escapes_round_trip_through_copy(cli, queues, db):
     queues.send([json.dumps(sample_messages()[0])], attributes=original)
     queues.send([json.dumps(sample_messages()[2])])
 
-    result, summary = run_json(cli)
+    _, summary = run_json(cli)
 
     assert summary["loaded"] == 2
     assert hostile_id in [r["sqs_message_id"] for r in rows(db)]
@@ -126,7 +124,7 @@ def test_max_messages_stops_after_n(cli, queues, db):
     cli("init-db")
     queues.send_sample()
 
-    result, summary = run_json(cli, "--max-messages", "25", "--batch-size", "10")
+    _, summary = run_json(cli, "--max-messages", "25", "--batch-size", "10")
 
     assert summary["received"] == 25
     assert summary["stopped_because"] == "max messages reached"
@@ -173,7 +171,7 @@ def test_an_explicit_dlq_url_is_used(cli, sqs, queues, db):
     cli("init-db")
     queues.send(["{broken"])
 
-    result, summary = run_json(cli, "--dlq-url", other.dlq_url)
+    _, summary = run_json(cli, "--dlq-url", other.dlq_url)
 
     assert summary["dlq_url"] == other.dlq_url
     assert queues.count(other.dlq_url) == 1
@@ -192,7 +190,7 @@ def test_hostile_bodies_are_dead_lettered_with_reasons(cli, queues, db):
         '{"user_id": "\\ud800", "device_type": "ios"}',
         "[" * 5000 + "]" * 5000,
     ]
-    queues.send(hostile + [json.dumps(good)])
+    queues.send([*hostile, json.dumps(good)])
 
     result, summary = run_json(cli)
 
@@ -216,7 +214,7 @@ def test_legacy_take_home_table_stores_the_major_version(cli, queues, db):
     queues.send([json.dumps(dict(sample_messages()[0], app_version="2.3.0"))])
     queues.send([json.dumps(dict(sample_messages()[1], app_version="beta"))])
 
-    result, summary = run_json(cli)
+    _, summary = run_json(cli)
 
     assert summary["loaded"] == 1
     assert summary["dead_lettered"] == 1
@@ -326,12 +324,17 @@ def test_batch_size_can_come_from_the_environment(cli, queues, db):
     cli("init-db")
     queues.send_sample()
     result, summary = run_json(
-        cli, "--log-format", "json",
+        cli,
+        "--log-format",
+        "json",
         env={"LOGINETL_BATCH_SIZE": "7", "LOGINETL_MAX_MESSAGES": "14"},
-    )  # fmt: skip
+    )
     assert summary["received"] == 14
-    sizes = [json.loads(line)["messages"] for line in result.stderr.splitlines()
-             if json.loads(line)["event"] == "batch"]  # fmt: skip
+    sizes = [
+        json.loads(line)["messages"]
+        for line in result.stderr.splitlines()
+        if json.loads(line)["event"] == "batch"
+    ]
     assert sizes and max(sizes) <= 7 and sum(sizes) == 14
 
 
@@ -340,8 +343,15 @@ def test_the_summary_table_is_printed_without_json(cli, queues, db):
     queues.send_sample()
     result = cli("run")
     assert result.exit_code == 0
-    for label in ("received", "loaded", "already loaded (duplicates)", "dead-lettered",
-                  "left on queue", "elapsed", "messages/s"):  # fmt: skip
+    for label in (
+        "received",
+        "loaded",
+        "already loaded (duplicates)",
+        "dead-lettered",
+        "left on queue",
+        "elapsed",
+        "messages/s",
+    ):
         assert label in result.stdout
 
 

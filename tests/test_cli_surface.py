@@ -18,8 +18,19 @@ from tests.support.data import MASK_KEY, rows, sample_messages
 from tests.support.faults import start_loginetl, wait_until
 from tests.support.runs import env_for, init
 
-COMMANDS = ["init-db", "run", "peek", "replay-dlq", "verify-masking", "status", "lookup", "erase",
-            "unmask", "rekey", "prune"]
+COMMANDS = [
+    "init-db",
+    "run",
+    "peek",
+    "replay-dlq",
+    "verify-masking",
+    "status",
+    "lookup",
+    "erase",
+    "unmask",
+    "rekey",
+    "prune",
+]
 GLOBAL = {"--log-format": True, "--log-level": True}
 
 
@@ -176,7 +187,9 @@ def test_the_run_summary_wraps_a_long_reason_instead_of_cutting_it(cli, queues, 
     assert result.exit_code == 0, result.output
     assert "…" not in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= width
-    reason = "schema: missing required field 'user_id', 'device_type', 'ip', 'device_id', 'app_version'"
+    reason = (
+        "schema: missing required field 'user_id', 'device_type', 'ip', 'device_id', 'app_version'"
+    )
     assert_whole(reason, result.stdout)
 
 
@@ -235,8 +248,10 @@ def test_status_shows_queues_table_and_what_looks_wrong_without_consuming(cli, q
     queues.send_sample()
     cli("run", "--max-messages", "20", env={"LOGINETL_BATCH_SIZE": "10"})
     with db.cursor() as cursor:
-        cursor.execute("UPDATE user_logins SET mask_key_id = 'retiredkey000000' "
-                       "WHERE sqs_message_id IN (SELECT sqs_message_id FROM user_logins LIMIT 3)")  # fmt: skip
+        cursor.execute(
+            "UPDATE user_logins SET mask_key_id = 'retiredkey000000' "
+            "WHERE sqs_message_id IN (SELECT sqs_message_id FROM user_logins LIMIT 3)"
+        )
     queues.send(["{not json"], queue_url=queues.dlq_url)
     before = (queues.count(), queues.count(queues.dlq_url))
 
@@ -275,8 +290,9 @@ def test_status_without_a_dead_letter_queue_or_table_says_so(cli, sqs):
 
 
 def test_status_exits_1_when_a_server_cannot_be_reached_and_shows_the_rest(cli, queues):
-    result = cli("status", "--json", env={
-        "LOGINETL_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"})  # fmt: skip
+    result = cli(
+        "status", "--json", env={"LOGINETL_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}
+    )
 
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -292,17 +308,23 @@ def test_shell_completion_completes_commands_and_options(tmp_path):
     loginetl = os.path.join(os.path.dirname(sys.executable), "loginetl")
     # --show-completion prints the script for the shell it is run from (found among its parent
     # processes): here bash, kept as the parent by the command after it.
-    script = subprocess.run(["bash", "-c", f"{loginetl} --show-completion; true"],
-                            capture_output=True, text=True)  # fmt: skip
+    script = subprocess.run(
+        ["bash", "-c", f"{loginetl} --show-completion; true"], capture_output=True, text=True
+    )
     assert script.returncode == 0, script.stderr
     assert "_loginetl_completion" in script.stdout and "complete -o" in script.stdout
 
     complete = os.environ | {"_LOGINETL_COMPLETE": "complete_bash", "COMP_CWORD": "1"}
-    commands = subprocess.run([loginetl], capture_output=True, text=True,
-                              env=complete | {"COMP_WORDS": "loginetl st"})  # fmt: skip
+    commands = subprocess.run(
+        [loginetl], capture_output=True, text=True, env=complete | {"COMP_WORDS": "loginetl st"}
+    )
     assert commands.stdout.split() == ["status"]
-    options = subprocess.run([loginetl], capture_output=True, text=True,
-                             env=complete | {"COMP_WORDS": "loginetl run --max", "COMP_CWORD": "2"})  # fmt: skip
+    options = subprocess.run(
+        [loginetl],
+        capture_output=True,
+        text=True,
+        env=complete | {"COMP_WORDS": "loginetl run --max", "COMP_CWORD": "2"},
+    )
     assert options.stdout.split() == ["--max-messages"]
 
 

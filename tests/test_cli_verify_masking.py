@@ -5,7 +5,7 @@ import base64
 import hashlib
 import json
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,7 +16,7 @@ from tests.support.data import MASK_KEY, sample_messages
 KEY = MaskKey(MASK_KEY)
 OTHER_KEY = "another-mask-key-used-before-rotation-0000"
 VALID = [m for m in sample_messages() if "user_id" in m]
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def verify_json(cli, *args, env=None):
@@ -206,7 +206,9 @@ def test_from_queue_compares_messages_by_id_and_leaves_them_on_the_queue(cli, qu
     ids = queues.send([json.dumps(m) for m in VALID[:4]])
     connection = database.connect(db.url)
     schema.init_db(connection)
-    rows = [transform.to_row(json.dumps(m), KEY, i, NOW) for m, i in zip(VALID[:4], ids)]
+    rows = [
+        transform.to_row(json.dumps(m), KEY, i, NOW) for m, i in zip(VALID[:4], ids, strict=True)
+    ]
     # The last one's row is labelled with the current key but holds another key's masks.
     wrong = transform.to_row(json.dumps(VALID[3]), MaskKey(OTHER_KEY), ids[3], NOW)
     rows[3] = replace(wrong, mask_key_id=KEY.key_id)

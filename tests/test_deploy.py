@@ -220,16 +220,18 @@ def test_the_loginetl_service_waits_for_init_db_and_healthy_dependencies(compose
     assert depends_on["localstack"]["condition"] == "service_healthy"
     assert depends_on["postgres"]["condition"] == "service_healthy"
     init_name = next(
-        name for name, dep in depends_on.items()
+        name
+        for name, dep in depends_on.items()
         if dep["condition"] == "service_completed_successfully"
-    )  # fmt: skip
+    )
     init = services[init_name]
     assert init["command"] == ["init-db"]
     assert init["build"] == services["loginetl"]["build"]
     assert init["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert environment(init)["LOGINETL_DATABASE_URL"] == environment(services["loginetl"])[
-        "LOGINETL_DATABASE_URL"
-    ]
+    assert (
+        environment(init)["LOGINETL_DATABASE_URL"]
+        == environment(services["loginetl"])["LOGINETL_DATABASE_URL"]
+    )
     assert MASK_KEY_ENV not in environment(init)  # init-db does not need the key
     for name in ("localstack", "postgres"):  # service_healthy needs a healthcheck
         assert services[name]["healthcheck"]["test"]
@@ -520,16 +522,22 @@ def test_the_stream_deployment_differs_from_the_queue_one_only_in_its_source(
     }
     assert same(stream) == same(deployment)
     pod = lambda workload: {  # noqa: E731
-        key: value for key, value in workload["spec"]["template"]["spec"].items()
+        key: value
+        for key, value in workload["spec"]["template"]["spec"].items()
         if key != "containers"
-    }  # fmt: skip
+    }
     assert pod(stream) == pod(deployment)
 
 
 def test_the_stream_deployment_is_valid_kubernetes():
     from tests.test_linters import KUBERNETES_VERSION, run, tool
 
-    result = run(tool("kubernetes-validate"), "--kubernetes-version", KUBERNETES_VERSION,
-                 "--strict", "deploy/kubernetes/stream/deployment.yaml")  # fmt: skip
+    result = run(
+        tool("kubernetes-validate"),
+        "--kubernetes-version",
+        KUBERNETES_VERSION,
+        "--strict",
+        "deploy/kubernetes/stream/deployment.yaml",
+    )
     assert result.returncode == 0 and "ERROR" not in result.stdout, result.stdout + result.stderr
     assert result.stdout.count(" passed for resource ") == 1

@@ -43,7 +43,11 @@ def free_port() -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        if port < 65535 and stack_processes.port_is_free(port) and stack_processes.port_is_free(port + 1):
+        if (
+            port < 65535
+            and stack_processes.port_is_free(port)
+            and stack_processes.port_is_free(port + 1)
+        ):
             return port
 
 
@@ -127,13 +131,20 @@ def stack(tmp_path_factory):
     try:
         result = invoke(
             "up",
-            "--dir", str(stack_dir),
-            "--env-file", str(env_file),
-            "--sqs-port", str(taken_port),
-            "--pg-port", str(pg_port),
-        )  # fmt: skip
+            "--dir",
+            str(stack_dir),
+            "--env-file",
+            str(env_file),
+            "--sqs-port",
+            str(taken_port),
+            "--pg-port",
+            str(pg_port),
+        )
         assert result.exit_code == 0, result.output
-        fallback = rf"port {taken_port} is taken \(another server\?\); the SQS server listens on (\d+) instead"
+        fallback = (
+            rf"port {taken_port} is taken \(another server\?\); "
+            r"the SQS server listens on (\d+) instead"
+        )
         moved = re.search(fallback, result.output)
         assert moved, result.output
         yield Stack(stack_dir, env_file, result.output, taken_port, int(moved.group(1)), pg_port)
@@ -230,11 +241,15 @@ def test_up_again_reuses_the_stack_and_does_not_seed_twice(stack):
     mask_key = dotenv_values(stack.env_file)["LOGINETL_MASK_KEY"]
     result = invoke(
         "up",
-        "--dir", str(stack.dir),
-        "--env-file", str(stack.env_file),
-        "--sqs-port", str(stack.taken_port),
-        "--pg-port", str(stack.pg_port),
-    )  # fmt: skip
+        "--dir",
+        str(stack.dir),
+        "--env-file",
+        str(stack.env_file),
+        "--sqs-port",
+        str(stack.taken_port),
+        "--pg-port",
+        str(stack.pg_port),
+    )
     assert result.exit_code == 0, result.output
     assert f"SQS server already running on port {stack.sqs_port}" in result.output
     assert f"PostgreSQL already running on port {stack.pg_port}" in result.output
@@ -283,8 +298,12 @@ def loginetl(folder: Path, *args: str, env: dict | None = None) -> subprocess.Co
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("LOGINETL_", "AWS_"))}
     return subprocess.run(
         [Path(sys.executable).parent / "loginetl", *args],
-        cwd=folder, env=clean | (env or {}), capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        cwd=folder,
+        env=clean | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def run_the_stream_in(stack: Stack, folder: Path, env: dict | None = None) -> dict:
@@ -332,12 +351,14 @@ def test_seed_stream_fills_it_and_run_stream_loads_99_and_dead_letters_1(stack, 
     summary = run_the_stream_in(stack, tmp_path / "operator")
     assert (summary["received"], summary["loaded"], summary["dead_lettered"]) == (100, 99, 1)
     assert depth(client, dlq_url) == dead_before + 1
-    with psycopg2.connect(settings["LOGINETL_DATABASE_URL"]) as connection:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM user_logins WHERE sqs_message_id LIKE 'login-stream/%'"
-            )
-            assert cursor.fetchone() == (99,)
+    with (
+        psycopg2.connect(settings["LOGINETL_DATABASE_URL"]) as connection,
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "SELECT count(*) FROM user_logins WHERE sqs_message_id LIKE 'login-stream/%'"
+        )
+        assert cursor.fetchone() == (99,)
     connection.close()
 
 
@@ -345,10 +366,19 @@ def test_up_with_kinesis_moto_puts_the_stream_on_moto(stack, tmp_path):
     """The fallback where Node.js is missing, forced: LOGINETL_STACK_KINESIS=moto."""
     result = CliRunner().invoke(
         app,
-        ["up", "--dir", str(stack.dir), "--env-file", str(stack.env_file),
-         "--sqs-port", str(stack.sqs_port), "--pg-port", str(stack.pg_port)],
+        [
+            "up",
+            "--dir",
+            str(stack.dir),
+            "--env-file",
+            str(stack.env_file),
+            "--sqs-port",
+            str(stack.sqs_port),
+            "--pg-port",
+            str(stack.pg_port),
+        ],
         env={"LOGINETL_STACK_KINESIS": "moto"},
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     settings = dotenv_values(stack.env_file)
     moto = f"http://localhost:{stack.sqs_port}"
@@ -373,8 +403,17 @@ def test_up_with_kinesis_moto_puts_the_stream_on_moto(stack, tmp_path):
     expected = 100 * (1 if ON_KINESIS_MOCK else 2)
     assert (summary["received"], summary["loaded"]) == (expected, expected * 99 // 100)
     # Back to the default (auto): kinesis-mock again where it can run, for `down` to stop.
-    again = invoke("up", "--dir", str(stack.dir), "--env-file", str(stack.env_file),
-                   "--sqs-port", str(stack.sqs_port), "--pg-port", str(stack.pg_port))  # fmt: skip
+    again = invoke(
+        "up",
+        "--dir",
+        str(stack.dir),
+        "--env-file",
+        str(stack.env_file),
+        "--sqs-port",
+        str(stack.sqs_port),
+        "--pg-port",
+        str(stack.pg_port),
+    )
     assert again.exit_code == 0, again.output
     assert ("kinesis-mock started" in again.output) == ON_KINESIS_MOCK
 
@@ -475,8 +514,15 @@ def test_without_node_the_stream_goes_on_moto_and_a_forced_kinesis_mock_fails_fi
     assert stack_up_steps.start_kinesis_mock(tmp_path, "auto", free_port(), ()) is None
     assert "Node.js is missing: the stream goes on the SQS server (moto)" in capsys.readouterr().out
     stack_dir = tmp_path / "stack"
-    result = invoke("up", "--kinesis", "kinesis-mock", "--dir", str(stack_dir),
-                    "--env-file", str(tmp_path / ".env"))  # fmt: skip
+    result = invoke(
+        "up",
+        "--kinesis",
+        "kinesis-mock",
+        "--dir",
+        str(stack_dir),
+        "--env-file",
+        str(tmp_path / ".env"),
+    )
     assert result.exit_code == 1
     assert result.stderr.strip() == "loginetl-stack: cannot start kinesis-mock: Node.js is missing"
     assert not stack_dir.exists()  # refused before anything started
@@ -530,7 +576,9 @@ def test_docker_compose_defines_localstack_and_postgres():
     assert localstack["image"].startswith("localstack/localstack:4")
     assert localstack["environment"]["SERVICES"] == "sqs"
     assert any(port.endswith(":4566") for port in localstack["ports"])
-    assert "./docker/localstack-init/ready.d:/etc/localstack/init/ready.d:ro" in localstack["volumes"]
+    assert (
+        "./docker/localstack-init/ready.d:/etc/localstack/init/ready.d:ro" in localstack["volumes"]
+    )
     sample_mount = next(
         v for v in localstack["volumes"] if v.startswith("./loginetl/data/sample_data.json:")
     )
@@ -570,7 +618,9 @@ def test_localstack_init_hook_creates_and_seeds_the_queues_once(tmp_path):
             "LOGINETL_SAMPLE_DATA": str(ROOT / "loginetl/data/sample_data.json"),
         }
         for _ in range(2):  # run twice: the second run must not seed again
-            run = subprocess.run(["bash", HOOK], env=env, capture_output=True, text=True, timeout=120)
+            run = subprocess.run(
+                ["bash", HOOK], env=env, capture_output=True, text=True, timeout=120
+            )
             assert run.returncode == 0, run.stderr
         client = sqs_client(endpoint)
         queue_url = client.get_queue_url(QueueName="login-queue")["QueueUrl"]

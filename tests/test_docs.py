@@ -27,8 +27,11 @@ def test_the_site_builds_strict_with_every_page_in_its_nav(tmp_path):
     assert in_nav == {page.name for page in (ROOT / "docs").glob("*.md")}
     done = subprocess.run(
         [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "site" / "cli" / "index.html").is_file()
 
@@ -36,8 +39,10 @@ def test_the_site_builds_strict_with_every_page_in_its_nav(tmp_path):
 def test_the_cli_reference_is_what_the_code_generates():
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "cli_docs.py"), "--check"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     reference = (ROOT / "docs" / "cli.md").read_text()
     for command in ("init-db", "run", "peek", "status", "replay-dlq", "verify-masking", "erase"):

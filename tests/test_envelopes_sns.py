@@ -55,10 +55,13 @@ def test_a_topics_messages_load_with_or_without_raw_delivery(sqs_endpoint, queue
 def test_an_eventbridge_event_and_hostile_envelopes_on_the_same_queue(queues, cli, db):
     login = json.loads(VALID[0])
     event = {
-        "version": "0", "id": "e-1", "detail-type": "UserLogin", "source": "app.auth",
-        "time": "2026-11-29T10:00:00Z", "detail": {k: v for k, v in login.items()
-                                                    if k != "create_date"},
-    }  # fmt: skip
+        "version": "0",
+        "id": "e-1",
+        "detail-type": "UserLogin",
+        "source": "app.auth",
+        "time": "2026-11-29T10:00:00Z",
+        "detail": {k: v for k, v in login.items() if k != "create_date"},
+    }
     notification = {"Type": "Notification", "TopicArn": "arn:aws:sns:eu-west-1:1:t"}
     hostile = [
         json.dumps(notification | {"Message": 12}),
@@ -85,10 +88,15 @@ def other_events(queues) -> None:
     """An EventBridge login, a raw one, and three other events on one queue."""
     login = {k: v for k, v in json.loads(VALID[0]).items()}
     event = {"version": "0", "id": "e", "source": "app.auth", "time": "2026-11-29T10:00:00Z"}
-    logins = [json.dumps(event | {"detail-type": "UserLogin", "detail": login}),
-              json.dumps(login | {"event": "login"})]  # fmt: skip
-    others = [json.dumps(event | {"detail-type": "OrderPlaced", "detail": {"order": 7}}),
-              json.dumps({"event": "logout", "user_id": "u"}), json.dumps({"hello": 1})]  # fmt: skip
+    logins = [
+        json.dumps(event | {"detail-type": "UserLogin", "detail": login}),
+        json.dumps(login | {"event": "login"}),
+    ]
+    others = [
+        json.dumps(event | {"detail-type": "OrderPlaced", "detail": {"order": 7}}),
+        json.dumps({"event": "logout", "user_id": "u"}),
+        json.dumps({"hello": 1}),
+    ]
     queues.send(logins + others)
 
 
@@ -122,8 +130,11 @@ def test_a_bad_accept_rule_is_a_usage_error(queues, cli):
 def test_unknown_fields_are_counted_by_name_never_shown_by_value(queues, cli, db):
     secret = "someone@example.com"
     login = json.loads(VALID[0])
-    bodies = [json.dumps(login | {"email": secret, "plan": "pro"}),
-              json.dumps(json.loads(VALID[1]) | {"email": secret}), VALID[2]]  # fmt: skip
+    bodies = [
+        json.dumps(login | {"email": secret, "plan": "pro"}),
+        json.dumps(json.loads(VALID[1]) | {"email": secret}),
+        VALID[2],
+    ]
     queues.send(bodies)
     peeked = cli("peek", "--json")
     extra = sorted(tuple(m["extra_fields"]) for m in json.loads(peeked.stdout)["messages"])

@@ -127,8 +127,10 @@ def with_stream(request, example_env) -> dict:
     if "logins" not in kinesis.list_streams()["StreamNames"]:
         kinesis.create_stream(StreamName="logins", ShardCount=1)
         Stream(kinesis, "logins").wait_active()
-    return example_env | {"AWS_ENDPOINT_URL_KINESIS": endpoint,
-                          "DLQ_URL": example_env["LOGINETL_DLQ_URL"]}  # fmt: skip
+    return example_env | {
+        "AWS_ENDPOINT_URL_KINESIS": endpoint,
+        "DLQ_URL": example_env["LOGINETL_DLQ_URL"],
+    }
 
 
 STREAM_MISSING = "LOGINETL_TEST_NO_KINESIS"
@@ -136,6 +138,8 @@ STREAM_MISSING = "LOGINETL_TEST_NO_KINESIS"
 
 def runnable(line: str, env: dict) -> bool:
     return not (STREAM_MISSING in env and "--stream" in line)
+
+
 def ensure_role(admin_url: str, role: str) -> None:
     """A role that may already be there (roles are the server's, shared by every database)."""
     import psycopg2
@@ -155,12 +159,20 @@ def run_example(line: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
     queue, then SIGTERM, as a service manager stops it."""
     command = line.replace(".venv/bin/", f"{BIN}/")
     if "--follow" not in command:
-        return subprocess.run(["bash", "-c", command], env=env, cwd=cwd, capture_output=True,
-                              text=True, timeout=300)  # fmt: skip
+        return subprocess.run(
+            ["bash", "-c", command], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+        )
     out, err = cwd / "example.out", cwd / "example.err"
     with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen(["bash", "-c", f"exec {command}"], env=env, cwd=cwd,
-                                   stdout=stdout, stderr=stderr, text=True)  # fmt: skip
+        process = subprocess.Popen(
+            ["bash", "-c", f"exec {command}"],
+            env=env,
+            cwd=cwd,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+
     # Following once it has said so (a service logs its start; a stream, its shard's lease):
     # a SIGTERM before then would find no handler installed yet.
     def started() -> bool:
@@ -168,13 +180,15 @@ def run_example(line: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
         return "lease on shard" in said if "--stream" in command else "run started" in said
 
     try:
-        wait_until(lambda: process.poll() is not None or (depth(env) == 0 and started()),
-                   timeout=120)  # fmt: skip
+        wait_until(
+            lambda: process.poll() is not None or (depth(env) == 0 and started()), timeout=120
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
-    return subprocess.CompletedProcess(command, process.returncode, out.read_text(),
-                                       err.read_text())  # fmt: skip
+    return subprocess.CompletedProcess(
+        command, process.returncode, out.read_text(), err.read_text()
+    )
 
 
 def depth(env: dict) -> int:
@@ -203,8 +217,9 @@ def test_every_command_help_has_examples():
 @pytest.mark.slow  # every example again, end to end: about 20 s
 def test_every_help_example_runs_as_written(queues, db, with_stream, tmp_path):
     queues.send_sample()
-    subprocess.run(["loginetl", "init-db"], env=with_stream, cwd=tmp_path, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["loginetl", "init-db"], env=with_stream, cwd=tmp_path, check=True, capture_output=True
+    )
     unmask_example_row(db)
     for _, line in sorted(help_examples(), key=order):
         if runnable(line, with_stream):
@@ -266,5 +281,9 @@ def test_every_other_readme_example_runs_as_written(example_env, tmp_path):
         for line in run:
             assert_ran(run_example(line, env, tmp_path), line)
     finally:
-        subprocess.run([str(BIN / "loginetl-stack"), "down", "--purge"], cwd=tmp_path, env=env,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [str(BIN / "loginetl-stack"), "down", "--purge"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+        )

@@ -44,7 +44,7 @@ def test_a_message_the_dead_letter_queue_refuses_stays_on_the_source_queue(sqs, 
     queues = make_queues(sqs, visibility_timeout=1)
     sqs.set_queue_attributes(QueueUrl=queues.dlq_url, Attributes={"MaximumMessageSize": "1024"})
     too_big = json.dumps({"user_id": "u", "padding": "x" * 2000})  # invalid, and over 1 KiB
-    ids = queues.send(VALID[:5] + [too_big])
+    ids = queues.send([*VALID[:5], too_big])
 
     code, stdout, stderr = finish(
         start_loginetl("run", "--json", env=env_for(queues.url, database_url))
@@ -67,11 +67,12 @@ def test_a_dead_letter_queue_that_does_not_exist_fails_the_run_and_deletes_nothi
 ):
     init(database_url)
     queues = make_queues(sqs, redrive=False, visibility_timeout=1)
-    queues.send(VALID[:3] + ["not json"])
+    queues.send([*VALID[:3], "not json"])
     missing = f"{sqs_endpoint}/123456789012/no-such-dlq"
 
-    code, stdout, stderr = finish(start_loginetl(
-        "run", "--json", "--dlq-url", missing, env=env_for(queues.url, database_url)))  # fmt: skip
+    code, _, stderr = finish(
+        start_loginetl("run", "--json", "--dlq-url", missing, env=env_for(queues.url, database_url))
+    )
 
     assert code == 2
     assert f"{missing}: the queue does not exist" in stderr
@@ -122,7 +123,10 @@ def test_concurrent_init_db_runs_queue_on_the_lock_and_all_succeed(database_url,
 
     assert [code for code, _, _ in results] == [0] * 4, results
     with db.cursor() as cursor:
-        cursor.execute("SELECT relkind FROM pg_class WHERE relname IN ('user_logins', 'user_logins_message_ids') ORDER BY relname")  # fmt: skip
+        cursor.execute(
+            "SELECT relkind FROM pg_class"
+            " WHERE relname IN ('user_logins', 'user_logins_message_ids') ORDER BY relname"
+        )
         assert [kind for (kind,) in cursor.fetchall()] == ["p", "r"]
 
 
@@ -134,8 +138,18 @@ def test_concurrent_loaders_create_each_new_partition_once(sqs, database_url, db
     queues = [make_queues(sqs) for _ in range(3)]
     months = ["2025-01-15", "2025-02-15", "2025-03-15"]
     for index, queue in enumerate(queues):  # every loader needs every month, in its own order
-        queue.send([json.dumps(dict(json.loads(VALID[0]), user_id=f"u{index}-{n}",
-                                    create_date=months[(n + index) % 3])) for n in range(9)])  # fmt: skip
+        queue.send(
+            [
+                json.dumps(
+                    dict(
+                        json.loads(VALID[0]),
+                        user_id=f"u{index}-{n}",
+                        create_date=months[(n + index) % 3],
+                    )
+                )
+                for n in range(9)
+            ]
+        )
 
     with table_locked(database_url):  # all three reach their first insert before any proceeds
         processes = [
@@ -147,10 +161,15 @@ def test_concurrent_loaders_create_each_new_partition_once(sqs, database_url, db
     assert [code for code, _, _ in outcomes] == [0, 0, 0], outcomes
     assert len(rows(db)) == 27
     with db.cursor() as cursor:
-        cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                       "WHERE i.inhparent = 'user_logins'::regclass ORDER BY 1")  # fmt: skip
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'user_logins'::regclass ORDER BY 1"
+        )
         assert [name for (name,) in cursor.fetchall()] == [
-            "user_logins_2025_01", "user_logins_2025_02", "user_logins_2025_03"]  # fmt: skip
+            "user_logins_2025_01",
+            "user_logins_2025_02",
+            "user_logins_2025_03",
+        ]
 
 
 def test_endpoint_url_sends_every_call_to_the_endpoint_given(
@@ -184,8 +203,13 @@ def test_a_local_endpoint_needs_no_aws_credentials(queues, database_url, db, tmp
         "AWS_EC2_METADATA_DISABLED": "true",
         "HOME": str(tmp_path),
     }
-    process = subprocess.run([sys.executable, "-m", "loginetl", "run", "--json"], env=env,
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    process = subprocess.run(
+        [sys.executable, "-m", "loginetl", "run", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert process.returncode == 0, process.stderr
     assert json.loads(process.stdout)["loaded"] == 2 and len(rows(db)) == 2
@@ -195,13 +219,14 @@ def test_healthz_turns_503_when_receiving_stops(queues, database_url):
     init(database_url)
     settings = Settings(queue_url=queues.url, database_url=database_url)
     metrics = Metrics()
-    server = MetricsServer(metrics, "127.0.0.1", 0, sqs.client(settings), queues.url,
-                           database_url, stale_after=1.0)  # fmt: skip
+    server = MetricsServer(
+        metrics, "127.0.0.1", 0, sqs.client(settings), queues.url, database_url, stale_after=1.0
+    )
     try:
         metrics.polled(0)  # a receive happened just now
         assert scrape(server.port, "/healthz")[0] == 200
         wait_until(lambda: scrape(server.port, "/healthz")[0] == 503, timeout=10)
-        status, body = scrape(server.port, "/healthz")
+        _, body = scrape(server.port, "/healthz")
         assert "no receive for" in body
         metrics.polled(3)  # receiving again
         assert scrape(server.port, "/healthz")[0] == 200
@@ -218,8 +243,12 @@ def test_the_duplicate_and_error_counters_count(queues, database_url, db):
     process = Watched("run", "--follow", "--metrics-port", str(port), "--retry-for", "60", env=env)
     try:
         queues.send([VALID[0], VALID[0]], attributes=original)  # one message, delivered twice
-        wait_until(lambda: scrape(port, "/metrics")[0] == 200 and
-                   metric(scrape(port, "/metrics")[1], "loginetl_messages_loaded_total") == 1)  # fmt: skip
+        wait_until(
+            lambda: (
+                scrape(port, "/metrics")[0] == 200
+                and metric(scrape(port, "/metrics")[1], "loginetl_messages_loaded_total") == 1
+            )
+        )
         wait_until(
             lambda: metric(scrape(port, "/metrics")[1], "loginetl_messages_duplicate_total") == 1
         )

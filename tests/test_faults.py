@@ -38,9 +38,12 @@ def test_a_database_outage_mid_batch_is_retried_and_nothing_is_lost(queues, data
     queues.send_sample()
     proxy = proxy_for(database_url)
     process = Watched(
-        "run", "--json", "--batch-size", "10",
+        "run",
+        "--json",
+        "--batch-size",
+        "10",
         env=env_for(queues.url, through(proxy, database_url), LOGINETL_LOG_LEVEL="debug"),
-    )  # fmt: skip
+    )
     with table_locked(database_url):
         wait_until(lambda: waiting_on_lock(db))
         proxy.cut()  # the blocked connection drops, new ones are refused
@@ -70,14 +73,18 @@ def test_the_run_gives_up_after_retry_for_and_leaves_the_messages(queues, databa
     queues.send_sample()
     proxy = proxy_for(database_url)
     process = start_loginetl(
-        "run", "--retry-for", "3", "--batch-size", "10",
+        "run",
+        "--retry-for",
+        "3",
+        "--batch-size",
+        "10",
         env=env_for(queues.url, through(proxy, database_url)),
-    )  # fmt: skip
+    )
     with table_locked(database_url):
         wait_until(lambda: waiting_on_lock(db))
         proxy.cut()
 
-    code, stdout, stderr = finish(process)
+    code, _, stderr = finish(process)
 
     assert code == 1
     error_lines = [line for line in stderr.splitlines() if line.startswith("Error:")]
@@ -158,16 +165,20 @@ def test_a_second_signal_exits_at_once_without_deleting_anything(queues, databas
     wait_until(lambda: queues.count() == 100, timeout=10)
 
 
-def test_an_sqs_outage_after_commit_leaves_messages_that_a_rerun_deletes(sqs, sqs_endpoint, database_url, db):
+def test_an_sqs_outage_after_commit_leaves_messages_that_a_rerun_deletes(
+    sqs, sqs_endpoint, database_url, db
+):
     init(database_url)
     queues = make_queues(sqs, visibility_timeout=3)
     queues.send(valid_bodies()[:10])
     proxy = proxy_for(sqs_endpoint)
     queue_via_proxy = through(proxy, queues.url)
     process = start_loginetl(
-        "run", "--batch-size", "10",
+        "run",
+        "--batch-size",
+        "10",
         env=env_for(queue_via_proxy, database_url, AWS_MAX_ATTEMPTS="3"),  # fewer retries
-    )  # fmt: skip
+    )
     with table_locked(database_url):
         wait_until(lambda: waiting_on_lock(db))
         proxy.cut()  # SQS goes away while the batch is being committed
@@ -203,9 +214,15 @@ def test_throttling_slows_the_run_down_but_does_not_fail_it(cli, sqs, sqs_endpoi
     queues.send(valid_bodies()[:30])
     throttling = ThrottlingSqs(sqs_endpoint, throttle=1, every=3)
     try:
-        result = cli("run", "--json", "--batch-size", "10", env={
-            "LOGINETL_QUEUE_URL": queues.url.replace(sqs_endpoint, throttling.url),
-        })  # fmt: skip
+        result = cli(
+            "run",
+            "--json",
+            "--batch-size",
+            "10",
+            env={
+                "LOGINETL_QUEUE_URL": queues.url.replace(sqs_endpoint, throttling.url),
+            },
+        )
     finally:
         throttling.close()
 
@@ -222,7 +239,7 @@ def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load(cli, queu
         cursor.execute(
             "ALTER TABLE user_logins ADD CONSTRAINT no_bsd CHECK (device_type <> 'freebsd')"
         )
-    bodies = valid_bodies()[:9] + [json.dumps(dict(sample_messages()[0], device_type="freebsd"))]
+    bodies = [*valid_bodies()[:9], json.dumps(dict(sample_messages()[0], device_type="freebsd"))]
     queues.send(bodies)
 
     result = cli("run", "--json")
@@ -230,7 +247,7 @@ def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load(cli, queu
     summary = json.loads(result.stdout)
     assert summary["loaded"] == 9
     [reason] = summary["dead_lettered_by_reason"]
-    assert reason.startswith("database: new row for relation \"user_logins\" violates check")
+    assert reason.startswith('database: new row for relation "user_logins" violates check')
     [dead] = queues.drain(queues.dlq_url)
     assert json.loads(dead["Body"])["device_type"] == "freebsd"
 
@@ -243,17 +260,25 @@ def test_kill_9_at_random_points_loses_nothing_and_loads_nothing_twice(sqs, data
     queues = make_queues(sqs, visibility_timeout=1)
     sqs.set_queue_attributes(  # only crashes here, no redrive of valid messages
         QueueUrl=queues.url,
-        Attributes={"RedrivePolicy": json.dumps({
-            "deadLetterTargetArn": sqs.get_queue_attributes(
-                QueueUrl=queues.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
-            "maxReceiveCount": "1000"})},
-    )  # fmt: skip
+        Attributes={
+            "RedrivePolicy": json.dumps(
+                {
+                    "deadLetterTargetArn": sqs.get_queue_attributes(
+                        QueueUrl=queues.dlq_url, AttributeNames=["QueueArn"]
+                    )["Attributes"]["QueueArn"],
+                    "maxReceiveCount": "1000",
+                }
+            )
+        },
+    )
     rng = random.Random(20261124)
-    valid = [dict(m, user_id=f"user-{i}") for i, m in enumerate(sample_messages() * 3) if "user_id" in m]
+    valid = [
+        dict(m, user_id=f"user-{i}") for i, m in enumerate(sample_messages() * 3) if "user_id" in m
+    ]
     invalid = ["not json", "[]", json.dumps({"user_id": "x"})]
     bodies = [json.dumps(m) for m in valid] + invalid
     rng.shuffle(bodies)
-    ids = dict(zip(queues.send(bodies), bodies))
+    ids = dict(zip(queues.send(bodies), bodies, strict=True))
     env = env_for(queues.url, database_url, LOGINETL_WAIT_TIME="1")
 
     missing_at_kill = []
@@ -262,19 +287,27 @@ def test_kill_9_at_random_points_loses_nothing_and_loads_nothing_twice(sqs, data
         if round % 2:
             # Kill once a random number more rows are in: just after a commit, deletes pending.
             target = min(len(valid) - 1, len(rows(db)) + rng.randint(1, 60))
-            wait_until(lambda: len(rows(db)) >= target or process.poll() is not None, timeout=120)
+            wait_until(
+                lambda target=target, process=process: (
+                    len(rows(db)) >= target or process.poll() is not None
+                ),
+                timeout=120,
+            )
         else:
             # Kill with a batch in hand and more in the inbox, none of it committed.
             hidden = len(bodies) - visible(queues)
             with table_locked(database_url):
-                wait_until(lambda: waiting_on_lock(db) or process.poll() is not None)
-                wait_until(lambda: len(bodies) - visible(queues) >= hidden + 40)
+                wait_until(
+                    lambda process=process: waiting_on_lock(db) or process.poll() is not None
+                )
+                wait_until(lambda hidden=hidden: len(bodies) - visible(queues) >= hidden + 40)
                 process.kill()
         process.kill()
         process.communicate()
         missing_at_kill.append(len(valid) - len(rows(db)))
         wait_until(lambda: visible(queues) == queues.count(), timeout=30)  # all back on the queue
-    assert all(missing > 0 for missing in missing_at_kill), missing_at_kill  # every kill landed mid-run
+    # every kill landed mid-run
+    assert all(missing > 0 for missing in missing_at_kill), missing_at_kill
     assert process.returncode == -signal.SIGKILL
     deadline = time.monotonic() + 120
     while queues.count() and time.monotonic() < deadline:
@@ -287,7 +320,9 @@ def test_kill_9_at_random_points_loses_nothing_and_loads_nothing_twice(sqs, data
     expected_valid = {i for i, body in ids.items() if body not in invalid}
     assert sorted(r["sqs_message_id"] for r in loaded) == sorted(expected_valid)
     dead = queues.drain(queues.dlq_url)
-    originals = {m["MessageAttributes"]["loginetl-original-message-id"]["StringValue"] for m in dead}
+    originals = {
+        m["MessageAttributes"]["loginetl-original-message-id"]["StringValue"] for m in dead
+    }
     assert originals == {i for i, body in ids.items() if body in invalid}
 
 
@@ -295,12 +330,16 @@ def test_kill_9_at_random_points_loses_nothing_and_loads_nothing_twice(sqs, data
 def test_two_consumers_load_every_message_exactly_once(sqs, database_url, db):
     init(database_url)
     queues = make_queues(sqs)
-    valid = [dict(m, user_id=f"user-{i}") for i, m in enumerate(sample_messages() * 2) if "user_id" in m]
+    valid = [
+        dict(m, user_id=f"user-{i}") for i, m in enumerate(sample_messages() * 2) if "user_id" in m
+    ]
     ids = queues.send([json.dumps(m) for m in valid])
     env = env_for(queues.url, database_url)
 
     with table_locked(database_url):  # both hold a batch before either can commit one
-        processes = [start_loginetl("run", "--json", "--batch-size", "10", env=env) for _ in range(2)]
+        processes = [
+            start_loginetl("run", "--json", "--batch-size", "10", env=env) for _ in range(2)
+        ]
         wait_until(lambda: waiting_on_lock(db, 2))
     summaries = []
     for process in processes:

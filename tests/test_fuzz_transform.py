@@ -5,7 +5,7 @@ table) or a dead-letter reason; never an exception."""
 import json
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import hypothesis.strategies as st
 import psycopg2
@@ -19,7 +19,7 @@ from tests.support.data import MASK_KEY, sample_messages
 from tests.support.servers import own_database
 
 KEY = MaskKey(MASK_KEY)
-SENT = datetime(2026, 12, 2, tzinfo=timezone.utc)
+SENT = datetime(2026, 12, 2, tzinfo=UTC)
 GOOD = next(m for m in sample_messages() if "user_id" in m)
 FIELDS = ("user_id", "device_type", "ip", "device_id", "locale", "app_version", "create_date")
 REASON = re.compile(r"^(json|schema): \S")
@@ -27,25 +27,42 @@ REASON = re.compile(r"^(json|schema): \S")
 # Characters that have broken parsers and terminals: NUL, lone surrogates, bidi overrides and
 # isolates, the BOM and other zero-width ones, the line and paragraph separators, non-characters.
 HOSTILE_CHARACTERS = [
-    "\x00", "\ud800", "\udfff", "\u202e", "\u202d", "\u2066", "\u2067", "\u2069", "\u200f",
-    "\ufeff", "\u200b", "\u2028", "\u2029", "\ufffe", "\uffff", "\U0010ffff", "\x7f", "\x85",
-]  # fmt: skip
+    "\x00",
+    "\ud800",
+    "\udfff",
+    "\u202e",
+    "\u202d",
+    "\u2066",
+    "\u2067",
+    "\u2069",
+    "\u200f",
+    "\ufeff",
+    "\u200b",
+    "\u2028",
+    "\u2029",
+    "\ufffe",
+    "\uffff",
+    "\U0010ffff",
+    "\x7f",
+    "\x85",
+]
 hostile_text = st.text(
     alphabet=st.sampled_from(HOSTILE_CHARACTERS) | st.characters(), max_size=80
 ) | st.sampled_from(HOSTILE_CHARACTERS)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | hostile_text,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(hostile_text, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(hostile_text, children, max_size=4)
+    ),
     max_leaves=20,
 )
 addresses = st.ip_addresses().map(str) | st.sampled_from(
     ["1.2.3.4", "::ffff:1.2.3.4", "fe80::1%eth0", "1.2.3.4:80"]
 )
 field_values = json_values | addresses | st.integers(min_value=-(10**400), max_value=10**400)
-login_like = st.fixed_dictionaries(
-    {}, optional={name: field_values for name in FIELDS}
-).map(lambda fields: GOOD | fields)
+login_like = st.fixed_dictionaries({}, optional={name: field_values for name in FIELDS}).map(
+    lambda fields: GOOD | fields
+)
 
 
 def dumps(document, ascii_only: bool) -> str:

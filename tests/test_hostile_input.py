@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import hypothesis.strategies as st
 import psycopg2
@@ -20,17 +20,21 @@ from tests.support.data import MASK_KEY, rows, sample_messages
 from tests.support.servers import make_queues, own_database, unreachable
 
 KEY = MaskKey(MASK_KEY)
-SENT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+SENT = datetime(2026, 1, 1, tzinfo=UTC)
 FIELDS = ("user_id", "device_type", "ip", "device_id", "locale", "app_version", "create_date")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 field_values = st.one_of(
     json_values,
-    st.sampled_from(["1.2.3.4", "::1", "2001:db8::1", "999.0.0.1", "", "\u0000", "\ud800", "x" * 200]),
+    st.sampled_from(
+        ["1.2.3.4", "::1", "2001:db8::1", "999.0.0.1", "", "\u0000", "\ud800", "x" * 200]
+    ),
     st.text(alphabet=st.characters(codec="utf-8"), max_size=40),
 )
 login_like = st.dictionaries(st.sampled_from(FIELDS), field_values, max_size=len(FIELDS))
@@ -108,17 +112,18 @@ def test_the_named_corpus_through_a_real_run(cli, queues, db):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     loaded = {row["sqs_message_id"] for row in rows(db)}
-    assert loaded == {i for name, i in zip(names, ids) if name in LOADS}
+    assert loaded == {i for name, i in zip(names, ids, strict=True) if name in LOADS}
     assert summary["dead_lettered"] == len(CORPUS) - len(LOADS)
     dead = queues.drain(queues.dlq_url)
     reasons = {
-        m["MessageAttributes"]["loginetl-original-message-id"]["StringValue"]:
-        m["MessageAttributes"]["loginetl-reason"]["StringValue"]
+        m["MessageAttributes"]["loginetl-original-message-id"]["StringValue"]: m[
+            "MessageAttributes"
+        ]["loginetl-reason"]["StringValue"]
         for m in dead
-    }  # fmt: skip
-    assert set(reasons) == {i for name, i in zip(names, ids) if name not in LOADS}
+    }
+    assert set(reasons) == {i for name, i in zip(names, ids, strict=True) if name not in LOADS}
     assert all(reason for reason in reasons.values())
-    by_name = dict(zip(names, ids))
+    by_name = dict(zip(names, ids, strict=True))
     for name in SCHEMA_REFUSED:
         assert reasons[by_name[name]].startswith("schema: "), (name, reasons[by_name[name]])
     assert {m["Body"] for m in dead} == {CORPUS[n] for n in names if n not in LOADS}
@@ -126,7 +131,9 @@ def test_the_named_corpus_through_a_real_run(cli, queues, db):
     assert "Traceback" not in result.output
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(login_like.map(json.dumps) | st.text(max_size=50), min_size=5, max_size=15))
 def test_generated_bodies_through_a_real_run_are_each_loaded_or_dead_lettered(
     sqs, postgres_admin_url, bodies
@@ -151,7 +158,9 @@ def test_generated_bodies_through_a_real_run_are_each_loaded_or_dead_lettered(
         assert queues.count() == 0
         assert queues.count(queues.dlq_url) == summary["dead_lettered"]
         with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM user_logins WHERE sqs_message_id = ANY(%s)", (ids,))
+            cursor.execute(
+                "SELECT count(*) FROM user_logins WHERE sqs_message_id = ANY(%s)", (ids,)
+            )
             assert cursor.fetchone()[0] == summary["loaded"]
 
 
@@ -167,7 +176,12 @@ def test_logs_and_errors_never_show_secrets_or_raw_pii(queues, password_url, tmp
     }
     outputs = []
     for database in (with_password, unreachable(with_password)):
-        for args in (["init-db"], ["peek"], ["run", "--retry-for", "1"], ["run", "--json", "--retry-for", "1"]):
+        for args in (
+            ["init-db"],
+            ["peek"],
+            ["run", "--retry-for", "1"],
+            ["run", "--json", "--retry-for", "1"],
+        ):
             process = subprocess.run(
                 [sys.executable, "-m", "loginetl", *args],
                 env={**os.environ, **env, "LOGINETL_DATABASE_URL": database},

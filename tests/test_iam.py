@@ -26,9 +26,12 @@ STREAM_ROLES = {
 }
 # The last part of each ARN in the policies: which of the test's queues or stream it stands for.
 RESOURCES = {
-    "login-queue": "source", "login-queue-dlq": "dlq", "logins-dlq": "dlq", "stream/logins": "stream",
+    "login-queue": "source",
+    "login-queue-dlq": "dlq",
+    "logins-dlq": "dlq",
+    "stream/logins": "stream",
     "dbuser:db-LOGINETLEXAMPLE/loginetl_writer": "database",
-}  # fmt: skip
+}
 # Roles whose commands connect to PostgreSQL: with LOGINETL_DATABASE_IAM_AUTH=1 they sign in
 # with a token (rds-db:connect), which botocore signs locally: no API call to record.
 DATABASE_ROLES = ("service", "stream")
@@ -120,8 +123,17 @@ def test_the_stream_policies_grant_exactly_what_the_stream_commands_call(
     stream.put([*logins(3, "iam"), "{poison"], key="k")
     for command in (["peek"], ["run"], ["status"]):
         invoke(cli, queues, *command, "--stream", stream.name, env=env, stream=stream)
-    invoke(cli, queues, "replay-dlq", "--dlq-url", queues.dlq_url, "--to-stream", stream.name,
-           env=env, stream=stream)  # fmt: skip
+    invoke(
+        cli,
+        queues,
+        "replay-dlq",
+        "--dlq-url",
+        queues.dlq_url,
+        "--to-stream",
+        stream.name,
+        env=env,
+        stream=stream,
+    )
     assert queues.count(queues.dlq_url) == 0  # the poison record went back to the stream
     stream_calls = set().union(*(recorded[command] for command in STREAM_ROLES["stream"]))
     exactly("stream", stream_calls, granted(policy("stream")) - granted(policy("stream"), "rds-db"))
@@ -151,9 +163,10 @@ def test_policies_are_well_formed_with_no_wildcards(role):
 
 def test_the_service_policy_names_the_deployments_queue():
     deployment = next(
-        doc for doc in yaml.safe_load_all((ROOT / "deploy/kubernetes/deployment.yaml").read_text())
+        doc
+        for doc in yaml.safe_load_all((ROOT / "deploy/kubernetes/deployment.yaml").read_text())
         if doc["kind"] == "Deployment"
-    )  # fmt: skip
+    )
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     url = next(e["value"] for e in container["env"] if e["name"] == "LOGINETL_QUEUE_URL")
     account, name = url.rsplit("/", 2)[1:]

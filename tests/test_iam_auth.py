@@ -6,7 +6,7 @@ sign the same token)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import psycopg2
@@ -65,7 +65,7 @@ def test_a_fresh_iam_token_is_the_password_of_each_connection(iam_server, cli):
     assert without.exit_code == 1  # no password: the server checks one
     assert "password" in without.stderr
     for _ in range(5):  # the token and loginetl's connection must fall in the same second
-        wait_until(lambda: datetime.now(timezone.utc).microsecond < 200_000, timeout=2)
+        wait_until(lambda: datetime.now(UTC).microsecond < 200_000, timeout=2)
         token = token_for_this_second(server)
         with admin.cursor() as cursor:
             cursor.execute(f"ALTER ROLE {USER} PASSWORD %s", (token,))

@@ -22,8 +22,14 @@ def hmac_of(value: str) -> str:
 
 
 def test_extra_fields_are_stored_with_the_named_ones_masked(queues, cli, db):
-    extra = {"email": EMAIL, "phone": 4420, "plan": "pro", "score": 0,
-             "tags": [1e3, {"a": None}], "referrer": None}  # fmt: skip
+    extra = {
+        "email": EMAIL,
+        "phone": 4420,
+        "plan": "pro",
+        "score": 0,
+        "tags": [1e3, {"a": None}],
+        "referrer": None,
+    }
     body = json.dumps(LOGINS[0] | extra).replace('"score": 0', '"score": 2.50')
     queues.send([body, json.dumps(LOGINS[1])])
     assert cli("init-db").exit_code == 0
@@ -34,8 +40,14 @@ def test_extra_fields_are_stored_with_the_named_ones_masked(queues, cli, db):
     by_user = {row["user_id"]: row for row in rows(db)}
     kept = by_user[LOGINS[0]["user_id"]]["extra"]
     # Masked like ip: a string as itself, a number as its JSON text; the rest as sent.
-    assert kept == {"email": hmac_of(EMAIL), "phone": hmac_of("4420"), "plan": "pro",
-                    "score": 2.5, "tags": [1000, {"a": None}], "referrer": None}  # fmt: skip
+    assert kept == {
+        "email": hmac_of(EMAIL),
+        "phone": hmac_of("4420"),
+        "plan": "pro",
+        "score": 2.5,
+        "tags": [1000, {"a": None}],
+        "referrer": None,
+    }
     assert by_user[LOGINS[1]["user_id"]]["extra"] is None  # no extra field: no object
     with db.cursor() as cursor:
         cursor.execute("SELECT extra::text FROM user_logins WHERE extra IS NOT NULL")
@@ -54,8 +66,14 @@ def test_without_keep_extra_nothing_beyond_the_seven_is_stored(queues, cli, db):
 
 
 def test_the_extra_of_an_envelope_is_the_logins_not_the_envelopes(queues, cli, db):
-    event = {"version": "0", "id": "e", "detail-type": "UserLogin", "source": "app.auth",
-             "time": "2026-11-29T10:00:00Z", "detail": LOGINS[0] | {"email": EMAIL}}  # fmt: skip
+    event = {
+        "version": "0",
+        "id": "e",
+        "detail-type": "UserLogin",
+        "source": "app.auth",
+        "time": "2026-11-29T10:00:00Z",
+        "detail": LOGINS[0] | {"email": EMAIL},
+    }
     queues.send([json.dumps(event)])
     assert cli("init-db").exit_code == 0
     as_a_service = MASK_EXTRA | {"LOGINETL_KEEP_EXTRA": "1"}  # the flag from the environment
@@ -96,8 +114,10 @@ def test_extra_values_postgres_refuses_are_dead_lettered_the_rest_load(
     surrogate = {"email": "\ud800@example.com"}  # to be masked: not encodable
     overflow = {"big": 1}  # written below as a number no numeric holds
     deep = {"deep": 0}  # replaced below by nesting too deep to write back out
-    bodies = [json.dumps(LOGINS[i] | extra) for i, extra in
-              enumerate([nul, surrogate, overflow, deep, {"plan": "pro"}])]  # fmt: skip
+    bodies = [
+        json.dumps(LOGINS[i] | extra)
+        for i, extra in enumerate([nul, surrogate, overflow, deep, {"plan": "pro"}])
+    ]
     bodies[2] = bodies[2].replace('"big": 1', '"big": 1e999999')
     bodies[3] = bodies[3].replace('"deep": 0', '"deep": ' + "[" * 900 + "]" * 900)
     queues.send(bodies)
@@ -123,8 +143,13 @@ def test_status_counts_the_extra_fields_rows_keep_by_name_never_by_value(queues,
     assert cli("init-db").exit_code == 0
     before = json.loads(cli("status", "--json").stdout)["table"]["extra_fields"]
     assert before == {"rows": 0, "fields": {}, "other_names": 0}
-    queues.send([json.dumps(LOGINS[0] | {"email": EMAIL, "plan": "gold-tier"}),
-                 json.dumps(LOGINS[1] | {"email": EMAIL}), json.dumps(LOGINS[2])])  # fmt: skip
+    queues.send(
+        [
+            json.dumps(LOGINS[0] | {"email": EMAIL, "plan": "gold-tier"}),
+            json.dumps(LOGINS[1] | {"email": EMAIL}),
+            json.dumps(LOGINS[2]),
+        ]
+    )
     assert cli("run", "--keep-extra", env=MASK_EXTRA).exit_code == 0
     status = cli("status", "--json")
     extra = json.loads(status.stdout)["table"]["extra_fields"]

@@ -39,8 +39,10 @@ def verify(cli, *args, env: dict | None = None) -> tuple:
 def raw_file(tmp_path, ids: list[str], extras: list[dict]) -> str:
     """The messages as SQS gave them: each body with its message id, so rows are found by id."""
     path = tmp_path / "raw.json"
-    messages = [{"MessageId": message_id, "Body": json.dumps(LOGINS[i] | extra)}
-                for i, (message_id, extra) in enumerate(zip(ids, extras))]  # fmt: skip
+    messages = [
+        {"MessageId": message_id, "Body": json.dumps(LOGINS[i] | extra)}
+        for i, (message_id, extra) in enumerate(zip(ids, extras, strict=True))
+    ]
     path.write_text(json.dumps(messages))
     return str(path)
 
@@ -62,8 +64,10 @@ def test_named_fields_are_stored_masked_and_every_check_passes(queues, cli, db, 
     key = MaskKey(MASK_KEY, mode)
     by_id = {row["sqs_message_id"]: row for row in rows(db)}
     assert by_id[ids[0]]["extra"] == {
-        "email": key.mask(EMAIL), "phone": key.mask(str(PHONE)), "plan": "pro"
-    }  # fmt: skip
+        "email": key.mask(EMAIL),
+        "phone": key.mask(str(PHONE)),
+        "plan": "pro",
+    }
     assert by_id[ids[1]]["extra"] == {"email": None}  # nothing to hide
 
     result, checks = verify(cli, "--from-file", raw_file(tmp_path, ids, extras), env=env)
@@ -170,9 +174,11 @@ def test_rekey_moves_the_siv_extra_fields_with_the_row(queues, cli, db):
     by_id = {row["sqs_message_id"]: row for row in rows(db)}
     assert {row["mask_key_id"] for row in by_id.values()} == {new.key_id}
     assert by_id[ids[0]]["extra"] == {
-        "email": new.siv_mask(EMAIL), "phone": new.siv_mask(str(PHONE)), "note": lookalike,
+        "email": new.siv_mask(EMAIL),
+        "phone": new.siv_mask(str(PHONE)),
+        "note": lookalike,
         "score": 2.5,
-    }  # fmt: skip
+    }
     assert by_id[ids[1]]["extra"] is None
     with db.cursor() as cursor:
         cursor.execute("SELECT extra::text FROM user_logins WHERE sqs_message_id = %s", (ids[0],))
@@ -213,9 +219,7 @@ def test_a_table_without_the_extra_column_works_as_before(queues, cli, db):
     assert checks[EXTRA_CHECK]["status"] == "skip"
 
 
-def test_lookup_and_erase_find_a_person_by_an_extra_field_under_every_key_and_mode(
-    queues, cli, db
-):
+def test_lookup_and_erase_find_a_person_by_an_extra_field_under_every_key_and_mode(queues, cli, db):
     old = {"LOGINETL_MASK_KEY": OLD_SECRET}
     ring = MASK_EXTRA | {"LOGINETL_OLD_MASK_KEYS": OLD_SECRET}
     first = load(queues, cli, [{"email": EMAIL, "plan": "pro"}], MASK_EXTRA | old)  # hmac, old
@@ -249,9 +253,7 @@ def test_lookup_and_erase_find_a_person_by_an_extra_field_under_every_key_and_mo
     assert left == {second[1], third[0], fourth[0]}
 
 
-def test_lookup_by_an_extra_field_refuses_bad_input_in_one_line_without_echoing_it(
-    queues, cli, db
-):
+def test_lookup_by_an_extra_field_refuses_bad_input_in_one_line_without_echoing_it(queues, cli, db):
     assert cli("init-db").exit_code == 0
     for text, says in [
         ("alice@example.net", "--extra takes NAME=VALUE"),

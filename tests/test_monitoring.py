@@ -72,8 +72,11 @@ def test_metric_names_reads_selectors_and_skips_everything_else():
         ' or absent(up{job="loginetl"}) unless sum without (instance) (foo_total) / bool 2'
     )
     assert metric_names(expr) == {
-        "loginetl_batch_seconds_bucket", "rec:loginetl_x:rate5m", "up", "foo_total",
-    }  # fmt: skip
+        "loginetl_batch_seconds_bucket",
+        "rec:loginetl_x:rate5m",
+        "up",
+        "foo_total",
+    }
 
 
 def rule_groups() -> list[dict]:
@@ -188,9 +191,12 @@ def test_the_dashboard_has_the_panels_an_operator_needs():
     assert len({p["id"] for p in panels}) == len(panels)
     titles = {p["title"] for p in panels}
     assert {
-        "Messages per second", "Dead-lettered per second, by reason", "Queue depth",
-        "Batch latency", "Errors per second, by kind",
-    } <= titles  # fmt: skip
+        "Messages per second",
+        "Dead-lettered per second, by reason",
+        "Queue depth",
+        "Batch latency",
+        "Errors per second, by kind",
+    } <= titles
     # loginetl counts no SQS requests by action, so there is no such panel.
     assert not [t for t in titles if "request" in t.lower()]
     queries = [p for p in panels if p["type"] != "row"]
@@ -255,15 +261,24 @@ def test_every_metric_the_rules_and_dashboard_use_is_exposed_by_a_real_run(
     proxy = proxy_for(database_url)  # cut once below, so loginetl_errors_total has a series
     port = free_port()
     process = start_loginetl(
-        "run", "--follow", "--wait-time", "1", "--metrics-port", str(port),
-        "--metrics-host", "127.0.0.1", env=env_for(queues.url, through(proxy, database_url)),
-    )  # fmt: skip
+        "run",
+        "--follow",
+        "--wait-time",
+        "1",
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
+        env=env_for(queues.url, through(proxy, database_url)),
+    )
     try:
         wait_until(lambda: scrape(port, "/healthz") == (200, "ok\n"))
-        queues.send(valid_bodies()[:3] + ["not json"])  # three rows, one dead letter
+        queues.send([*valid_bodies()[:3], "not json"])  # three rows, one dead letter
         wait_until(
-            lambda: 'loginetl_messages_dead_lettered_total{reason="json"}'
-            in scrape(port, "/metrics")[1]
+            lambda: (
+                'loginetl_messages_dead_lettered_total{reason="json"}'
+                in scrape(port, "/metrics")[1]
+            )
         )
         proxy.cut()
         queues.send(valid_bodies()[3:4])
@@ -306,9 +321,15 @@ def first_scrape(args: list[str], env: dict) -> str:
     received, nothing failed yet."""
     port = free_port()
     process = start_loginetl(
-        "run", "--follow", *args, "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+        "run",
+        "--follow",
+        *args,
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
         env=env,
-    )  # fmt: skip
+    )
     try:
         wait_until(lambda: scrape(port, "/metrics")[0] == 200 or process.poll() is not None)
         assert process.poll() is None, process.stderr.read()
@@ -333,9 +354,10 @@ def test_every_series_the_rules_use_exists_from_the_first_scrape(source, request
     text = first_scrape(args, env)
     samples = {
         (s.name, *label): s.value
-        for f in text_string_to_metric_families(text) for s in f.samples
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
         for label in (s.labels.items() or [("", "")])
-    }  # fmt: skip
+    }
     names = {name for name, *_ in samples}
     assert sorted(used_names() - names) == []
     used = used_label_values()

@@ -26,21 +26,37 @@ WHEELHOUSE = ROOT / ".wheelhouse"
 def built(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("dist")
     done = subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--sdist", "--outdir",
-         str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--no-isolation",
+            "--wheel",
+            "--sdist",
+            "--outdir",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return {kind: next(out.glob(pattern)) for kind, pattern in (("wheel", "*.whl"),
-                                                                ("sdist", "*.tar.gz"))}  # fmt: skip
+    return {
+        kind: next(out.glob(pattern))
+        for kind, pattern in (("wheel", "*.whl"), ("sdist", "*.tar.gz"))
+    }
 
 
 def test_the_wheel_and_sdist_carry_the_package_and_its_data(built):
     names = zipfile.ZipFile(built["wheel"]).namelist()
     assert "loginetl/data/sample_data.json" in names and "loginetl/cli/run.py" in names
     assert not [name for name in names if name.startswith(("tests/", "benchmarks/"))]
-    metadata = zipfile.ZipFile(built["wheel"]).read(
-        next(n for n in names if n.endswith(".dist-info/METADATA"))
-    ).decode()
+    metadata = (
+        zipfile.ZipFile(built["wheel"])
+        .read(next(n for n in names if n.endswith(".dist-info/METADATA")))
+        .decode()
+    )
     assert f"Version: {version('loginetl')}" in metadata
     lines = metadata.splitlines()
     requires = [line.split(";")[0] for line in lines if line.startswith("Requires-Dist")]
@@ -59,37 +75,71 @@ def test_the_wheel_alone_installs_beside_another_boto3_and_peeks_a_queue(built, 
     home = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(home)
     python = home / "bin" / "python"
-    install = [str(python), "-m", "pip", "install", "--quiet", "--no-index", "--find-links",
-               str(WHEELHOUSE)]  # fmt: skip
+    install = [
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-index",
+        "--find-links",
+        str(WHEELHOUSE),
+    ]
     subprocess.run([*install, "boto3==1.44.*"], check=True, timeout=300)
     subprocess.run([*install, str(built["wheel"])], check=True, timeout=300)
-    boto3 = subprocess.run([str(python), "-c", "import boto3; print(boto3.__version__)"],
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    boto3 = subprocess.run(
+        [str(python), "-c", "import boto3; print(boto3.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert boto3.startswith("1.44.")  # kept: the wheel's range admits it
     subprocess.run([*install, "twine"], check=True, timeout=300)
-    checked = subprocess.run([str(python), "-m", "twine", "check", "--strict",
-                              str(built["wheel"]), str(built["sdist"])],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    checked = subprocess.run(
+        [str(python), "-m", "twine", "check", "--strict", str(built["wheel"]), str(built["sdist"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     loginetl = home / "bin" / "loginetl"
     outside = tmp_path / "elsewhere"  # no checkout on the path
     outside.mkdir()
     for args, expected in ((["--version"], version("loginetl")), (["--help"], "Usage: loginetl")):
-        done = subprocess.run([str(loginetl), *args], cwd=outside, capture_output=True,
-                              text=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [str(loginetl), *args], cwd=outside, capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0 and expected in done.stdout, done.stderr
     sample = subprocess.run(
-        [str(python), "-c", "import json; from importlib.resources import files; "
-         "print(len(json.loads((files('loginetl') / 'data' / 'sample_data.json').read_text())))"],
-        cwd=outside, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            str(python),
+            "-c",
+            "import json; from importlib.resources import files; "
+            "print(len(json.loads((files('loginetl') / 'data' / 'sample_data.json').read_text())))",
+        ],
+        cwd=outside,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert sample.strip() == "100"
     queues.send([json.dumps({"user_id": "u", "ip": "203.0.113.9"})])
-    env = {"LOGINETL_QUEUE_URL": queues.url, "LOGINETL_MASK_KEY": MASK_KEY, "PATH": "/usr/bin",
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
-    peeked = subprocess.run([str(loginetl), "peek", "--json"], cwd=outside, env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    env = {
+        "LOGINETL_QUEUE_URL": queues.url,
+        "LOGINETL_MASK_KEY": MASK_KEY,
+        "PATH": "/usr/bin",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    peeked = subprocess.run(
+        [str(loginetl), "peek", "--json"],
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert peeked.returncode == 0, peeked.stderr
     [message] = json.loads(peeked.stdout)["messages"]
     assert message["verdict"].startswith("schema: missing required field")

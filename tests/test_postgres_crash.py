@@ -51,11 +51,23 @@ def test_postgres_crashing_twice_under_load_loses_and_doubles_nothing(queues):
         assert init.finish()[0] == 0
         sent += queues.send(VALID * 2)  # the backlog: 198 messages
         service = Watched(
-            "run", "--follow", "--metrics-port", str(port), "--batch-size", "10",
-            "--wait-time", "1", "--retry-for", "600", env=env,
-        )  # fmt: skip
+            "run",
+            "--follow",
+            "--metrics-port",
+            str(port),
+            "--batch-size",
+            "10",
+            "--wait-time",
+            "1",
+            "--retry-for",
+            "600",
+            env=env,
+        )
         for outage, rows_before_crash in ((1, 40), (2, 120)):
-            wait_until(lambda: loaded(url)[0] >= rows_before_crash, timeout=120)
+            wait_until(
+                lambda rows_before_crash=rows_before_crash: loaded(url)[0] >= rows_before_crash,
+                timeout=120,
+            )
             assert healthz(port) == 200
             server.crash()
             sent += queues.send(VALID)  # more arrive while it is down
@@ -79,5 +91,8 @@ def test_postgres_crashing_twice_under_load_loses_and_doubles_nothing(queues):
     outages = [line for line in said.splitlines() if "loginetl.database" in line]
     assert len(outages) == 4, outages  # per outage: one line as it starts, one as it ends
     assert [("unavailable (" in line, "available again after" in line) for line in outages] == [
-        (True, False), (False, True), (True, False), (False, True)
+        (True, False),
+        (False, True),
+        (True, False),
+        (False, True),
     ]

@@ -33,9 +33,13 @@ def load_days(cli, queues, days: list[date], per_day: int) -> None:
 
 @pytest.mark.parametrize(
     "age, cutoff",
-    [("90d", TODAY - timedelta(days=90)), ("12w", TODAY - timedelta(weeks=12)),
-     ("2026-03-01", date(2026, 3, 1)), (" 7d ", TODAY - timedelta(days=7))],
-)  # fmt: skip
+    [
+        ("90d", TODAY - timedelta(days=90)),
+        ("12w", TODAY - timedelta(weeks=12)),
+        ("2026-03-01", date(2026, 3, 1)),
+        (" 7d ", TODAY - timedelta(days=7)),
+    ],
+)
 def test_ages_and_dates(age, cutoff):
     assert retention.cutoff_for(age, TODAY) == cutoff
 
@@ -51,13 +55,17 @@ def test_a_bad_age_exits_2_with_one_line(cli, age):
 
 @pytest.mark.parametrize("partition_by", [None, "month"])
 def test_without_yes_it_counts_with_yes_it_deletes(cli, queues, db, partition_by):
-    assert cli("init-db", *(["--partition-by", partition_by] if partition_by else [])).exit_code == 0
+    assert (
+        cli("init-db", *(["--partition-by", partition_by] if partition_by else [])).exit_code == 0
+    )
     load_days(cli, queues, DAYS, per_day=4)
     counted = cli("prune", "--older-than", "2026-03-01", "--json")
     assert counted.exit_code == 0, counted.output
     assert json.loads(counted.stdout) == {
-        "database": json.loads(counted.stdout)["database"], "cutoff": "2026-03-01", "matched": 8,
-    }  # fmt: skip
+        "database": json.loads(counted.stdout)["database"],
+        "cutoff": "2026-03-01",
+        "matched": 8,
+    }
     assert len(rows(db)) == 20  # nothing deleted
 
     pruned = cli("prune", "--older-than", "2026-03-01", "--yes", "--json")
@@ -121,9 +129,14 @@ def test_prune_is_safe_while_run_loads(cli, queues, db, partition_by):
     old_days = [date(2025, month, 1) for month in range(1, 7)]
     load_days(cli, queues, old_days, per_day=30)
     follower = Watched(
-        "run", "--follow", "--wait-time", "1", "--batch-size", "5",
+        "run",
+        "--follow",
+        "--wait-time",
+        "1",
+        "--batch-size",
+        "5",
         env=env_for(queues.url, db.url),
-    )  # fmt: skip
+    )
     try:
         valid = [m for m in sample_messages() if "user_id" in m]
         new = [json.dumps(m | {"create_date": "2026-11-30"}) for m in valid]

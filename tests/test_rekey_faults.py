@@ -64,7 +64,7 @@ def test_rekey_while_run_loads(database_url, db, queues):
 
     run = start_loginetl("run", "--batch-size", "10", "--json", env=env)
     rekey = start_loginetl("rekey", "--batch-size", "1", "--json", env=env)  # slow: overlaps
-    rekey_out, rekey_err = rekey.communicate(timeout=120)
+    _, rekey_err = rekey.communicate(timeout=120)
     run_out, run_err = run.communicate(timeout=120)
     assert rekey.returncode == 0 and run.returncode == 0, rekey_err + run_err
     assert json.loads(run_out)["loaded"] == 300

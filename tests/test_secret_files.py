@@ -40,7 +40,10 @@ def test_the_key_ring_reads_its_retired_keys_from_a_file_one_per_line_or_comma_s
 
     old, older = "old-key-one-0123456789", "old-key-two-0123456789"
     (tmp_path / "old-keys").write_text(f"{old}\n{older}\n")
-    environ = {"LOGINETL_MASK_KEY": MASK_KEY, "LOGINETL_OLD_MASK_KEYS_FILE": str(tmp_path / "old-keys")}
+    environ = {
+        "LOGINETL_MASK_KEY": MASK_KEY,
+        "LOGINETL_OLD_MASK_KEYS_FILE": str(tmp_path / "old-keys"),
+    }
     ring = key_ring_from_env(environ)
     assert [key.key_id for key in ring.retired] == [MaskKey(old).key_id, MaskKey(older).key_id]
     assert config.redact(f"{old} {older}") == "*** ***"
@@ -76,7 +79,10 @@ def test_run_reads_the_mask_key_and_the_database_url_from_files(cli, queues, db,
 
 def test_the_database_url_flag_wins_over_the_file(cli, db, tmp_path):
     (tmp_path / "database-url").write_text("postgresql://nobody@127.0.0.1:1/none\n")
-    env = {"LOGINETL_DATABASE_URL": None, "LOGINETL_DATABASE_URL_FILE": str(tmp_path / "database-url")}
+    env = {
+        "LOGINETL_DATABASE_URL": None,
+        "LOGINETL_DATABASE_URL_FILE": str(tmp_path / "database-url"),
+    }
     assert cli("init-db", "--database-url", db.url, env=env).exit_code == 0
     refused = cli("init-db", env=env)
     assert refused.exit_code == 1 and "127.0.0.1:1/none" in refused.stderr
@@ -120,9 +126,13 @@ def test_a_password_read_from_a_file_never_shows(cli, password_url, tmp_path):
     parts = url.rpartition("/")
     (tmp_path / "database-url").write_text(f"{parts[0]}/no_such_database_here\n")
     result = cli(
-        "status", "--json",
-        env={"LOGINETL_DATABASE_URL": None, "LOGINETL_DATABASE_URL_FILE": str(tmp_path / "database-url")},
-    )  # fmt: skip
+        "status",
+        "--json",
+        env={
+            "LOGINETL_DATABASE_URL": None,
+            "LOGINETL_DATABASE_URL_FILE": str(tmp_path / "database-url"),
+        },
+    )
     assert result.exit_code == 1
     assert "no_such_database_here" in result.output
     assert password not in result.output

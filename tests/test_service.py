@@ -4,7 +4,7 @@ JSON logs, and the table partitioned by month."""
 import json
 import signal
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from loginetl import database, load, schema
 from loginetl.masking import MaskKey
@@ -18,11 +18,22 @@ def test_follow_loads_as_messages_arrive_with_metrics_and_json_logs(queues, data
     init(database_url)
     port = free_port()
     process = start_loginetl(
-        "--log-format", "json", "--log-level", "info",
-        "run", "--follow", "--wait-time", "1", "--batch-size", "10",
-        "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+        "run",
+        "--follow",
+        "--wait-time",
+        "1",
+        "--batch-size",
+        "10",
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
         env=env_for(queues.url, database_url),
-    )  # fmt: skip
+    )
     wait_until(lambda: scrape(port, "/healthz") == (200, "ok\n"))
 
     bodies = [json.dumps(m) for m in sample_messages()[:30]]
@@ -65,9 +76,16 @@ def test_healthz_fails_while_the_database_is_away(queues, database_url, db):
     proxy = proxy_for(database_url)
     port = free_port()
     process = start_loginetl(
-        "run", "--follow", "--wait-time", "1", "--metrics-port", str(port),
-        "--metrics-host", "127.0.0.1", env=env_for(queues.url, through(proxy, database_url)),
-    )  # fmt: skip
+        "run",
+        "--follow",
+        "--wait-time",
+        "1",
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
+        env=env_for(queues.url, through(proxy, database_url)),
+    )
     try:
         wait_until(lambda: scrape(port, "/healthz")[0] == 200)
         proxy.cut()
@@ -124,8 +142,9 @@ def test_a_table_partitioned_by_month_gets_partitions_on_demand_and_stays_idempo
 
     assert (summary["loaded"], summary["duplicates"]) == (4, 1)
     assert [p for p in partitions(db) if p.startswith("user_logins_2026_0")][:2] == [
-        "user_logins_2026_01", "user_logins_2026_02",
-    ]  # fmt: skip
+        "user_logins_2026_01",
+        "user_logins_2026_02",
+    ]
     assert sorted(r["user_id"] for r in rows(db)) == ["feb", "feb2", "jan", "replayed"]
 
     # The same message again later (a replay with a new sent day): still one row.
@@ -147,7 +166,10 @@ def test_a_replay_sent_on_another_day_stays_one_row_in_a_partitioned_table(cli, 
     connection = database.connect(db.url)
     try:
         table = schema.describe(connection)
-        first_sent, replayed = datetime(2026, 1, 31, 23, tzinfo=timezone.utc), datetime(2026, 3, 2, tzinfo=timezone.utc)
+        first_sent, replayed = (
+            datetime(2026, 1, 31, 23, tzinfo=UTC),
+            datetime(2026, 3, 2, tzinfo=UTC),
+        )
         first = load.insert(connection, [to_row(body, key, "orig-7", first_sent)], table)
         again = load.insert(connection, [to_row(body, key, "orig-7", replayed)], table)
     finally:

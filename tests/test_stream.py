@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import signal
+from datetime import UTC
 
 import psycopg2
 import pytest
@@ -32,7 +33,9 @@ def test_loads_each_record_once_under_its_stream_shard_and_sequence(stream_env, 
     summary = run_stream(stream_env, stream)
     assert (summary["received"], summary["loaded"], summary["duplicates"]) == (SAMPLE, VALID, 0)
     assert summary["dead_lettered"] == 1
-    assert summary["stream"] == stream.name and summary["stopped_because"] == "stream read to its tip"
+    assert (
+        summary["stream"] == stream.name and summary["stopped_because"] == "stream read to its tip"
+    )
     ids = {row["sqs_message_id"] for row in rows(db)}
     shards = [shard["ShardId"] for shard in stream.shards()]
     assert len(ids) == VALID and ids <= {
@@ -60,8 +63,9 @@ def test_the_default_batch_is_one_full_read_and_an_explicit_size_wins(stream_env
     assert invoke(stream_env, "init-db").exit_code == 0
     sizes = []
     for args, env in (((), {}), (("--batch-size", "7"), {}), ((), {"LOGINETL_BATCH_SIZE": "9"})):
-        process = start_loginetl("--log-format", "json", "run", "--stream", stream.name, *args,
-                                 env=stream_env | env)  # fmt: skip
+        process = start_loginetl(
+            "--log-format", "json", "run", "--stream", stream.name, *args, env=stream_env | env
+        )
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
         start = json.loads(stderr.splitlines()[0])
@@ -153,8 +157,9 @@ def make_fresh_stream(stream):
 
 def test_follow_stops_on_sigterm_with_what_it_has_committed(stream_env, stream, db):
     assert invoke(stream_env, "init-db").exit_code == 0
-    watched = Watched("--log-format", "json", "run", "--stream", stream.name, "--follow",
-                      "--json", env=stream_env)  # fmt: skip
+    watched = Watched(
+        "--log-format", "json", "run", "--stream", stream.name, "--follow", "--json", env=stream_env
+    )
     watched.wait_for('"lease_taken"', times=2)
     stream.put_sample()
     wait_until(lambda: len(rows(db)) == VALID, timeout=60)
@@ -179,27 +184,36 @@ def test_a_stalled_holders_late_commit_fails(stream_env, stream, database_url, d
     table = schema.require_ready(connection)
     row = load_row("late-row")
     with pytest.raises(LeaseLost, match="taken by another process"):
-        load.insert(connection, [row], table,
-                    lambda c, r: checkpoint(c, stream.name, "stalled", {shard: (1, -1)}))  # fmt: skip
+        load.insert(
+            connection,
+            [row],
+            table,
+            lambda c, r: checkpoint(c, stream.name, "stalled", {shard: (1, -1)}),
+        )
     assert rows(db) == []
-    load.insert(connection, [row], table,
-                lambda c, r: checkpoint(c, stream.name, "taker", {shard: (1, -1)}))  # fmt: skip
+    load.insert(
+        connection, [row], table, lambda c, r: checkpoint(c, stream.name, "taker", {shard: (1, -1)})
+    )
     assert [r["sqs_message_id"] for r in rows(db)] == ["late-row"]
     with pytest.raises(LeaseLost, match="already past"):  # never backwards
-        load.insert(connection, [load_row("older")], table,
-                    lambda c, r: checkpoint(c, stream.name, "taker", {shard: (0, -1)}))  # fmt: skip
+        load.insert(
+            connection,
+            [load_row("older")],
+            table,
+            lambda c, r: checkpoint(c, stream.name, "taker", {shard: (0, -1)}),
+        )
     connection.close()
     stale.close(), taker.close()
 
 
 def load_row(message_id: str):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from loginetl import transform
     from loginetl.masking import MaskKey
 
     body = json.dumps(sample_messages()[0])
-    return transform.to_row(body, MaskKey("k" * 32), message_id, datetime.now(timezone.utc))
+    return transform.to_row(body, MaskKey("k" * 32), message_id, datetime.now(UTC))
 
 
 @pytest.mark.slow  # two processes and a lease stolen twice: about 20 s
@@ -235,8 +249,11 @@ def test_two_processes_share_the_shards(kinesis, stream_env, db):
 def leases_expired(db, stream) -> None:
     def expired() -> bool:
         with db.cursor() as cursor:
-            cursor.execute(f"SELECT count(*) FROM {SHARDS} WHERE stream = %s "
-                           "AND lease_expires > clock_timestamp()", (stream.name,))  # fmt: skip
+            cursor.execute(
+                f"SELECT count(*) FROM {SHARDS} WHERE stream = %s "
+                "AND lease_expires > clock_timestamp()",
+                (stream.name,),
+            )
             return cursor.fetchone()[0] == 0
 
     wait_until(expired, timeout=30)
@@ -255,19 +272,25 @@ def test_kill_9_at_random_points_loses_nothing_and_doubles_nothing(kinesis, stre
     # 20 ms round trips to the database, as to RDS in another zone: a batch takes a while to
     # commit, so the kills land mid-run rather than after a run already done.
     proxy = proxy_for(stream_env["LOGINETL_DATABASE_URL"], delay=0.01)
-    far = stream_env | {"LOGINETL_DATABASE_URL": through(proxy, stream_env["LOGINETL_DATABASE_URL"])}
-    bodies = logins(300, "kill") + ["{poison", b"\xff\xfe"]
+    far = stream_env | {
+        "LOGINETL_DATABASE_URL": through(proxy, stream_env["LOGINETL_DATABASE_URL"])
+    }
+    bodies = [*logins(300, "kill"), "{poison", b"\xff\xfe"]
     random.Random(17).shuffle(bodies)
     stream.put(bodies)
     assert invoke(stream_env, "init-db").exit_code == 0
     rng = random.Random(20261202)
-    for round_number in range(3):
+    for _ in range(3):
         leases_expired(db, stream)  # each round starts from free leases
         before = len(rows(db))
-        process = start_loginetl("run", "--stream", stream.name, "--batch-size", "7",
-                                 env=far)  # fmt: skip
+        process = start_loginetl("run", "--stream", stream.name, "--batch-size", "7", env=far)
         target = before + rng.randint(8, 40)
-        wait_until(lambda: len(rows(db)) >= target or process.poll() is not None, timeout=60)
+        wait_until(
+            lambda target=target, process=process: (
+                len(rows(db)) >= target or process.poll() is not None
+            ),
+            timeout=60,
+        )
         process.kill()
         process.wait()
         assert process.returncode == -signal.SIGKILL, process.stderr.read()  # killed mid-run
@@ -280,9 +303,7 @@ def test_kill_9_at_random_points_loses_nothing_and_doubles_nothing(kinesis, stre
     assert {r["user_id"] for r in rows(db)} == {f"kill-{i:04d}" for i in range(300)}
 
 
-def test_children_are_read_after_their_parents_through_a_split_and_a_merge(
-    kinesis, stream_env, db
-):
+def test_children_are_read_after_their_parents_through_a_split_and_a_merge(kinesis, stream_env, db):
     from tests.support.servers import make_stream
 
     stream = make_stream(kinesis, 1)
@@ -290,21 +311,37 @@ def test_children_are_read_after_their_parents_through_a_split_and_a_merge(
     [parent] = stream.shards()
     stream.put(logins(30, "a"), key="one-user")
     low, high = (int(parent["HashKeyRange"][end]) for end in ("StartingHashKey", "EndingHashKey"))
-    kinesis.split_shard(StreamName=stream.name, ShardToSplit=parent["ShardId"],
-                        NewStartingHashKey=str((low + high) // 2))  # fmt: skip
+    kinesis.split_shard(
+        StreamName=stream.name,
+        ShardToSplit=parent["ShardId"],
+        NewStartingHashKey=str((low + high) // 2),
+    )
     stream.wait_active()
     stream.put(logins(30, "b"), key="one-user")  # to a child: the parent is closed
-    watched = Watched("--log-format", "json", "run", "--stream", stream.name, "--follow",
-                      "--json", "--batch-size", "4", env=stream_env)  # fmt: skip
+    watched = Watched(
+        "--log-format",
+        "json",
+        "run",
+        "--stream",
+        stream.name,
+        "--follow",
+        "--json",
+        "--batch-size",
+        "4",
+        env=stream_env,
+    )
     wait_until(lambda: len(rows(db)) == 60)
-    children = [s["ShardId"] for s in stream.shards() if s.get("ParentShardId") == parent["ShardId"]]
-    kinesis.merge_shards(StreamName=stream.name, ShardToMerge=children[0],
-                         AdjacentShardToMerge=children[1])  # fmt: skip
+    children = [
+        s["ShardId"] for s in stream.shards() if s.get("ParentShardId") == parent["ShardId"]
+    ]
+    kinesis.merge_shards(
+        StreamName=stream.name, ShardToMerge=children[0], AdjacentShardToMerge=children[1]
+    )
     stream.wait_active()
     stream.put(logins(30, "c"), key="one-user")  # during the run, to the merged shard
     wait_until(lambda: len(rows(db)) == 90)
     watched.process.send_signal(signal.SIGTERM)
-    code, out, err = watched.finish()
+    code, _, err = watched.finish()
     assert code == 0, err
     table = shard_table(db, stream)
     [merged] = [s for s in stream.shards() if s.get("AdjacentParentShardId")]
@@ -312,12 +349,15 @@ def test_children_are_read_after_their_parents_through_a_split_and_a_merge(
     assert all(table[child]["state"] == "finished" for child in children)
     assert table[merged["ShardId"]]["state"] == "open"
     with db.cursor() as cursor:  # each batch is one transaction: its xmin orders the commits
-        cursor.execute("SELECT left(user_id, 1), min(xmin::text::bigint), max(xmin::text::bigint) "
-                       "FROM user_logins GROUP BY 1 ORDER BY 1")  # fmt: skip
+        cursor.execute(
+            "SELECT left(user_id, 1), min(xmin::text::bigint), max(xmin::text::bigint) "
+            "FROM user_logins GROUP BY 1 ORDER BY 1"
+        )
         (_, _, a_last), (_, b_first, b_last), (_, c_first, _) = cursor.fetchall()
     assert a_last < b_first and b_last < c_first  # in order, for the one partition key
-    finished_at = [json.loads(line).get("shard") for line in err.splitlines()
-                   if '"shard_finished"' in line]  # fmt: skip
+    finished_at = [
+        json.loads(line).get("shard") for line in err.splitlines() if '"shard_finished"' in line
+    ]
     assert finished_at[:1] == [parent["ShardId"]]
 
 
@@ -339,7 +379,7 @@ def test_an_aggregated_record_loads_as_its_user_records(stream_env, stream, db):
 
 
 def test_status_and_peek_show_the_stream_changing_nothing(stream_env, stream, queues, db):
-    stream.put(logins(3, "seen") + ["{poison"], key="k")
+    stream.put([*logins(3, "seen"), "{poison"], key="k")
     assert invoke(stream_env, "init-db").exit_code == 0
     peeked = invoke(stream_env, "peek", "--stream", stream.name, "--json")
     assert peeked.exit_code == 0, peeked.output
@@ -359,9 +399,17 @@ def test_status_and_peek_show_the_stream_changing_nothing(stream_env, stream, qu
     assert {shard["state"] for shard in shards.values()} == {"open"}
     [read] = [s for s in summary["shards"] if s["checkpoint"]]
     assert shards[read["id"]]["checkpoint"] == read["checkpoint"]
-    assert set(shards[read["id"]]) == {"id", "parent", "state", "owner", "checkpoint",
-                                       "lease_expires", "renewed_seconds_ago", "stale",
-                                       "behind"}  # fmt: skip
+    assert set(shards[read["id"]]) == {
+        "id",
+        "parent",
+        "state",
+        "owner",
+        "checkpoint",
+        "lease_expires",
+        "renewed_seconds_ago",
+        "stale",
+        "behind",
+    }
     table = invoke(stream_env | {"COLUMNS": "80"}, "status", "--stream", stream.name)
     assert table.exit_code == 0 and read["checkpoint"] in table.stdout.replace("\n", "")
     assert "…" not in table.stdout
@@ -373,8 +421,9 @@ def test_metrics_show_the_shards_held_and_how_far_behind(stream_env, stream, db)
 
     port = free_port()
     assert invoke(stream_env, "init-db").exit_code == 0
-    watched = Watched("run", "--stream", stream.name, "--follow", "--metrics-port", str(port),
-                      env=stream_env)  # fmt: skip
+    watched = Watched(
+        "run", "--stream", stream.name, "--follow", "--metrics-port", str(port), env=stream_env
+    )
     watched.wait_for("lease on shard", times=2)
     stream.put(logins(5, "m"))
     wait_until(lambda: len(rows(db)) == 5)
@@ -390,7 +439,7 @@ def test_metrics_show_the_shards_held_and_how_far_behind(stream_env, stream, db)
 def test_replay_to_the_stream_loads_a_record_loaded_before_once(stream_env, stream, queues, db):
     """A dead-lettered record put back on the stream keeps its identity (in its partition
     key): one loaded before is a duplicate, one never loaded loads under its first identity."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from loginetl.stream.checkpoints import dead_letter_entry
     from loginetl.stream.client import StreamRecord
@@ -400,7 +449,7 @@ def test_replay_to_the_stream_loads_a_record_loaded_before_once(stream_env, stre
     assert run_stream(stream_env, stream)["loaded"] == 1
     [loaded_id] = [r["sqs_message_id"] for r in rows(db)]
     shard = loaded_id.split("/")[1]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     dead = [  # as `run --stream` dead-letters them (a cause since fixed)
         StreamRecord(stream.name, shard, sequence, None, loaded_body.encode(), now),
         StreamRecord(stream.name, shard, "7", None, new_body.encode(), now),
@@ -408,8 +457,9 @@ def test_replay_to_the_stream_loads_a_record_loaded_before_once(stream_env, stre
     for record in dead:
         entry = dead_letter_entry(record, "database: an outage, since over")
         queues.client.send_message(QueueUrl=queues.dlq_url, **entry)
-    moved = invoke(stream_env, "replay-dlq", "--dlq-url", queues.dlq_url, "--to-stream",
-                   stream.name, "--json")  # fmt: skip
+    moved = invoke(
+        stream_env, "replay-dlq", "--dlq-url", queues.dlq_url, "--to-stream", stream.name, "--json"
+    )
     assert moved.exit_code == 0, moved.output
     assert json.loads(moved.stdout)["moved"] == 2 and queues.count(queues.dlq_url) == 0
     summary = run_stream(stream_env, stream)
@@ -443,8 +493,10 @@ class KinesisFaults(ThrottlingSqs):
 def test_throttling_backs_off_and_an_expired_iterator_is_renewed(stream_env, stream, db):
     stream.put(logins(12, "slow"), key="k")
     throttled = ["ProvisionedThroughputExceededException"] * 3
-    front = KinesisFaults(stream_env["AWS_ENDPOINT_URL_KINESIS"],
-                          {"GetRecords": throttled + ["ExpiredIteratorException"]})  # fmt: skip
+    front = KinesisFaults(
+        stream_env["AWS_ENDPOINT_URL_KINESIS"],
+        {"GetRecords": [*throttled, "ExpiredIteratorException"]},
+    )
     try:
         # One attempt per call: the backing off is loginetl's own, not botocore's retries.
         env = stream_env | {"AWS_ENDPOINT_URL_KINESIS": front.url, "AWS_MAX_ATTEMPTS": "1"}
@@ -452,4 +504,4 @@ def test_throttling_backs_off_and_an_expired_iterator_is_renewed(stream_env, str
     finally:
         front.close()
     assert summary["loaded"] == 12 and summary["duplicates"] == 0
-    assert front.served == throttled + ["ExpiredIteratorException"]  # every fault was met
+    assert front.served == [*throttled, "ExpiredIteratorException"]  # every fault was met

@@ -12,7 +12,7 @@ import json
 import random
 import signal
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -30,11 +30,13 @@ def put_by_shard(stream, bodies: list[str]) -> dict[str, set[str]]:
     by_shard: dict[str, set[str]] = {}
     for start in range(0, len(bodies), 100):
         chunk = bodies[start : start + 100]
-        entries = [{"Data": body.encode(), "PartitionKey": f"p-{start + i}"}
-                   for i, body in enumerate(chunk)]  # fmt: skip
+        entries = [
+            {"Data": body.encode(), "PartitionKey": f"p-{start + i}"}
+            for i, body in enumerate(chunk)
+        ]
         response = stream.client.put_records(StreamName=stream.name, Records=entries)
         assert not response.get("FailedRecordCount"), response
-        for body, entry in zip(chunk, response["Records"]):
+        for body, entry in zip(chunk, response["Records"], strict=True):
             by_shard.setdefault(entry["ShardId"], set()).add(json.loads(body)["user_id"])
     return by_shard
 
@@ -134,8 +136,15 @@ def test_status_flags_a_stale_lease_and_records_nobody_reads(stream_env, stream,
     assert sum("no process reading it" in p for p in report["problems"]) == 2
 
     # Leases of 10 s renewed every 0.5 s: stale after 1 s, long before they expire.
-    watched = Watched("--log-format", "json", "run", "--stream", stream.name, "--follow",
-                      env=stream_env | {"LOGINETL_LEASE_FOR": "10"})  # fmt: skip
+    watched = Watched(
+        "--log-format",
+        "json",
+        "run",
+        "--stream",
+        stream.name,
+        "--follow",
+        env=stream_env | {"LOGINETL_LEASE_FOR": "10"},
+    )
     wait_until(lambda: len(rows(db)) == 4, timeout=60)
     live = json.loads(invoke(stream_env, "status", "--stream", stream.name, "--json").stdout)
     assert {(s["stale"], s["behind"]) for s in live["stream"]["shards"]} == {(False, None)}
@@ -150,7 +159,7 @@ def test_status_flags_a_stale_lease_and_records_nobody_reads(stream_env, stream,
         return json.loads(result.stdout)
 
     def unexpired(shard: dict) -> bool:
-        return datetime.fromisoformat(shard["lease_expires"]) > datetime.now(timezone.utc)
+        return datetime.fromisoformat(shard["lease_expires"]) > datetime.now(UTC)
 
     wait_until(lambda: all(s["stale"] for s in stale()["stream"]["shards"]), timeout=30)
     report = stale()
@@ -169,8 +178,9 @@ def test_lease_renewals_ride_out_a_database_outage(stream_env, stream, db):
     url = stream_env["LOGINETL_DATABASE_URL"]
     proxy = proxy_for(url)
     far = stream_env | {"LOGINETL_DATABASE_URL": through(proxy, url)}
-    watched = Watched("--log-format", "json", "run", "--stream", stream.name, "--follow",
-                      "--json", env=far)  # fmt: skip
+    watched = Watched(
+        "--log-format", "json", "run", "--stream", stream.name, "--follow", "--json", env=far
+    )
     try:
         watched.wait_for('"lease_taken"', times=2)
         proxy.cut()  # no batch in hand: the next renewal is the first to meet the outage
@@ -204,8 +214,11 @@ class ScriptedKinesis:
 
     def get_records(self, ShardIterator: str, Limit: int) -> dict:
         self.reads += 1
-        return {"Records": [], "NextShardIterator": "iterator",
-                "MillisBehindLatest": self.behind.pop(0)}  # fmt: skip
+        return {
+            "Records": [],
+            "NextShardIterator": "iterator",
+            "MillisBehindLatest": self.behind.pop(0),
+        }
 
 
 class CountedStop(threading.Event):
@@ -236,34 +249,40 @@ def test_an_empty_read_behind_the_tip_is_followed_by_another_at_once():
     assert IDLE_WAIT not in stop.waits
 
 
-def test_from_at_timestamp_starts_a_shard_without_checkpoint_at_that_time(
-    stream_env, stream, db
-):
+def test_from_at_timestamp_starts_a_shard_without_checkpoint_at_that_time(stream_env, stream, db):
     from datetime import timedelta
 
     stream.put(logins(3, "before"), key="k")
-    [shard] = [s["ShardId"] for s in stream.shards()
-               if stream.client.get_records(ShardIterator=stream.client.get_shard_iterator(
-                   StreamName=stream.name, ShardId=s["ShardId"],
-                   ShardIteratorType="TRIM_HORIZON")["ShardIterator"])["Records"]]  # fmt: skip
+    [shard] = [
+        s["ShardId"]
+        for s in stream.shards()
+        if stream.client.get_records(
+            ShardIterator=stream.client.get_shard_iterator(
+                StreamName=stream.name, ShardId=s["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+        )["Records"]
+    ]
     iterator = stream.client.get_shard_iterator(
         StreamName=stream.name, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
     )["ShardIterator"]
-    arrived = max(r["ApproximateArrivalTimestamp"] for r in
-                  stream.client.get_records(ShardIterator=iterator)["Records"])  # fmt: skip
+    arrived = max(
+        r["ApproximateArrivalTimestamp"]
+        for r in stream.client.get_records(ShardIterator=iterator)["Records"]
+    )
     # The next whole second: kinesis-mock compares arrival times at one-second resolution.
     cut = arrived.replace(microsecond=0) + timedelta(seconds=1)
-    wait_until(lambda: datetime.now(timezone.utc) > cut + timedelta(milliseconds=5), timeout=5)
+    wait_until(lambda: datetime.now(UTC) > cut + timedelta(milliseconds=5), timeout=5)
     stream.put(logins(2, "after"), key="k")
     assert invoke(stream_env, "init-db").exit_code == 0
-    start = "at-timestamp:" + cut.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    start = "at-timestamp:" + cut.astimezone(UTC).isoformat().replace("+00:00", "Z")
     code, summary, _ = one_shot(stream_env, stream, "--from", start)
     assert code == 0, summary
     assert sorted(r["user_id"] for r in rows(db)) == ["after-0000", "after-0001"]
 
 
-@pytest.mark.parametrize("start", ["at-timestamp:2026-12-01T00:00:00", "at-timestamp:soon",
-                                   "yesterday"])  # fmt: skip
+@pytest.mark.parametrize(
+    "start", ["at-timestamp:2026-12-01T00:00:00", "at-timestamp:soon", "yesterday"]
+)
 def test_a_bad_from_is_a_usage_error(stream_env, stream, start):
     result = invoke(stream_env, "run", "--stream", stream.name, "--from", start)
     assert result.exit_code == 2

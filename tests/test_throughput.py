@@ -8,12 +8,15 @@ from tests.support.data import rows, sample_messages
 
 def test_concurrent_receivers_load_each_message_once(cli, queues, db):
     cli("init-db")
-    bodies = [json.dumps(dict(m, user_id=f"user-{i}")) if "user_id" in m else json.dumps(m)
-              for i, m in enumerate(sample_messages() * 3)]  # fmt: skip
-    ids = dict(zip(queues.send(bodies), bodies))
+    bodies = [
+        json.dumps(dict(m, user_id=f"user-{i}")) if "user_id" in m else json.dumps(m)
+        for i, m in enumerate(sample_messages() * 3)
+    ]
+    ids = dict(zip(queues.send(bodies), bodies, strict=True))
 
-    result = cli("run", "--json", "--concurrency", "4", "--batch-size", "25",
-                 env={"LOGINETL_WAIT_TIME": "1"})  # fmt: skip
+    result = cli(
+        "run", "--json", "--concurrency", "4", "--batch-size", "25", env={"LOGINETL_WAIT_TIME": "1"}
+    )
 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -24,7 +27,9 @@ def test_concurrent_receivers_load_each_message_once(cli, queues, db):
     assert summary["loaded"] == len(valid)
     assert queues.count() == 0
     dead = queues.drain(queues.dlq_url)
-    originals = {m["MessageAttributes"]["loginetl-original-message-id"]["StringValue"] for m in dead}
+    originals = {
+        m["MessageAttributes"]["loginetl-original-message-id"]["StringValue"] for m in dead
+    }
     assert originals == set(ids) - valid
 
 
@@ -32,8 +37,18 @@ def test_batches_never_exceed_batch_size(cli, queues, db):
     cli("init-db")
     queues.send([json.dumps(dict(sample_messages()[0], user_id=f"u{i}")) for i in range(45)])
 
-    result = cli("--log-format", "json", "--log-level", "info", "run", "--batch-size", "7",
-                 "--concurrency", "3", env={"LOGINETL_WAIT_TIME": "1"})  # fmt: skip
+    result = cli(
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+        "run",
+        "--batch-size",
+        "7",
+        "--concurrency",
+        "3",
+        env={"LOGINETL_WAIT_TIME": "1"},
+    )
 
     assert result.exit_code == 0, result.output
     batches = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]

@@ -84,7 +84,11 @@ def test_run_status_and_verify_masking_work_as_the_writer(cli, queues, db, write
     again = cli("run", "--json", env=as_writer(writer))  # nothing left: a second run is a no-op
     assert again.exit_code == 0 and json.loads(again.stdout)["loaded"] == 0
     user = json.loads(bodies[1])["user_id"]
-    for command in (["status", "--json"], ["verify-masking", "--json"], ["lookup", "--user-id", user]):
+    for command in (
+        ["status", "--json"],
+        ["verify-masking", "--json"],
+        ["lookup", "--user-id", user],
+    ):
         result = cli(*command, env=as_writer(writer))
         assert result.exit_code == 0, (command, result.output)
 
@@ -92,7 +96,12 @@ def test_run_status_and_verify_masking_work_as_the_writer(cli, queues, db, write
 @pytest.mark.parametrize("partition_by", [None, "month"])
 def test_the_writer_cannot_delete_truncate_drop_or_alter(cli, queues, db, writer, partition_by):
     role, url = writer
-    init = ["init-db", "--grant-to", role, *(["--partition-by", partition_by] if partition_by else [])]
+    init = [
+        "init-db",
+        "--grant-to",
+        role,
+        *(["--partition-by", partition_by] if partition_by else []),
+    ]
     assert cli(*init).exit_code == 0
     queues.send_sample()
     assert cli("run", env=as_writer(writer)).exit_code == 0
@@ -108,9 +117,10 @@ def test_the_writer_cannot_delete_truncate_drop_or_alter(cli, queues, db, writer
     assert forbidden(url, "CREATE TABLE sneaky (x int)") == "42501"
     if partition_by:  # the writer cannot make partitions itself, only through the function
         code = forbidden(
-            url, "CREATE TABLE user_logins_2001_01 PARTITION OF user_logins "
+            url,
+            "CREATE TABLE user_logins_2001_01 PARTITION OF user_logins "
             "FOR VALUES FROM ('2001-01-01') TO ('2001-02-01')",
-        )  # fmt: skip
+        )
         assert code == "42501"
     assert len(rows(db)) == 99
 
@@ -128,11 +138,13 @@ def test_only_the_listed_privileges_are_granted(cli, db, writer):
         )
         grants = cursor.fetchall()
     assert grants == [
-        ("loginetl_stream_shards", "INSERT"), ("loginetl_stream_shards", "SELECT"),
+        ("loginetl_stream_shards", "INSERT"),
+        ("loginetl_stream_shards", "SELECT"),
         ("loginetl_stream_shards", "UPDATE"),  # leases and checkpoints of run --stream
-        ("user_logins", "INSERT"), ("user_logins", "SELECT"),
+        ("user_logins", "INSERT"),
+        ("user_logins", "SELECT"),
         ("user_logins_erased", "SELECT"),  # the loader skips erased message ids
-    ]  # fmt: skip
+    ]
 
 
 def test_grant_to_a_role_that_does_not_exist_exits_2(cli):

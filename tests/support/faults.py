@@ -57,7 +57,9 @@ class TcpProxy:
     def cut(self) -> None:
         listener, self.listener = self.listener, None
         if listener is not None:
-            _close(listener)  # shutdown() wakes the thread blocked in accept(); close() alone does not
+            _close(
+                listener
+            )  # shutdown() wakes the thread blocked in accept(); close() alone does not
         with self.lock:
             connections, self.connections = self.connections, []
         for connection in connections:
@@ -94,7 +96,6 @@ class TcpProxy:
         except (OSError, ValueError):
             _close(a)
             _close(b)
-
 
     def _delay(self, source: socket.socket, destination: socket.socket) -> None:
         """Forward one direction, each chunk `delay` seconds after it arrived; a closed end
@@ -155,8 +156,11 @@ class Watched:
         self.output: list[str] = []  # stdout
         self.readers = [
             threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-            for stream, lines in ((self.process.stderr, self.lines), (self.process.stdout, self.output))
-        ]  # fmt: skip
+            for stream, lines in (
+                (self.process.stderr, self.lines),
+                (self.process.stdout, self.output),
+            )
+        ]
         for reader in self.readers:
             reader.start()
 
@@ -190,7 +194,8 @@ def wait_until(condition, timeout: float = 30.0, every: float = 0.1) -> None:
 
 class ThrottlingSqs:
     """An HTTP front for a real SQS server that answers the first `throttle` requests of every
-    `every` with a throttling error (alternately 503 and RequestThrottled), and forwards the rest."""
+    `every` with a throttling error (alternately 503 and RequestThrottled), and forwards the
+    rest."""
 
     def __init__(self, target: str, throttle: int, every: int) -> None:
         self.target = target
@@ -239,8 +244,11 @@ class ThrottlingSqs:
                 if answer is not None:
                     return self._reply(*answer)
                 body = proxy.forwarding(action, body)
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length")}  # fmt: skip
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length")
+                }
                 request = urllib.request.Request(
                     proxy.target + self.path, data=body, headers=headers, method="POST"
                 )

@@ -1,8 +1,8 @@
 """A botocore client plugin that records every AWS API call the clients of this process make.
 
 botocore loads it into each client it creates when BOTOCORE_EXPERIMENTAL__PLUGINS names it
-(`iam=tests.support.iam_recorder`); it registers on the client's own event system, so the real client
-calls the real server as always, and the test reads CALLS afterwards.
+(`iam=tests.support.iam_recorder`); it registers on the client's own event system, so the real
+client calls the real server as always, and the test reads CALLS afterwards.
 """
 
 from __future__ import annotations

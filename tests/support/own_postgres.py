@@ -58,9 +58,13 @@ class OwnPostgres:
         kwargs = self.run_as.subprocess_kwargs() if self.run_as is not None else {}
         with tempfile.TemporaryFile() as output:  # not a pipe: the server would inherit it
             done = subprocess.run(
-                [str(self.bin_dir / tool), *args], stdout=output, stderr=output,
-                cwd=self.folder, timeout=120, **kwargs,
-            )  # fmt: skip
+                [str(self.bin_dir / tool), *args],
+                stdout=output,
+                stderr=output,
+                cwd=self.folder,
+                timeout=120,
+                **kwargs,
+            )
             output.seek(0)
             text = output.read().decode(errors="replace")
         if check and done.returncode:
@@ -72,10 +76,18 @@ class OwnPostgres:
         pwfile.write_text(self.password + "\n")
         self.own(pwfile)
         self._tool(
-            "initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-            "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8",
-            "--no-locale", "--no-sync",
-        )  # fmt: skip
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+        )
         pwfile.unlink()
 
     def own(self, path: Path, mode: int | None = None) -> None:
@@ -117,7 +129,6 @@ class OwnPostgres:
 
     def url(self, host: str = "127.0.0.1", database: str = "postgres", **params: str) -> str:
         query = "&".join(f"{name}={value}" for name, value in params.items())
-        return (
-            f"postgresql://postgres:{self.password}@{host}:{self.port}/{database}"
-            + (f"?{query}" if query else "")
+        return f"postgresql://postgres:{self.password}@{host}:{self.port}/{database}" + (
+            f"?{query}" if query else ""
         )

@@ -83,7 +83,7 @@ def scrape(port: int, path: str) -> tuple[int, str]:
 
 def metric(text: str, name: str) -> float:
     for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith((name + " ", name + "{")):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in metrics")
 
@@ -114,6 +114,4 @@ def shard_table(db, stream) -> dict[str, dict]:
 def logins(count: int, tag: str) -> list[str]:
     """`count` valid logins, each its own user (to find them in the table)."""
     valid = [m for m in sample_messages() if "user_id" in m]
-    return [
-        json.dumps(dict(valid[i % len(valid)], user_id=f"{tag}-{i:04d}")) for i in range(count)
-    ]
+    return [json.dumps(dict(valid[i % len(valid)], user_id=f"{tag}-{i:04d}")) for i in range(count)]

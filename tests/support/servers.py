@@ -38,7 +38,10 @@ class Queues:
                 QueueUrl=queue_url or self.url, Entries=entries
             )
             assert not response.get("Failed"), response.get("Failed")
-            ids += [entry["MessageId"] for entry in sorted(response["Successful"], key=lambda e: int(e["Id"]))]
+            ids += [
+                entry["MessageId"]
+                for entry in sorted(response["Successful"], key=lambda e: int(e["Id"]))
+            ]
         return ids
 
     def send_sample(self) -> list[str]:
@@ -70,7 +73,9 @@ class Queues:
                 return messages
             messages += batch
             for message in batch:
-                self.client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                self.client.delete_message(
+                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
 
 
 def make_queues(client, redrive: bool = True, visibility_timeout: int = 30) -> Queues:
@@ -143,10 +148,12 @@ class Stream:
         sequences = []
         for start in range(0, len(bodies), 100):
             entries = [
-                {"Data": body.encode() if isinstance(body, str) else body,
-                 "PartitionKey": key or f"key-{start + index}"}
+                {
+                    "Data": body.encode() if isinstance(body, str) else body,
+                    "PartitionKey": key or f"key-{start + index}",
+                }
                 for index, body in enumerate(bodies[start : start + 100])
-            ]  # fmt: skip
+            ]
             response = self.client.put_records(StreamName=self.name, Records=entries)
             assert not response.get("FailedRecordCount"), response
             sequences += [entry["SequenceNumber"] for entry in response["Records"]]
@@ -159,9 +166,9 @@ class Stream:
         import time
 
         while (
-            self.client.describe_stream_summary(StreamName=self.name)[
-                "StreamDescriptionSummary"
-            ]["StreamStatus"]
+            self.client.describe_stream_summary(StreamName=self.name)["StreamDescriptionSummary"][
+                "StreamStatus"
+            ]
             != "ACTIVE"
         ):
             time.sleep(0.05)

@@ -14,8 +14,13 @@ from loginetl.privacy.recovery import decrypted_extra
 
 KEY = MaskKey("a-unit-test-mask-key-0123456789")
 RING = KeyRing(KEY)
-LOGIN = {"user_id": "u1", "device_type": "ios", "ip": "10.0.0.1", "device_id": "d-1",
-         "app_version": "1.0"}  # fmt: skip
+LOGIN = {
+    "user_id": "u1",
+    "device_type": "ios",
+    "ip": "10.0.0.1",
+    "device_id": "d-1",
+    "app_version": "1.0",
+}
 NAMED = frozenset({"email", "phone"})
 
 
@@ -47,8 +52,13 @@ def test_the_extra_check_skips_passes_warns_and_fails():
     warned = extra_check({"rows": 3, "extra rows": 2, "extra names": names}, frozenset())
     assert (warned.status, warned.checked, warned.breakdown) == ("warn", 2, names)
     assert "email ×2, plan ×1 and 4 more names" in warned.detail
-    scan = {"rows": 5, "extra rows": 4, "unmasked extra rows": 2,
-            "unmasked extra email": 2, "unmasked extra phone": 0}  # fmt: skip
+    scan = {
+        "rows": 5,
+        "extra rows": 4,
+        "unmasked extra rows": 2,
+        "unmasked extra email": 2,
+        "unmasked extra phone": 0,
+    }
     failed = extra_check(scan, NAMED)
     assert (failed.status, failed.checked, failed.failing) == ("fail", 4, 2)
     assert failed.breakdown == {"email": 2} and "email ×2" in failed.detail
@@ -85,7 +95,10 @@ def test_a_raw_or_unkeyed_named_field_is_reversible_by_field_name():
 
 def test_only_siv_masks_under_the_key_are_decrypted():
     other = MaskKey("another-key-0123456789")
-    candidates = {"email": KEY.siv_mask("a@b.c"), "note": "siv:" + "A" * 40,
-                  "old": other.siv_mask("x")}  # fmt: skip
+    candidates = {
+        "email": KEY.siv_mask("a@b.c"),
+        "note": "siv:" + "A" * 40,
+        "old": other.siv_mask("x"),
+    }
     assert decrypted_extra(KEY, candidates) == {"email": "a@b.c"}
     assert decrypted_extra(KEY, None) == {}

@@ -15,26 +15,40 @@ from loginetl.errors import ConfigError
 from loginetl.transform import InvalidMessage
 
 LOGIN = {
-    "user_id": "u-1", "device_type": "ios", "ip": "203.0.113.7", "device_id": "d-1",
-    "locale": None, "app_version": "2.3.0",
-}  # fmt: skip
+    "user_id": "u-1",
+    "device_type": "ios",
+    "ip": "203.0.113.7",
+    "device_id": "d-1",
+    "locale": None,
+    "app_version": "2.3.0",
+}
 
 
 def sns(message, kind: str = "Notification", **extra) -> str:
     body = {
-        "Type": kind, "MessageId": "5b7c3c4e", "TopicArn": "arn:aws:sns:eu-west-1:1:logins",
-        "Message": message if isinstance(message, str) or message is None else message,
-        "Timestamp": "2026-11-30T23:59:58.000Z", "SignatureVersion": "1", "Signature": "c2ln",
+        "Type": kind,
+        "MessageId": "5b7c3c4e",
+        "TopicArn": "arn:aws:sns:eu-west-1:1:logins",
+        "Message": message,
+        "Timestamp": "2026-11-30T23:59:58.000Z",
+        "SignatureVersion": "1",
+        "Signature": "c2ln",
         "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/x.pem",
-    } | extra  # fmt: skip
+    } | extra
     return json.dumps(body)
 
 
 def eventbridge(detail="absent", **extra) -> str:
     body = {
-        "version": "0", "id": "7e6d", "detail-type": "UserLogin", "source": "app.auth",
-        "account": "1", "time": "2026-11-29T10:00:00Z", "region": "eu-west-1", "resources": [],
-    } | extra  # fmt: skip
+        "version": "0",
+        "id": "7e6d",
+        "detail-type": "UserLogin",
+        "source": "app.auth",
+        "account": "1",
+        "time": "2026-11-29T10:00:00Z",
+        "region": "eu-west-1",
+        "resources": [],
+    } | extra
     if detail != "absent":
         body["detail"] = detail
     return json.dumps(body)
@@ -82,20 +96,27 @@ def test_an_sns_confirmation_is_never_a_login(kind):
         (sns(None), "envelope: the SNS Message is null, not a string"),
         (sns({"user_id": "u"}), "envelope: the SNS Message is an object, not a string"),
         (sns("{not json"), "envelope: the SNS Message is not a JSON login (json: not valid JSON"),
-        (sns("[1, 2]"), "envelope: the SNS Message is not a JSON login (schema: expected a JSON "
-                        "object, got an array)"),
-        (sns(json.dumps(LOGIN), "Surprise"), "envelope: an SNS message of Type 'Surprise', not "
-                                              "Notification"),
+        (
+            sns("[1, 2]"),
+            "envelope: the SNS Message is not a JSON login (schema: expected a JSON "
+            "object, got an array)",
+        ),
+        (
+            sns(json.dumps(LOGIN), "Surprise"),
+            "envelope: an SNS message of Type 'Surprise', not Notification",
+        ),
         (sns(json.dumps(LOGIN), ["x"]), "envelope: an SNS message of Type an array"),
         (eventbridge(), "envelope: an EventBridge event without a detail"),
         (eventbridge("text"), "envelope: the EventBridge detail is a string, not a JSON object"),
         (eventbridge(None), "envelope: the EventBridge detail is null, not a JSON object"),
         (sns(sns(json.dumps(LOGIN))), "envelope: an sns envelope inside an sns one"),
         (sns(eventbridge(LOGIN)), "envelope: an eventbridge envelope inside an sns one"),
-        (eventbridge(json.loads(sns(json.dumps(LOGIN)))), "envelope: an sns envelope inside an "
-                                                           "eventbridge one"),
+        (
+            eventbridge(json.loads(sns(json.dumps(LOGIN)))),
+            "envelope: an sns envelope inside an eventbridge one",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_malformed_or_nested_envelope_is_refused_with_a_reason_naming_it(body, reason):
     with pytest.raises(InvalidMessage) as refused:
         envelopes.open_body(body)

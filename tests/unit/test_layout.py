@@ -11,8 +11,11 @@ MAX_MODULE_LINES = 500
 MAX_CLASS_LINES = 160
 MAX_FUNCTION_BODY_LINES = 80
 SOURCES = sorted(
-    [*(ROOT / "loginetl").rglob("*.py"), *(ROOT / "scripts").glob("*.py"),
-     *(ROOT / "benchmarks").glob("*.py")]
+    [
+        *(ROOT / "loginetl").rglob("*.py"),
+        *(ROOT / "scripts").glob("*.py"),
+        *(ROOT / "benchmarks").glob("*.py"),
+    ]
 )
 
 
@@ -67,9 +70,19 @@ def test_the_benchmarks_are_a_package_joined_by_imports_not_sys_path():
 
 
 SERVER_FIXTURES = {
-    "sqs", "sqs_endpoint", "queues", "db", "database_url", "postgres_admin_url", "password_url",
-    "cli", "kinesis", "kinesis_endpoint", "stream", "stream_env",
-}  # fmt: skip
+    "sqs",
+    "sqs_endpoint",
+    "queues",
+    "db",
+    "database_url",
+    "postgres_admin_url",
+    "password_url",
+    "cli",
+    "kinesis",
+    "kinesis_endpoint",
+    "stream",
+    "stream_env",
+}
 
 
 def test_the_unit_tests_ask_for_no_server_and_conftest_holds_only_fixtures():

@@ -66,14 +66,16 @@ def test_the_key_id_is_a_fixed_digest_of_the_key_so_stored_rows_keep_matching():
 def test_masks_are_hmac_sha256_of_the_utf8_text():
     key = MaskKey(MASK_KEY)
     value = "appareil-é-设备"
-    assert key.mask(value) == hmac.new(
-        MASK_KEY.encode("utf-8"), value.encode("utf-8"), hashlib.sha256
-    ).hexdigest()
+    assert (
+        key.mask(value)
+        == hmac.new(MASK_KEY.encode("utf-8"), value.encode("utf-8"), hashlib.sha256).hexdigest()
+    )
     # A non-ASCII key is used as its UTF-8 bytes.
     accented = "clé-de-masquage-très-secrète"
-    assert MaskKey(accented).mask("1.2.3.4") == hmac.new(
-        accented.encode("utf-8"), b"1.2.3.4", hashlib.sha256
-    ).hexdigest()
+    assert (
+        MaskKey(accented).mask("1.2.3.4")
+        == hmac.new(accented.encode("utf-8"), b"1.2.3.4", hashlib.sha256).hexdigest()
+    )
 
 
 def test_building_a_mask_key_hides_it_from_every_redacted_text():

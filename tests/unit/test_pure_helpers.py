@@ -6,7 +6,7 @@ paths against the real servers, these pin the exact values.
 """
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import hypothesis.strategies as st
 import pytest
@@ -112,8 +112,7 @@ def test_copy_text_is_tab_separated_with_null_and_escapes():
         ("tab\there", "new\nline", "cr\rreturn", "back\\slash"),
     ]
     assert _copy_text(rows) == (
-        "plain\t\\N\t5\t2026-11-24\n"
-        "tab\\there\tnew\\nline\tcr\\rreturn\tback\\\\slash\n"
+        "plain\t\\N\t5\t2026-11-24\ntab\\there\tnew\\nline\tcr\\rreturn\tback\\\\slash\n"
     )
 
 
@@ -124,10 +123,12 @@ def test_copy_text_keeps_a_literal_backslash_n_apart_from_null():
 
 
 _VALUE = st.one_of(
-    st.none(), st.integers(), st.dates(),
+    st.none(),
+    st.integers(),
+    st.dates(),
     st.text(alphabet=st.sampled_from(["a", "N", "\\", "\t", "\n", "\r", "é", " ", "\x00"])),
     st.text(),
-)  # fmt: skip
+)
 
 
 @given(st.lists(st.tuples(_VALUE, _VALUE, _VALUE), max_size=5))
@@ -169,8 +170,10 @@ def test_send_batches_hold_at_most_ten_entries():
     assert MAX_PER_CALL == 10
     entries = [entry("{}")] * 25
     assert list(_index_chunks_by_size(entries)) == [
-        list(range(0, 10)), list(range(10, 20)), list(range(20, 25)),
-    ]  # fmt: skip
+        list(range(10)),
+        list(range(10, 20)),
+        list(range(20, 25)),
+    ]
     assert list(_index_chunks_by_size([])) == []
 
 
@@ -214,7 +217,7 @@ def message(attributes=None, group_id=None, body='{"user_id": "u"}') -> QueueMes
         message_id="id-1",
         receipt_handle="rh-1",
         body=body,
-        sent_at=datetime(2026, 11, 24, tzinfo=timezone.utc),
+        sent_at=datetime(2026, 11, 24, tzinfo=UTC),
         receive_count=1,
         attributes=attributes or {},
         group_id=group_id,
@@ -304,7 +307,7 @@ def test_a_received_message_is_read_with_its_system_and_string_attributes():
         message_id="id-1",
         receipt_handle="rh-1",
         body='{"user_id": "u"}',
-        sent_at=datetime(2025, 11, 24, 23, 59, 0, 123000, tzinfo=timezone.utc),
+        sent_at=datetime(2025, 11, 24, 23, 59, 0, 123000, tzinfo=UTC),
         receive_count=3,
         attributes={"trace_id": "t-1", "count": "42"},
         group_id="user-7",
@@ -316,9 +319,9 @@ def test_a_message_without_a_sent_time_counts_as_sent_now_and_received_once(syst
     raw = {"MessageId": "id-2", "ReceiptHandle": "rh-2"}
     if system is not None:  # None: SQS sent no "Attributes" at all
         raw["Attributes"] = system
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     received = _queue_message(raw)
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     assert before <= received.sent_at <= after
     assert received.sent_at.utcoffset() == timedelta(0)
     assert (received.body, received.receive_count) == ("", 1)

@@ -5,7 +5,7 @@ import hmac
 import json
 import os
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -16,7 +16,7 @@ from loginetl.transform import InvalidMessage, to_row, validate
 from tests.support.data import MASK_KEY, sample_messages
 
 KEY = MaskKey(MASK_KEY)
-SENT = datetime(2026, 11, 24, 23, 59, tzinfo=timezone.utc)
+SENT = datetime(2026, 11, 24, 23, 59, tzinfo=UTC)
 GOOD = {
     "user_id": "424cdd21-063a-43a7-b91b-7ca1a833afae",
     "app_version": "2.3.0",
@@ -116,7 +116,9 @@ def test_one_address_gives_one_mask_whatever_its_spelling(spelling, canonical):
     assert to_row(body(ip=spelling), KEY, "m", SENT).masked_ip == reference_hmac(canonical)
 
 
-@pytest.mark.parametrize("ip", ["999.1.1.1", "1.2.3", "localhost", " 1.2.3.4", "01.2.3.4", "1.2.3.4/24"])
+@pytest.mark.parametrize(
+    "ip", ["999.1.1.1", "1.2.3", "localhost", " 1.2.3.4", "01.2.3.4", "1.2.3.4/24"]
+)
 def test_an_ip_that_is_not_an_address_is_invalid(ip):
     assert reason_for(body(ip=ip)) == "schema: field 'ip' is not an IPv4 or IPv6 address"
 
@@ -189,10 +191,18 @@ def test_create_date_is_used_when_valid():
 
 @pytest.mark.parametrize(
     "value",
-    ["2024-02-30", "yesterday", 20240101, None, "",
-     # UTC days past year 9999 or before year 1 (the fuzzer found these: they raised, not fell back)
-     "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"],
-)  # fmt: skip
+    [
+        "2024-02-30",
+        "yesterday",
+        20240101,
+        None,
+        "",
+        # UTC days past year 9999 or before year 1 (the fuzzer found these: they raised, not
+        # fell back)
+        "9999-12-31T23:59:59-14:00",
+        "0001-01-01T00:00:00+14:00",
+    ],
+)
 def test_create_date_missing_or_invalid_falls_back_to_the_sent_day(value):
     row = to_row(body(create_date=value), KEY, "m", SENT)
     assert row.create_date == date(2026, 11, 24)
@@ -332,7 +342,7 @@ def local_time_utc_plus_14():
 
 
 def test_days_are_utc_days_whatever_the_local_time_zone(local_time_utc_plus_14):
-    assert datetime(2026, 11, 24, 23, 59, tzinfo=timezone.utc).astimezone().day == 25
+    assert datetime(2026, 11, 24, 23, 59, tzinfo=UTC).astimezone().day == 25
     # The fallback: the UTC day the message was sent, from an aware time in any zone.
     assert to_row(body(), KEY, "m", SENT).create_date == date(2026, 11, 24)
     plus_five = timezone(timedelta(hours=5))
@@ -353,9 +363,9 @@ def test_a_body_read_as_bytes_parses_as_its_text_does():
         document = parse_body(body)
         assert document == {"app_version": "2.00", "n": "7", "s": "é"}
         assert all(type(document[k]) is JsonNumber for k in ("app_version", "n"))
-    with pytest.raises(InvalidMessage, match="^json: not valid JSON"):
+    with pytest.raises(InvalidMessage, match=r"^json: not valid JSON"):
         parse_body(b'{"n": NaN}')
-    with pytest.raises(InvalidMessage, match="^schema: expected a JSON object, got an array$"):
+    with pytest.raises(InvalidMessage, match=r"^schema: expected a JSON object, got an array$"):
         parse_body(b"[1]")
 
 
@@ -364,8 +374,10 @@ def test_a_body_read_as_bytes_parses_as_its_text_does():
 
 def test_kept_extra_masks_the_named_fields_and_writes_the_rest_as_sent():
     key = MaskKey(MASK_KEY)
-    body = '{"user_id": "u", "ip": "1.2.3.4", "email": "a@b.c", "phone": 44, "n": null, ' \
-        '"score": 2.50, "deep": {"x": [1E3, true, "é"]}}'  # fmt: skip
+    body = (
+        '{"user_id": "u", "ip": "1.2.3.4", "email": "a@b.c", "phone": 44, "n": null, '
+        '"score": 2.50, "deep": {"x": [1E3, true, "é"]}}'
+    )
     document = transform.parse_body(body)
     kept = transform.kept_extra(document, key, frozenset({"email", "phone", "n"}))
     expected_email = hmac.new(MASK_KEY.encode(), b"a@b.c", hashlib.sha256).hexdigest()
