@@ -143,12 +143,20 @@ def _table(settings: Settings, ring: KeyRing | None, report: StatusReport) -> No
         for key_id, count in table["mask_key_ids"].items()
     }
     others = {k: n for k, n in table["mask_key_ids"].items() if k != ring.primary.key_id}
+    unknown = {k: n for k, n in others.items() if ring.status_of(k) == UNKNOWN}
+    # What lookup and erase cannot search: no mask of a value asked about can match these.
+    table["unsearchable_rows"] = sum(unknown.values())
     if others:
-        unknown = [k for k in others if ring.status_of(k) == UNKNOWN]
         report.problems.append(
             f"{sum(others.values())} rows under a key id other than the current "
             f"{ring.primary.key_id}: {', '.join(others)}"
             + (f" ({', '.join(unknown)} not in the key ring)" if unknown else "")
+        )
+    if unknown:
+        report.problems.append(
+            f"{sum(unknown.values())} rows under key ids not in the key ring "
+            f"({', '.join(unknown)}): lookup and erase cannot search them by --ip, --device-id "
+            "or --extra; add those keys to LOGINETL_OLD_MASK_KEYS"
         )
 
 

@@ -17,6 +17,15 @@ SIV_MODE = (
 RING_SEARCH = (
     "`lookup` and `erase` find a person's rows under every key of the ring, in either mode."
 )
+UNSEARCHED = (
+    "`lookup` and `erase` never report a person's rows gone while rows they could not search "
+    "remain: rows under key ids the ring lacks are counted by key id, and `erase` exits 1."
+)
+UNSEARCHED_TESTS = (
+    "tests/test_unsearched_keys.py::"
+    "test_lookup_says_how_many_rows_it_could_not_search_and_under_which_key_ids",
+    "tests/test_unsearched_keys.py::test_erase_exits_1_naming_the_key_ids_it_could_not_search",
+)
 REKEY_ALL = "`rekey` moves every siv row under a retired key of the ring to the primary key."
 MASK_EXTRA = (
     "Fields named in `LOGINETL_MASK_EXTRA` are never stored raw by `run --keep-extra`, and "
@@ -159,5 +168,14 @@ BREAKS: tuple[Break, ...] = (
         "                cursor.execute(  # SABOTAGE: the erased ids not recorded\n"
         '                    "SELECT %s::text[]" or f"INSERT INTO {schema.ERASED_IDS} "\n',
         (ERASE_TEST,),
+    ),
+    Break(
+        UNSEARCHED,
+        "lookup and erase search without counting the rows under key ids the ring lacks",
+        "privacy/people.py",
+        "    if person.user_id:\n        return Unsearched()\n",
+        "    if True:  # SABOTAGE: rows under unknown key ids not counted\n"
+        "        return Unsearched()\n",
+        UNSEARCHED_TESTS,
     ),
 )

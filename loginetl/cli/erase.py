@@ -9,7 +9,7 @@ from ..config import Settings
 from ..masking import key_ring_from_env
 from . import render
 from .app import command
-from .common import DatabaseUrl, DeviceId, ExtraField, Ip, JsonOutput, UserId, option, show
+from .common import DatabaseUrl, DeviceId, ExtraField, Ip, JsonOutput, UserId, conclude, option
 
 
 @command("erase")
@@ -27,7 +27,8 @@ def erase(
     Replaying their messages does not bring them back. Without --yes it only counts. With
     --yes the rows go in one transaction, their message ids are kept in user_logins_erased
     (the loader skips them), and an `erase` event is logged with the count and key ids,
-    never the value.
+    never the value. Rows masked under a key the ring lacks cannot be searched: they are
+    counted, named by key id, and the exit code is 1.
 
     Examples:
 
@@ -40,4 +41,4 @@ def erase(
     field = privacy.extra_field(extra) if extra is not None else None
     person = privacy.Person(ip=ip, device_id=device_id, user_id=user_id, extra=field)
     result = privacy.erase(settings, key_ring_from_env(), person, yes)
-    show(json, result.as_dict(), render.erase_result(result))
+    conclude(json, result, render.erase_result(result))

@@ -9,7 +9,7 @@ from ..config import Settings
 from ..masking import key_ring_from_env
 from . import render
 from .app import command
-from .common import DatabaseUrl, DeviceId, ExtraField, Ip, JsonOutput, UserId, option, show
+from .common import DatabaseUrl, DeviceId, ExtraField, Ip, JsonOutput, UserId, option, show, warn
 
 
 @command("lookup")
@@ -27,7 +27,8 @@ def lookup(
     Give exactly one of --ip, --device-id, --user-id, --extra. Rows under every key of the
     ring (LOGINETL_MASK_KEY, LOGINETL_OLD_MASK_KEYS), in either mask mode, are found:
     through indexes, except by --extra, which reads the whole table unless you made a GIN
-    index on extra. The value asked about is never logged.
+    index on extra. Rows under a key the ring lacks cannot be searched: a warning counts
+    them by key id. The value asked about is never logged.
 
     Examples:
 
@@ -41,3 +42,5 @@ def lookup(
     person = privacy.Person(ip=ip, device_id=device_id, user_id=user_id, extra=field)
     result = privacy.lookup(settings, key_ring_from_env(), person, limit)
     show(json, {"rows": result.rows} if not json else result.rows, render.lookup_rows(result))
+    if message := result.unsearched.message():
+        warn(message)

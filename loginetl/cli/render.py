@@ -334,6 +334,9 @@ def status_report(report: StatusReport) -> Group:
                 kind = keys.get(key_id, {}).get("status")
                 current = f" ({kind})" if kind else ""
                 shown.add_row(f"rows under key id {key_id}{current}", str(count))
+            if table_status.get("unsearchable_rows"):
+                unsearchable = str(table_status["unsearchable_rows"])
+                shown.add_row("rows lookup and erase cannot search", unsearchable)
             for name, estimate in table_status["partitions"].items():
                 shown.add_row(f"partition {name}", f"about {estimate} rows")
             _extra_kept(shown, table_status.get("extra_fields"))
@@ -381,14 +384,15 @@ def lookup_rows(result: LookupResult) -> Group:
 
 
 def erase_result(result: EraseResult) -> Table:
-    if result.deleted is None:
-        return _record(
-            f"erase (counted only: --yes deletes) on {result.location}", result.as_dict()
-        )
-    shown = _record(f"erase on {result.location}", {"matched": result.matched})
-    shown.add_row("deleted", str(result.deleted))
+    counted = result.deleted is None
+    title = "erase (counted only: --yes deletes)" if counted else "erase"
+    shown = _record(f"{title} on {result.location}", {"matched": result.matched})
+    if not counted:
+        shown.add_row("deleted", str(result.deleted))
     for key_id, count in result.key_ids.items():
         shown.add_row(f"under key id {key_id}", str(count))
+    for key_id, count in result.unsearched.key_ids.items():
+        shown.add_row(f"not searched: key id {key_id}", str(count))
     return shown
 
 

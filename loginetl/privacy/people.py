@@ -20,7 +20,7 @@ import psycopg2.extras
 
 from .. import database, schema, transform
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import EXIT_FAILED, EXIT_OK, ConfigError
 from ..masking import KeyRing
 from ..results import plain
 
@@ -76,11 +76,40 @@ def _extra_condition(name: str, value: str, ring: KeyRing) -> tuple[str, tuple]:
     return f"({tests})", tuple(documents)
 
 
+NO_KEY_ID = "(none)"  # how a row loaded before rows recorded their key id is named
+
+
+@dataclass
+class Unsearched:
+    """Rows that could be the person's but were not searched: masked under a key id the ring
+    lacks (or under none recorded), so no mask of the value asked about can match them."""
+
+    key_ids: dict[str, int] = field(default_factory=dict)  # key id -> rows
+
+    @property
+    def rows(self) -> int:
+        return sum(self.key_ids.values())
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "key_ids": self.key_ids}
+
+    def message(self) -> str | None:
+        """One line saying what was not searched and why, naming key ids, never a key."""
+        if not self.rows:
+            return None
+        return (
+            f"{self.rows} rows under key ids {', '.join(self.key_ids)} not in the key ring "
+            "(LOGINETL_MASK_KEY, LOGINETL_OLD_MASK_KEYS) could not be searched: the person's "
+            "rows may be among them; add those keys to LOGINETL_OLD_MASK_KEYS and ask again"
+        )
+
+
 @dataclass
 class LookupResult:
     location: str
     rows: list[dict]  # as stored, newest first; dates as ISO text
     limit: int
+    unsearched: Unsearched = field(default_factory=Unsearched)
 
     def as_dict(self) -> dict:
         return plain(self)
@@ -92,12 +121,25 @@ class EraseResult:
     matched: int
     deleted: int | None = None  # None: counted only (no --yes)
     key_ids: dict[str, int] = field(default_factory=dict)  # of the deleted rows
+    unsearched: Unsearched = field(default_factory=Unsearched)
 
     def as_dict(self) -> dict:
         data: dict[str, Any] = {"matched": self.matched}
         if self.deleted is not None:
             data |= {"deleted": self.deleted, "key_ids": self.key_ids}
+        if self.unsearched.rows:
+            data["unsearched"] = self.unsearched.as_dict()
         return data
+
+    @property
+    def error(self) -> str | None:
+        """A count or an erase that could not search every row is not done: a script must
+        never read "deleted 0" as the person erased."""
+        return self.unsearched.message()
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.unsearched.rows else EXIT_OK
 
 
 def lookup(settings: Settings, ring: KeyRing, person: Person, limit: int) -> LookupResult:
@@ -112,10 +154,12 @@ def lookup(settings: Settings, ring: KeyRing, person: Person, limit: int) -> Loo
                     (*parameters, limit),
                 )
                 rows = [_plain_row(row) for row in cursor.fetchall()]
+            with connection.cursor() as cursor:
+                unsearched = _unsearched(cursor, person, ring, where, parameters)
             connection.rollback()
     finally:
         connection.close()
-    return LookupResult(settings.database_location, rows, limit)
+    return LookupResult(settings.database_location, rows, limit, unsearched)
 
 
 def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> EraseResult:
@@ -126,10 +170,12 @@ def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> E
     try:
         with database.database_errors(connection, f"cannot erase rows of {schema.TABLE}"):
             with connection.cursor() as cursor:
+                unsearched = _unsearched(cursor, person, ring, where, parameters)
                 if not confirm:
                     cursor.execute(f"SELECT count(*) FROM {schema.TABLE} WHERE {where}", parameters)
                     connection.rollback()
-                    return EraseResult(settings.database_location, cursor.fetchone()[0])
+                    matched = cursor.fetchone()[0]
+                    return EraseResult(settings.database_location, matched, unsearched=unsearched)
                 cursor.execute(
                     f"DELETE FROM {schema.TABLE} WHERE {where} "
                     "RETURNING sqs_message_id, mask_key_id",
@@ -153,7 +199,49 @@ def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> E
         ", ".join(key_ids) or "none",
         extra={"event": "erase", "deleted": len(deleted), "key_ids": key_ids},
     )
-    return EraseResult(settings.database_location, len(deleted), len(deleted), key_ids)
+    return EraseResult(settings.database_location, len(deleted), len(deleted), key_ids, unsearched)
+
+
+# The distinct key ids of the table, one probe of the mask_key_id index each (a loose index
+# scan): the rows under the ring's keys are never read, however many there are.
+_KEY_IDS_SQL = f"""
+WITH RECURSIVE ids AS (
+    (SELECT mask_key_id FROM {schema.TABLE} WHERE mask_key_id IS NOT NULL
+     ORDER BY mask_key_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT mask_key_id FROM {schema.TABLE} WHERE mask_key_id > ids.mask_key_id
+            ORDER BY mask_key_id LIMIT 1)
+    FROM ids WHERE ids.mask_key_id IS NOT NULL
+)
+SELECT mask_key_id FROM ids WHERE mask_key_id IS NOT NULL
+UNION ALL
+SELECT NULL WHERE EXISTS (SELECT 1 FROM {schema.TABLE} WHERE mask_key_id IS NULL)
+"""
+
+
+def _unsearched(cursor, person: Person, ring: KeyRing, where: str, parameters: tuple):
+    """The rows under key ids the ring lacks that the search could not tell apart, counted by
+    key id. A user_id is stored as sent, so nothing is hidden from a search by it; an extra
+    field, only in rows that hold it and did not match as sent."""
+    if person.user_id:
+        return Unsearched()
+    cursor.execute(_KEY_IDS_SQL)
+    ours = {key.key_id for key in ring.keys}
+    lacking = [key_id for (key_id,) in cursor.fetchall() if key_id not in ours]
+    if not lacking:
+        return Unsearched()
+    named = [key_id for key_id in lacking if key_id is not None]
+    condition = "(mask_key_id = ANY(%s)" + (" OR mask_key_id IS NULL)" if None in lacking else ")")
+    arguments: tuple = (named,)
+    if person.extra:
+        condition += f" AND extra ? %s AND NOT {where}"
+        arguments += (person.extra[0], *parameters)
+    cursor.execute(
+        f"SELECT mask_key_id, count(*) FROM {schema.TABLE} WHERE {condition} GROUP BY 1 "
+        "ORDER BY 1 NULLS LAST",
+        arguments,
+    )
+    return Unsearched({key_id or NO_KEY_ID: count for key_id, count in cursor.fetchall()})
 
 
 def ready_connection(
