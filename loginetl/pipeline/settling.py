@@ -10,7 +10,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import sqs
-from ..errors import LoginetlError
 from ..metrics import Metrics
 from ..sqs import QueueMessage
 from .state import Shared, SourceQueue
@@ -47,15 +46,12 @@ class Settlers:
 
     def _settle(self, batch, done, refused, loaded: int, duplicates: int, started: float) -> None:
         try:
-            done = done + self._dead_letter(refused)
-            failures = sqs.delete(self.source.sqs, self.source.url, done)
-            self.shared.count_not_deleted(len(failures))
-            self.source.keeper.let_go(batch)
-            self._report(batch, refused, loaded, duplicates, time.monotonic() - started)
-        except LoginetlError as error:
-            self.shared.fail(error)
-        except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the batch
-            self.shared.fail_on_bug("settling a batch", error)
+            with self.shared.failing_as("settling a batch"):
+                done = done + self._dead_letter(refused)
+                failures = sqs.delete(self.source.sqs, self.source.url, done)
+                self.shared.count_not_deleted(len(failures))
+                self.source.keeper.let_go(batch)
+                self._report(batch, refused, loaded, duplicates, time.monotonic() - started)
         finally:
             self.shared.settling.release()
 

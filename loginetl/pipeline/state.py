@@ -12,6 +12,8 @@ from __future__ import annotations
 import queue
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -136,6 +138,17 @@ class Shared:
         """An error no code path expected ended `role`'s thread: end the run with it, as one
         line, rather than lose the thread's work or leave the run waiting on it."""
         self.fail(LoginetlError(f"{role} failed: {type(error).__name__}: {error}"))
+
+    @contextmanager
+    def failing_as(self, role: str) -> Iterator[None]:
+        """Whatever escapes the block ends the run: our own errors as they are, any other (a
+        bug) named after `role`, so no thread dies silently."""
+        try:
+            yield
+        except LoginetlError as error:
+            self.fail(error)
+        except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose work
+            self.fail_on_bug(role, error)
 
     def wake_loader(self) -> None:
         """The source is done (its last reader ended): an empty list in the inbox wakes a loader

@@ -176,21 +176,26 @@ def _initdb(data_dir: Path, password: str, run_as: _RunAs) -> None:
         with os.fdopen(fd, "w") as handle:
             handle.write(password + "\n")
         run_as.chown(Path(pwfile))
-        args = [
-            "-D",
-            str(data_dir),
-            "-U",
-            "postgres",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            f"--pwfile={pwfile}",
-            "--encoding=UTF8",
-            "--no-locale",  # C locale: does not depend on the locales installed here
-            "--no-sync",  # a throwaway dev database need not survive a crash: no slow fsyncs
-        ]
-        _run_pg_tool("initdb", args, run_as, cwd=data_dir, timeout=120)
+        _run_pg_tool("initdb", initdb_args(data_dir, pwfile), run_as, cwd=data_dir, timeout=120)
     finally:
         os.unlink(pwfile)
+
+
+def initdb_args(data_dir: Path, pwfile: str | Path) -> list[str]:
+    """initdb's arguments for a throwaway server: superuser postgres, trusted over the unix
+    socket, its password (in `pwfile`) asked over TCP."""
+    return [
+        "-D",
+        str(data_dir),
+        "-U",
+        "postgres",
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+        f"--pwfile={pwfile}",
+        "--encoding=UTF8",
+        "--no-locale",  # C locale: does not depend on the locales installed here
+        "--no-sync",  # a throwaway database need not survive a crash: no slow fsyncs
+    ]
 
 
 def _socket_dir_option(data_dir: Path) -> str:

@@ -138,11 +138,8 @@ class Reading:
 
     def _coordinate(self) -> None:
         try:
-            self._rounds()
-        except LoginetlError as error:
-            self.shared.fail(error)
-        except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the thread
-            self.shared.fail_on_bug("lease coordinator", error)
+            with self.shared.failing_as("lease coordinator"):
+                self._rounds()
         finally:
             self.done.set()
             self.shared.wake_loader()
@@ -219,11 +216,8 @@ class ShardReader:
 
     def run(self) -> None:
         try:
-            self._read_until_done(self.state)
-        except LoginetlError as error:
-            self.shared.fail(error)
-        except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than lose the shard
-            self.shared.fail_on_bug("reader", error)
+            with self.shared.failing_as("reader"):
+                self._read_until_done(self.state)
         finally:
             self.reading.changed.set()
 

@@ -75,19 +75,7 @@ class OwnPostgres:
         pwfile = self.folder / "pw"
         pwfile.write_text(self.password + "\n")
         self.own(pwfile)
-        self._tool(
-            "initdb",
-            "-D",
-            str(self.data),
-            "-U",
-            "postgres",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            f"--pwfile={pwfile}",
-            "--encoding=UTF8",
-            "--no-locale",
-            "--no-sync",
-        )
+        self._tool("initdb", *stack_postgres.initdb_args(self.data, pwfile))
         pwfile.unlink()
 
     def own(self, path: Path, mode: int | None = None) -> None:
