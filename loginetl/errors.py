@@ -10,6 +10,9 @@ EXIT_USAGE = 2  # bad usage or configuration
 # Ended without error but without doing all it was asked: a one-shot stream run that left
 # shards to another process still holding them. Run again later (or after that process ends).
 EXIT_INCOMPLETE = 3
+# The reader of the output closed it early (`| head`): 128 + SIGPIPE, as a shell reports a Unix
+# tool that SIGPIPE ended, so a pipeline with `set -o pipefail` tells it from success.
+EXIT_CLOSED_PIPE = 141
 
 
 class LoginetlError(Exception):

@@ -130,6 +130,31 @@ def test_json_logs_report_a_failure_as_json_with_its_exit_code(queues):
     assert stop and stop[0]["exit_code"] == 1
 
 
+@pytest.mark.parametrize("level", ["warning", "info", "debug"])
+def test_a_failed_run_says_its_error_in_one_line_whatever_the_log_level(queues, level):
+    env = env_for(queues.url, "postgresql://postgres@127.0.0.1:1/none", LOGINETL_RETRY_FOR="0")
+
+    process = start_loginetl("--log-level", level, "run", env=env)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 1
+    errors = [line for line in stderr.splitlines() if "ERROR" in line or "Error:" in line]
+    assert len(errors) == 1 and "cannot connect to database 127.0.0.1:1" in errors[0], stderr
+
+
+def test_a_successful_erase_logs_its_audit_event_at_info_shown_by_default(cli, queues):
+    assert cli("init-db").exit_code == 0
+    login = next(message for message in sample_messages() if "user_id" in message)
+    queues.send([json.dumps(login)])
+    assert cli("run").exit_code == 0
+
+    result = cli("erase", "--user-id", login["user_id"], "--yes")
+
+    assert result.exit_code == 0, result.output
+    (event,) = [line for line in result.stderr.splitlines() if "erase: deleted 1 rows" in line]
+    assert " INFO " in event and "WARNING" not in result.stderr
+
+
 def test_json_logs_write_a_usage_error_as_one_json_line(queues):
     process = start_loginetl("run", "--no-such-option", "--log-format", "json", env={})
     stdout, stderr = process.communicate(timeout=60)

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import typer
 from dotenv import load_dotenv
 from typer._click.exceptions import ClickException  # typer vendors click (typer==0.29.2)
-from typer.core import TyperGroup
 
+from ..closed_pipe import QuietOnClosedPipe
 from ..version_option import VersionOption
 from . import logs
 from .common import option, reports_errors, stderr
@@ -27,7 +27,7 @@ GLOBAL_EPILOG = (
 )
 
 
-class GlobalOptionsGroup(TyperGroup):
+class GlobalOptionsGroup(QuietOnClosedPipe):
     """Moves the options of `loginetl` itself that follow the command name to before it, so
     they mean the same wherever they stand; and writes usage errors as JSON when logs are."""
 

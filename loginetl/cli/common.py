@@ -6,14 +6,15 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from typer._click.core import ParameterSource
 from typer._click.exceptions import ClickException  # typer vendors click (typer==0.29.2)
 
 from .. import config
+from ..closed_pipe import Console, closed_pipe
 from ..config import redact
 from ..errors import EXIT_FAILED, ConfigError, LoginetlError
 from . import logs, render
@@ -205,12 +206,18 @@ def error_line(message: str) -> None:
 
 
 def reports_errors(command):
-    """One line and an exit code for any error, never a traceback, never a secret."""
+    """One line and an exit code for any error, never a traceback, never a secret; a pipe
+    closed early ends the command quietly."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            try:
+                return command(*args, **kwargs)
+            finally:
+                sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        except BrokenPipeError:
+            closed_pipe()
         except (typer.Exit, typer.Abort, ClickException):
             raise
         except LoginetlError as error:

@@ -7,7 +7,7 @@ from typing import Annotated
 from .. import config, privacy
 from ..config import Settings
 from ..masking import key_ring_from_env
-from . import render
+from . import logs, render
 from .app import command
 from .common import DatabaseUrl, DeviceId, ExtraField, Ip, JsonOutput, UserId, conclude, option
 
@@ -38,6 +38,8 @@ def erase(
         loginetl erase --extra email=someone@example.com
     """
     settings = Settings(database_url=database_url)
+    if yes:
+        logs.audited()
     field = privacy.extra_field(extra) if extra is not None else None
     person = privacy.Person(ip=ip, device_id=device_id, user_id=user_id, extra=field)
     result = privacy.erase(settings, key_ring_from_env(), person, yes)

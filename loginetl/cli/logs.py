@@ -111,6 +111,10 @@ def json_lines() -> bool:
 
 
 def as_service() -> None:
-    """A long-running command (`run --follow`) logs at `info` unless a level was given."""
+    """A long-running command (`run --follow`) logs at `info` unless a level was given; so does
+    an audited operator action (`erase --yes`, `unmask`), whose event is its audit record."""
     if not _explicit_level:
         logging.getLogger("loginetl").setLevel(logging.INFO)
+
+
+audited = as_service

@@ -7,7 +7,7 @@ from typing import Annotated
 from .. import config, privacy
 from ..config import Settings
 from ..masking import key_ring_from_env
-from . import render
+from . import logs, render
 from .app import command
 from .common import DatabaseUrl, JsonOutput, option, show
 
@@ -33,5 +33,6 @@ def unmask(
         loginetl unmask --message-id 0e5b7d4e-8a53-4e1f-9f1c-2f6c9d41a7b2 --json
     """
     settings = Settings(database_url=database_url)
+    logs.audited()
     result = privacy.unmask(settings, key_ring_from_env(), message_id)
     show(json, result.as_dict(), render.unmasked(result))

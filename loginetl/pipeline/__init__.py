@@ -217,9 +217,8 @@ def log_start(settings: Settings, key: MaskKey, options: RunOptions) -> None:
 def log_stop(summary: RunSummary | None) -> None:
     if summary is None:  # a bug ended the run: the CLI reports it
         return
-    level = logging.ERROR if summary.exit_code else logging.INFO
-    log.log(
-        level,
+    # A run that stopped on an error says so once, in the CLI's error line: this is the record.
+    log.info(
         f"run stopped: {summary.stopped_because}",
         extra={
             "event": "stop",

@@ -193,7 +193,7 @@ def erase(settings: Settings, ring: KeyRing, person: Person, confirm: bool) -> E
     key_ids: dict[str, int] = {}
     for _, key_id in deleted:
         key_ids[key_id] = key_ids.get(key_id, 0) + 1
-    log.warning(
+    log.info(
         "erase: deleted %d rows (key ids %s)",
         len(deleted),
         ", ".join(key_ids) or "none",

@@ -84,7 +84,7 @@ def unmask(settings: Settings, ring: KeyRing, message_id: str) -> Unmasked:
         ip, device_id = key.unmask(masked_ip), key.unmask(masked_device_id)
     except CannotUnmask as error:
         raise LoginetlError(f"row {message_id!r} cannot be unmasked: {error}") from None
-    log.warning(
+    log.info(
         "unmask: message %s under key id %s",
         message_id,
         key_id,

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from ..closed_pipe import QuietOnClosedPipe
 from ..config import redact_dsn
 from ..version_option import VersionOption
 from .files import check_purgeable, make_stack_dir, purge_stack_dir, read_env_file
@@ -59,6 +60,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     add_completion=False,
+    cls=QuietOnClosedPipe,
+    rich_markup_mode=None,  # click's plain help, as loginetl's: it wraps at any width
 )
 
 

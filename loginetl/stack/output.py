@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from rich.console import Console
+from ..closed_pipe import Console
 
 console = Console(highlight=False)
 
