@@ -15,15 +15,21 @@ import hashlib
 import json
 import signal
 from collections import Counter
-from contextlib import contextmanager
-
-import psycopg2
 
 from loginetl.stream.client import record_id
 from loginetl.stream.leases import SHARDS
 from tests.support.data import rows
 from tests.support.faults import Watched, free_port, wait_until
-from tests.support.runs import invoke, logins, metric, scrape, shard_table, table_locked
+from tests.support.runs import (
+    holding,
+    invoke,
+    logins,
+    metric,
+    scrape,
+    shard_table,
+    table_locked,
+    waiting_on_lock,
+)
 
 
 def key_for(shard: dict) -> str:
@@ -34,18 +40,6 @@ def key_for(shard: dict) -> str:
         for key in (f"key-{n}" for n in range(10_000))
         if low <= int(hashlib.md5(key.encode()).hexdigest(), 16) <= high
     )
-
-
-def waiting_in(db, text: str) -> bool:
-    """Whether a loginetl session waits on a lock in a statement containing `text`."""
-    with db.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loginetl' "
-            "AND wait_event_type = 'Lock' AND datname = current_database() "
-            "AND position(%s in query) > 0",
-            (text,),
-        )
-        return cursor.fetchone()[0] > 0
 
 
 def set_owner(db, stream, shard: dict, owner: str | None) -> None:
@@ -59,20 +53,13 @@ def set_owner(db, stream, shard: dict, owner: str | None) -> None:
         )
 
 
-@contextmanager
 def row_locked(database_url: str, stream, shard: dict):
     """Another session holds the shard's row: its checkpoints (and lease renewals) wait."""
-    connection = psycopg2.connect(database_url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT 1 FROM {SHARDS} WHERE stream = %s AND shard_id = %s FOR UPDATE",
-                (stream.name, shard["ShardId"]),
-            )
-        yield
-    finally:
-        connection.rollback()
-        connection.close()
+    return holding(
+        database_url,
+        f"SELECT 1 FROM {SHARDS} WHERE stream = %s AND shard_id = %s FOR UPDATE",
+        (stream.name, shard["ShardId"]),
+    )
 
 
 def sequence_of(record: str) -> str:
@@ -108,13 +95,13 @@ def test_a_lease_lost_while_its_batch_commits_loses_and_doubles_nothing(
                 for number in (1, 2, 3):  # committing, prepared ahead, waiting to be handed over
                     put_on(b, [f"{{poison {number}"])
                     dead_lettered(number)  # the batch of it was cut
-                    wait_until(lambda: waiting_in(db, "SET checkpoint"))
+                    wait_until(lambda: waiting_on_lock(db, statement="SET checkpoint"))
                 [in_a, poison_a] = put_on(a, [*logins(1, "a"), "{poison a"])
                 [in_b, poison_b] = put_on(b, [*logins(1, "b"), "{poison b"])
                 wait_until(lambda: received() == 7)  # both shards' records wait in the inbox
             # The three poison batches commit; the next one holds both shards' records.
             dead_lettered(5)
-            wait_until(lambda: waiting_in(db, "loginetl_stage"))  # its insert waits
+            wait_until(lambda: waiting_on_lock(db, statement="loginetl_stage"))  # its insert waits
             set_owner(db, stream, a, "another-owner")
             watched.wait_for('"lease_lost"')  # the lease coordinator saw it too
 
