@@ -106,6 +106,31 @@ DLQ_REFUSES_TEST = (
     "tests/test_failure_branches.py::"
     "test_a_message_the_dead_letter_queue_refuses_stays_on_the_source_queue"
 )
+DLQ_ENTRY_TEST = (
+    "tests/test_dead_letter_answers.py::"
+    "test_a_dead_letter_entry_sqs_does_not_confirm_stays_on_the_source_queue"
+)
+PARTITIONED = "tests/test_partitioned_paths.py::"
+PARTITIONED_REDELIVERED_TEST = (
+    PARTITIONED + "test_a_message_delivered_again_after_its_commit_is_a_duplicate_deleted"
+)
+PARTITIONED_REFUSED_TESTS = (
+    PARTITIONED + "test_a_row_the_database_refuses_is_dead_lettered_alone_with_its_reason",
+    PARTITIONED + "test_a_refused_row_replayed_stays_dead_lettered_until_fixed_then_loads_once",
+)
+# The per-entry check of a SendMessageBatch answer (sqs.send_entries): what is in `Failed`,
+# and what is in neither list, is not sent.
+PER_ENTRY_CHECK = """\
+    not_sent = {
+        int(entry["Id"]): redact(f"{entry.get('Code', '')}: {entry.get('Message', '')}")
+        for entry in response.get("Failed", [])
+    }
+    acknowledged = {int(entry["Id"]) for entry in response.get("Successful", [])}
+    for index in indexes:
+        if index not in acknowledged and index not in not_sent:
+            not_sent[index] = "not acknowledged by SQS"
+    return not_sent
+"""
 
 LOAD_CALL = """        result = self.db.call(  # committed on return
 """
@@ -133,7 +158,15 @@ BREAKS: tuple[Break, ...] = (
         '{failure.error}")\n        return sent\n',
         '{failure.error}")\n'
         "        return sent + [failure.message for failure in failed]  # SABOTAGE\n",
-        (OUTAGE_TEST, SAMPLE_TEST, DLQ_REFUSES_TEST),
+        (OUTAGE_TEST, SAMPLE_TEST, DLQ_REFUSES_TEST, DLQ_ENTRY_TEST),
+    ),
+    Break(
+        DELETE_AFTER_COMMIT,
+        "drop the per-entry DLQ check (a 200 SendMessageBatch answer taken as all sent)",
+        "sqs.py",
+        PER_ENTRY_CHECK,
+        "    return {}  # SABOTAGE: every entry of a 200 answer taken for sent\n",
+        (DLQ_ENTRY_TEST,),
     ),
     Break(
         AT_MOST_ONCE,
@@ -142,6 +175,14 @@ BREAKS: tuple[Break, ...] = (
         '"ON CONFLICT (sqs_message_id) DO NOTHING RETURNING sqs_message_id"',
         '"RETURNING sqs_message_id"  # SABOTAGE: no ON CONFLICT',
         (REDELIVERED_TEST, TWO_COPIES_TEST),
+    ),
+    Break(
+        AT_MOST_ONCE,
+        "partitioned: rows inserted whether or not their id was claimed before",
+        "load.py",
+        "        values = [v for v in values if v[MESSAGE_ID] in new_ids]\n",
+        "        pass  # SABOTAGE: the claim of the ids ignored\n",
+        (PARTITIONED_REDELIVERED_TEST,),
     ),
     Break(
         KILL_9,
@@ -252,7 +293,21 @@ BREAKS: tuple[Break, ...] = (
         "load.py",
         "            inserted = _insert_one_by_one(\n",
         "            raise  # SABOTAGE: no row-by-row retry\n            inserted = (\n",
-        (FAULTS + "test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load",),
+        (
+            FAULTS + "test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load",
+            *PARTITIONED_REFUSED_TESTS,
+        ),
+    ),
+    Break(
+        REFUSED_ROW,
+        "partitioned: a refused row's id stays claimed (its replay taken for a duplicate)",
+        "load.py",
+        '                cursor.execute("ROLLBACK TO SAVEPOINT one_row")\n',
+        '                cursor.execute("ROLLBACK TO SAVEPOINT one_row")\n'
+        "                if table.partitioned:  # SABOTAGE: the claim outlives the refused row\n"
+        '                    cursor.execute(f"INSERT INTO {LOADED_IDS} VALUES (%s)",\n'
+        "                                   (row_values[MESSAGE_ID],))\n",
+        PARTITIONED_REFUSED_TESTS,
     ),
     Break(
         HOSTILE,

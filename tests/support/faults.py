@@ -217,6 +217,11 @@ class ThrottlingSqs:
     def forwarded(self, action: str) -> None:
         pass
 
+    def answering(self, action: str, request: bytes, answer: bytes) -> bytes:
+        """The server's answer to `request` (as the client sent it), as the client is to get
+        it: here unchanged."""
+        return answer
+
     def injected(self, action: str) -> tuple[int, bytes, str] | None:
         """The answer (status, body, content type) to give this request instead of forwarding
         it, or None to forward it: here a throttling error for the first `throttle` of every
@@ -238,12 +243,12 @@ class ThrottlingSqs:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sent = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 action = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
                 answer = proxy.injected(action)
                 if answer is not None:
                     return self._reply(*answer)
-                body = proxy.forwarding(action, body)
+                body = proxy.forwarding(action, sent)
                 headers = {
                     k: v
                     for k, v in self.headers.items()
@@ -261,7 +266,7 @@ class ThrottlingSqs:
                     kind = error.headers.get("Content-Type", "")
                 finally:
                     proxy.forwarded(action)
-                self._reply(status, answer, kind)
+                self._reply(status, proxy.answering(action, sent, answer), kind)
 
             def _reply(self, status: int, body: bytes, kind: str) -> None:
                 self.send_response(status)
@@ -279,10 +284,13 @@ class ThrottlingSqs:
 class RecordingSqs(ThrottlingSqs):
     """An HTTP front for a real SQS server that forwards every request, counts them by action
     (and the most ReceiveMessage calls in flight at once), and can rewrite a request's JSON
-    body on its way (`rewrite(action, body) -> body`) to make the server refuse part of it."""
+    body on its way (`rewrite(action, body) -> body`) to make the server refuse part of it, and
+    the server's answer on its way back (`answer(action, request, answer) -> answer`, given the
+    request as the client sent it)."""
 
-    def __init__(self, target: str, rewrite=None) -> None:
+    def __init__(self, target: str, rewrite=None, answer=None) -> None:
         self.rewrite = rewrite or (lambda action, body: body)
+        self.answer = answer or (lambda action, request, answer: answer)
         self.actions: dict[str, int] = {}
         self.in_flight = self.most_in_flight = 0
         super().__init__(target, throttle=0, every=1)
@@ -297,6 +305,9 @@ class RecordingSqs(ThrottlingSqs):
                 self.in_flight += 1
                 self.most_in_flight = max(self.most_in_flight, self.in_flight)
         return self.rewrite(action, body)
+
+    def answering(self, action: str, request: bytes, answer: bytes) -> bytes:
+        return self.answer(action, request, answer)
 
     def forwarded(self, action: str) -> None:
         if action == "ReceiveMessage":

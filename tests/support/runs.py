@@ -28,16 +28,22 @@ def env_for(queue_url: str, database_url: str, **extra) -> dict:
 
 
 @contextmanager
-def table_locked(database_url: str):
-    """Another session holds an exclusive lock: inserts wait, as on a very slow database."""
+def holding(database_url: str, statement: str, params: tuple = ()):
+    """Another session runs `statement` (a LOCK, a SELECT ... FOR UPDATE) and keeps the locks
+    it took until the block ends: whatever needs them waits."""
     connection = psycopg2.connect(database_url)
     with connection.cursor() as cursor:
-        cursor.execute("LOCK TABLE user_logins IN ACCESS EXCLUSIVE MODE")
+        cursor.execute(statement, params)
     try:
         yield
     finally:
         connection.rollback()
         connection.close()
+
+
+def table_locked(database_url: str):
+    """Another session holds an exclusive lock: inserts wait, as on a very slow database."""
+    return holding(database_url, "LOCK TABLE user_logins IN ACCESS EXCLUSIVE MODE")
 
 
 def init(database_url: str) -> None:
@@ -62,11 +68,15 @@ def visible(queues) -> int:
     return int(attributes["ApproximateNumberOfMessages"])
 
 
-def waiting_on_lock(db, sessions: int = 1) -> bool:
+def waiting_on_lock(db, sessions: int = 1, statement: str = "") -> bool:
+    """Whether `sessions` loginetl sessions of the test's database wait on a lock (in a
+    statement containing `statement`, when one is given)."""
     with db.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loginetl' "
-            "AND wait_event_type = 'Lock' AND datname = current_database()"
+            "AND wait_event_type = 'Lock' AND datname = current_database() "
+            "AND position(%s in query) > 0",
+            (statement,),
         )
         return cursor.fetchone()[0] >= sessions
 
