@@ -9,21 +9,9 @@ import pytest
 
 from tests.support.data import rows, sample_messages
 from tests.support.faults import Watched, wait_until
-from tests.support.runs import env_for
+from tests.support.runs import env_for, waiting_on_lock
 
 PERSON = next(m for m in sample_messages() if "user_id" in m)
-
-
-def waiting(db, statement: str) -> bool:
-    """Some loginetl session of this database waits on a lock in a statement starting so."""
-    with db.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loginetl' "
-            "AND wait_event_type = 'Lock' AND datname = current_database() "
-            "AND query LIKE %s",
-            (statement + "%",),
-        )
-        return cursor.fetchone()[0] > 0
 
 
 @pytest.mark.parametrize("partition_by", [None, "month"])
@@ -44,14 +32,14 @@ def test_a_load_racing_an_open_erase_never_brings_the_row_back(
         cursor.execute("LOCK TABLE user_logins_erased IN SHARE MODE")
     eraser = Watched("erase", "--user-id", PERSON["user_id"], "--yes", "--json", env=env)
     try:
-        wait_until(lambda: waiting(db, "INSERT INTO user_logins_erased"))
+        wait_until(lambda: waiting_on_lock(db, statement="INSERT INTO user_logins_erased"))
         # The same message delivered again (as a DLQ replay or a redelivery would).
         original = {"DataType": "String", "StringValue": message_id}
         queues.send([json.dumps(PERSON)], attributes={"loginetl-original-message-id": original})
         loader = Watched("run", "--json", env=env)
         if partition_by is None:
             # The insert meets the row the erase deleted, and waits for the erase to end.
-            wait_until(lambda: waiting(db, "INSERT INTO user_logins ("))
+            wait_until(lambda: waiting_on_lock(db, statement="INSERT INTO user_logins ("))
         else:
             # The erase left the id claimed: the load finds it taken and does not wait.
             loaded = loader.finish()
