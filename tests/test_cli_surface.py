@@ -234,6 +234,34 @@ def test_peek_shows_message_ids_and_sent_times_whole(cli, queues, width):
         assert message["sent_at"] in result.stdout
 
 
+def test_titles_stay_on_one_line_and_urls_break_only_after_a_slash_at_80_columns(
+    cli, queues, database_url
+):
+    assert cli("init-db").exit_code == 0
+    queues.send(["not json"])
+    assert cli("run").exit_code == 0
+    columns = {"COLUMNS": "80"}
+    database = database_url.rsplit("/", 1)[1]
+
+    erase = cli("erase", "--user-id", "nobody", env=columns).stdout
+    title = f"erase (counted only: --yes deletes) on 127.0.0.1:5432/{database}"
+    assert title in erase.splitlines()[0]
+    status = cli("status", env=columns).stdout
+    assert any(
+        f"table user_logins on 127.0.0.1:5432/{database}" in line for line in status.splitlines()
+    )
+    replay = cli("replay-dlq", "--dry-run", env=columns).stdout
+    for output in (status, replay):
+        assert max(len(line) for line in output.splitlines()) <= 80
+        for url in (queues.url, queues.dlq_url):
+            # Each part of the URL between slashes is whole on some line.
+            for part in url.split("/")[2:]:
+                assert any(
+                    f"{part}/" in line or line.rstrip(" │").endswith(part)
+                    for line in output.splitlines()
+                ), (part, output)
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_init_db_lists_every_column_readably(cli, width):
     result = cli("init-db", env={"COLUMNS": str(width)})

@@ -11,7 +11,9 @@ import json
 import re
 from typing import Any, cast
 
-from rich.console import Group, JustifyMethod, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -40,8 +42,32 @@ def safe(value: Any, limit: int | None = None) -> Text:
     return Text(text)
 
 
+class Path:
+    """A URL or a database location that wraps only after a "/" (never inside a name, unless
+    one alone is wider than the column), and that no column squeezes below its longest part."""
+
+    def __init__(self, text: str) -> None:
+        self.parts = re.findall(r"[^/]*(?:/+|$)", safe(text).plain)[:-1] or [""]
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        lengths = [cell_len(part) for part in self.parts]
+        return Measurement(max(lengths), sum(lengths)).clamp(max_width=options.max_width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines, line = [], ""
+        for part in self.parts:
+            if line and cell_len(line) + cell_len(part) > options.max_width:
+                lines.append(line)
+                line = ""
+            line += part
+        yield Text("\n".join([*lines, line]), justify="left", overflow="fold")
+
+
 def table(title: str | None = None, *columns: str, **settings) -> Table:
-    """A table whose cells wrap, never cut: long words fold onto the next line."""
+    """A table whose cells wrap, never cut: long words fold onto the next line. It is at least
+    as wide as its title, so the title stays on one line while the terminal is wide enough."""
+    if title:
+        settings.setdefault("min_width", cell_len(title) + 4)
     made = Table(title=title, **settings)
     for column in columns:
         name, _, justify = column.partition(":")
@@ -201,8 +227,10 @@ def replay_summary(summary: ReplaySummary, width: int = NARROW) -> Group:
         show_header=False,
     )
     made.columns[0].style = "bold"
-    made.add_row("dead-letter queue", safe(summary.dlq_url))
-    made.add_row("to", safe(summary.destination or "each message's source queue"))
+    made.add_row("dead-letter queue", Path(summary.dlq_url))
+    made.add_row(
+        "to", Path(summary.destination) if summary.destination else "each message's source queue"
+    )
     if summary.reason_filter is not None:
         made.add_row("reason contains", safe(summary.reason_filter))
     made.add_row("received", str(summary.received))
@@ -315,7 +343,7 @@ def status_report(report: StatusReport) -> Group:
         if queue is None:
             continue
         shown = facts(title)
-        shown.add_row("url", safe(queue["url"]))
+        shown.add_row("url", Path(queue["url"]))
         for name in ("visible", "in_flight", "delayed"):
             shown.add_row(name.replace("_", " "), str(queue[name]))
         for number, reason in enumerate(queue.get("reasons", []), 1):
