@@ -34,9 +34,29 @@ def generate() -> str:
             capture_output=True, text=True, check=True, cwd=REPO,
             env=os.environ | {"COLUMNS": "100", "NO_COLOR": "1"},
         )  # fmt: skip
-        lines = done.stdout.strip().splitlines()
+        lines = examples_as_code(done.stdout.strip().splitlines())
         parts.append("\n".join("#" + line if line.startswith("#") else line for line in lines))
     return "\n\n".join(parts) + "\n"
+
+
+def examples_as_code(lines: list[str]) -> list[str]:
+    """click's no-rewrap marker (a line holding only a backspace) before an indented block of
+    examples becomes a fenced code block: as typer writes it, the page holds a control
+    character and the examples run on as one paragraph."""
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        if lines[index] != "\b":
+            out.append(lines[index])
+            index += 1
+            continue
+        index += 1
+        block = []
+        while index < len(lines) and lines[index].startswith("    "):
+            block.append(lines[index].removeprefix("    "))
+            index += 1
+        out += ["```bash", *block, "```"]
+    return out
 
 
 def main(argv: list[str]) -> int:

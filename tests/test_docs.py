@@ -4,6 +4,7 @@ examples in both run in tests/test_examples.py."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,19 @@ def test_the_cli_reference_is_what_the_code_generates():
     for command in ("init-db", "run", "peek", "status", "replay-dlq", "verify-masking", "erase"):
         assert f"`loginetl {command}`" in reference
     assert "`loginetl-stack up`" in reference
+
+
+def test_no_page_holds_a_control_character_and_examples_are_code_blocks(tmp_path):
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        bad = sorted({hex(ord(c)) for c in text if ord(c) < 32 and c not in "\n\t"})
+        assert not bad, (page.name, bad)
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    blocks = re.findall(r"^Examples?:\n\n(.*?)\n\n", reference, re.M | re.S)
+    assert len(blocks) >= 11
+    for block in blocks:
+        assert block.startswith("```bash\n") and block.endswith("\n```"), block
 
 
 def test_the_changelog_keeps_a_changelog():
