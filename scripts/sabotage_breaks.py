@@ -381,8 +381,8 @@ BREAKS: tuple[Break, ...] = (
         POSTGRES_CRASH,
         "every retry of an outage logs a warning (not one when it starts)",
         "database.py",
-        "        if self.outage_since is None:\n            self.outage_since = time.monotonic()\n",
-        "        if True:  # SABOTAGE: a warning each retry\n            self.outage_since = time.monotonic()\n",
+        "        if self.outage is None:\n            self.outage = Outage(",
+        "        if True:  # SABOTAGE: a warning each retry\n            self.outage = Outage(",
         (CRASH_TEST,),
     ),
     Break(

@@ -15,16 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .. import database, load, schema, sqs
+from .. import database, load, outages, schema, sqs
 from ..config import Settings
 from ..errors import EXIT_INCOMPLETE, ConfigError, LoginetlError
 from ..masking import MaskKey
 from ..metrics import Metrics, MetricsServer
 from ..pipeline import drive
 from ..pipeline.loading import Loader
+from ..pipeline.reaching import side_by_side
 from ..pipeline.state import RunOptions, RunSummary, Shared
 from .checkpoints import LeaseLost, StreamSettlers
-from .client import kinesis_client
+from .client import kinesis_client, list_shards
 from .leases import LEASE_SECONDS, RENEWAL_SECONDS, Leases, new_owner
 from .metrics import StreamMetrics
 from .reading import MAX_RECORDS, Reading
@@ -103,10 +104,22 @@ class StreamRun:
             on_outage=lambda: self.metrics.error("database"),
         )
         keep_extra = self.options.keep_extra is not None
-        table = self.db.call(
-            lambda connection: schema.require_ready(connection, keep_extra), "checking the table"
+        shards: list = []
+
+        def check_the_dead_letter_queue() -> None:
+            with outages.watching(self.sqs, "SQS"):
+                sqs.queue_attributes(self.sqs, self.dlq_url, ["QueueArn"])  # it exists
+
+        def check_the_stream() -> None:
+            with outages.watching(self.kinesis, "Kinesis"):
+                shards.extend(list_shards(self.kinesis, self.stream))
+
+        table = side_by_side(
+            self.db,
+            lambda connection: schema.require_ready(connection, keep_extra),
+            "checking the table",
+            [check_the_dead_letter_queue, check_the_stream],
         )
-        sqs.queue_attributes(self.sqs, self.dlq_url, ["QueueArn"])  # it exists
         self.leases = Leases(
             settings.database_url,
             self.stream,
@@ -139,7 +152,7 @@ class StreamRun:
         if options.metrics_port is not None:
             port = options.metrics_port
             self.metrics_server = serve_metrics(self.metrics, options, port, settings.database_url)
-        self.reading.start()
+        self.reading.start(shards)
 
     def drain(self) -> RunSummary:
         started = time.monotonic()
