@@ -215,15 +215,15 @@ class Database:
     def _wait(self, delay: float, deadline: float, error: DatabaseError) -> None:
         """Wait `delay` seconds before trying again, saying that the outage goes on whenever
         a line is due; raises if the run stops or `interrupt` is called meanwhile."""
+        outage = self.outage
+        assert outage is not None, "_outage began it"
         until = time.monotonic() + delay
         while (left := until - time.monotonic()) > 0:
-            outage = self.outage
-            due = outage.due_in() if outage is not None else left
-            if self.stop.wait(min(left, due, WAKE_EVERY)) or self.interrupted.is_set():
+            if self.stop.wait(min(left, outage.due_in(), WAKE_EVERY)) or self.interrupted.is_set():
                 raise DatabaseError(
                     f"stopped while waiting for database {self.location}: {error}"
                 ) from None
-            if outage is not None:
+            if outage.due_in() == 0:
                 self._still(outage, deadline, error)
 
     def _outage(self, error: DatabaseError, delay: float) -> None:

@@ -23,14 +23,14 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .. import __version__, database, outages, schema, sqs
+from .. import __version__, database, schema, sqs
 from ..config import Settings
 from ..errors import ConfigError, LoginetlError
 from ..masking import MaskKey
 from ..metrics import Metrics, MetricsServer
 from .giving_back import GivingBack
 from .loading import Loader
-from .reaching import side_by_side
+from .reaching import OtherEnd, side_by_side
 from .receiving import Receivers
 from .settling import NO_DLQ, Settlers
 from .state import QUEUE_BATCH_SIZE, RunOptions, RunSummary, Shared, SourceQueue
@@ -96,17 +96,16 @@ class Run:
         visibility: dict[str, str] = {}
 
         def check_the_queue() -> None:
-            with outages.watching(self.sqs, "SQS"):
-                self.shared.summary.dlq_url = self.settings.dlq_url or sqs.dead_letter_url(
-                    self.sqs, queue_url
-                )
-                visibility.update(sqs.queue_attributes(self.sqs, queue_url, ["VisibilityTimeout"]))
+            self.shared.summary.dlq_url = self.settings.dlq_url or sqs.dead_letter_url(
+                self.sqs, queue_url
+            )
+            visibility.update(sqs.queue_attributes(self.sqs, queue_url, ["VisibilityTimeout"]))
 
         table = side_by_side(
             self.db,
             lambda connection: schema.require_ready(connection, keep_extra),
             "checking the table",
-            [check_the_queue],
+            [OtherEnd(self.sqs, "SQS", check_the_queue)],
         )
         self.keeper = sqs.VisibilityKeeper(
             self.sqs, queue_url, int(visibility.get("VisibilityTimeout", "30"))

@@ -13,33 +13,39 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+from .. import outages
 from ..database import Database
 from ..errors import LoginetlError
 
 T = TypeVar("T")
 
 
-def side_by_side(
-    db: Database, work: Callable[[Any], T], action: str, checks: list[Callable[[], None]]
-) -> T:
-    """`db.call(work, action)` here and each of `checks` in a thread, all at once; what `work`
-    returned, once every check passed. The first check to fail interrupts the wait for the
-    database and its error is raised; an error of the database (not an outage, or an outage
-    longer than --retry-for) is raised at once."""
+class OtherEnd(NamedTuple):
+    client: Any  # the boto3 client `check` calls
+    name: str  # its service as people say it: "SQS", "Kinesis"
+    check: Callable[[], object]  # reaches it, raising what its calls raise
+
+
+def side_by_side(db: Database, work: Callable[[Any], T], action: str, others: list[OtherEnd]) -> T:
+    """`db.call(work, action)` here and each other end's check in a thread, all at once, the
+    endpoint watched (outages.watching); what `work` returned, once every check passed. The
+    first check to fail interrupts the wait for the database and its error is raised; an error
+    of the database (not an outage, or an outage longer than --retry-for) is raised at once."""
     failures: list[BaseException] = []
 
-    def check(work: Callable[[], None]) -> None:
+    def check(end: OtherEnd) -> None:
         try:
-            work()
+            with outages.watching(end.client, end.name):
+                end.check()
         except BaseException as error:  # noqa: BLE001 - raised in the calling thread below
             failures.append(error)
             db.interrupt()
 
     threads = [
-        threading.Thread(target=check, args=(work,), name=f"reach-{index}", daemon=True)
-        for index, work in enumerate(checks)
+        threading.Thread(target=check, args=(end,), name=f"reach-{end.name}", daemon=True)
+        for end in others
     ]
     for thread in threads:
         thread.start()
