@@ -77,7 +77,13 @@ NOT_ACCEPTED_TEST = (
     "tests/test_envelopes_sns.py::test_other_event_types_are_skipped_never_dropped_silently"
 )
 
-POSTGRES_CRASH = "PostgreSQL crashing under load (`pg_ctl stop -m immediate`, twice, while `run --follow` loads a backlog) loses nothing and doubles nothing; the process never exits, `/healthz` answers 503 during each outage and 200 after, and each outage is one warning when it starts and one when it ends, with how long it lasted (the retries in between only at `--log-level debug`; an outage longer than 30 s is also one line every 30 s, as below)."
+POSTGRES_CRASH = (
+    "PostgreSQL crashing under load (`pg_ctl stop -m immediate`, twice, while `run --follow` "
+    "loads a backlog) loses nothing and doubles nothing; the process never exits, `/healthz` "
+    "answers 503 during each outage and 200 after, and each outage is one warning when it "
+    "starts and one when it ends, with how long it lasted (the retries in between only at "
+    "`--log-level debug`; an outage longer than 30 s is also one line every 30 s, as below)."
+)
 CERTIFICATE = "A server certificate that does not verify is not an outage: one line naming the database and the problem, exit 1 at once, never retried for `--retry-for`."
 CRASH_TEST = (
     "tests/test_postgres_crash.py::"
@@ -249,7 +255,8 @@ BREAKS: tuple[Break, ...] = (
         UNREACHABLE,
         "the other ends are checked only once the database answered",
         "pipeline/reaching.py",
-        "    for thread in threads:\n        thread.start()\n    try:\n        result = db.call(work, action)\n",
+        "    for thread in threads:\n        thread.start()\n"
+        "    try:\n        result = db.call(work, action)\n",
         "    try:\n        result = db.call(work, action)  # SABOTAGE: one end after the other\n"
         "        for thread in threads:\n            thread.start()\n",
         UNREACHABLE_TESTS,
