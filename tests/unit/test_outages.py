@@ -19,18 +19,30 @@ def test_the_interval_is_30_s_unless_the_knob_says_otherwise(monkeypatch):
             outages.report_every()
 
 
-def test_two_waiters_on_one_end_say_one_line_an_interval(monkeypatch, caplog):
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_two_waiters_on_one_end_say_one_line_an_interval(monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(outages.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(outages, "_said", {})  # what other tests' outages said
-    logger = logging.getLogger("loginetl.test_outages")
+    logger, kept = logging.getLogger("test_outages"), Kept()
+    logger.addHandler(kept)
     first, second = outages.Outage("database h:1/x", 30.0), outages.Outage("database h:1/x", 30.0)
     other = outages.Outage("database h:2/x", 30.0)
-    with caplog.at_level(logging.WARNING, logger="loginetl.test_outages"):
+    try:
         for _ in range(int(95 / 5)):  # 95 s, every waiter asking every 5 s
             now[0] += 5
             for outage in (first, second, other):
                 outage.still(logger, outage.end, "database_still_unavailable")
-    said = [record.getMessage() for record in caplog.records]
+    finally:
+        logger.removeHandler(kept)
+    said = [record.getMessage() for record in kept.records]
     assert said.count("database h:1/x") == 3 and said.count("database h:2/x") == 3  # 30, 60, 90
-    assert [record.seconds for record in caplog.records[::2]] == [30.0, 60.0, 90.0]
+    assert [record.seconds for record in kept.records[::2]] == [30.0, 60.0, 90.0]
