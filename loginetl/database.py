@@ -20,12 +20,14 @@ import psycopg2.extensions
 
 from .config import database_location, redact, remember_secret
 from .errors import CertificateError, ConfigError, DatabaseError
+from .outages import Outage, report_every, timestamp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BASE_BACKOFF = 0.5  # seconds before the first reconnect, doubling up to MAX_BACKOFF
 MAX_BACKOFF = 30.0
+WAKE_EVERY = 0.25  # seconds: how soon a wait between reconnects notices `interrupt`
 
 
 IAM_AUTH_ENV = "LOGINETL_DATABASE_IAM_AUTH"  # 1: sign in to RDS with an IAM token
@@ -158,6 +160,9 @@ class Database:
     reconnects with exponential backoff and jitter and runs the work again, for up to
     `retry_for` seconds. Work must therefore be safe to repeat: ours is, as a batch whose
     COMMIT was lost in the outage finds its rows already there and counts them as duplicates.
+
+    An outage is one warning as it begins, one line every outages.REPORT_EVERY seconds while
+    it lasts (since when, until when it is waited for) and one warning as it ends.
     """
 
     def __init__(
@@ -172,8 +177,10 @@ class Database:
         self.location = database_location(database_url)
         self.retry_for = retry_for
         self.stop = stop or threading.Event()
+        self.interrupted = threading.Event()  # `interrupt`: stop waiting, the run ends anyway
+        self.report_every = report_every()
         self.connection = None
-        self.outage_since: float | None = None  # monotonic time the current outage began
+        self.outage: Outage | None = None  # the one going on, since its first failure
 
     def call(self, work: Callable[[Any], T], action: str = "database work") -> T:
         deadline = time.monotonic() + self.retry_for
@@ -194,19 +201,35 @@ class Database:
                         f"(--retry-for), gave up on {action}: {error}"
                     ) from None
                 self._outage(error, delay)
-                if self.stop.wait(delay):
-                    raise DatabaseError(
-                        f"stopped while waiting for database {self.location}: {error}"
-                    ) from None
+                self._wait(delay, deadline, error)
             else:
                 self._outage_over()
                 return result
         raise AssertionError("unreachable")
 
+    def interrupt(self) -> None:
+        """End a wait for the database now (from another thread): the run stops on another
+        error, and the `call` waiting raises instead of trying again."""
+        self.interrupted.set()
+
+    def _wait(self, delay: float, deadline: float, error: DatabaseError) -> None:
+        """Wait `delay` seconds before trying again, saying that the outage goes on whenever
+        a line is due; raises if the run stops or `interrupt` is called meanwhile."""
+        outage = self.outage
+        assert outage is not None, "_outage began it"
+        until = time.monotonic() + delay
+        while (left := until - time.monotonic()) > 0:
+            if self.stop.wait(min(left, outage.due_in(), WAKE_EVERY)) or self.interrupted.is_set():
+                raise DatabaseError(
+                    f"stopped while waiting for database {self.location}: {error}"
+                ) from None
+            if outage.due_in() == 0:
+                self._still(outage, deadline, error)
+
     def _outage(self, error: DatabaseError, delay: float) -> None:
         """One warning when an outage starts; each retry after it only at debug level."""
-        if self.outage_since is None:
-            self.outage_since = time.monotonic()
+        if self.outage is None:
+            self.outage = Outage(f"database {self.location}", self.report_every)
             log.warning(
                 "database %s unavailable (%s); retrying for up to %g s (--retry-for)",
                 self.location,
@@ -218,11 +241,28 @@ class Database:
             "database %s still unavailable (%s); retrying in %.1f s", self.location, error, delay
         )
 
+    def _still(self, outage: Outage, deadline: float, error: DatabaseError) -> None:
+        """While it lasts, one line an interval: since when, and how much longer it is waited
+        for (until the --retry-for of the work waiting runs out)."""
+        left = max(0.0, deadline - time.monotonic())
+        until = timestamp(time.time() + left)
+        outage.still(
+            log,
+            f"database {self.location} still unavailable since {outage.since} "
+            f"({outage.lasted():.0f} s); retrying until {until} ({left:.0f} s left of "
+            f"--retry-for {self.retry_for:g} s): {error}",
+            "database_still_unavailable",
+            database=self.location,
+            until=until,
+            seconds_left=round(left, 3),
+            retry_for=self.retry_for,
+        )
+
     def _outage_over(self) -> None:
         """One warning when the outage ends, with how long it lasted."""
-        if self.outage_since is None:
+        if self.outage is None:
             return
-        seconds, self.outage_since = time.monotonic() - self.outage_since, None
+        seconds, self.outage = self.outage.lasted(), None
         log.warning(
             "database %s available again after %.1f s",
             self.location,

@@ -38,6 +38,13 @@ SQS_OUTAGE = (
     "An SQS outage exits 1 with one line naming the endpoint, after botocore's retries; "
     "committed rows are deleted from the queue by the next run."
 )
+UNREACHABLE = (
+    "A run that cannot reach an end says so at once and while it waits: at start the database "
+    "and the SQS endpoint (for a stream, the dead-letter queue's and Kinesis's) are reached side "
+    "by side, and each one unreachable is named in a warning of its own at once; while the "
+    "database is waited for, one line every 30 s says since when and until when; a dead SQS or "
+    "Kinesis endpoint still exits 1 after botocore's retries, without waiting out the database."
+)
 THROTTLING = "Throttling (`RequestThrottled`, 5xx) slows a run down; it does not fail it."
 SLOW_BATCH = "A slow batch keeps its messages from other consumers."
 SIGNALS = (
@@ -70,7 +77,13 @@ NOT_ACCEPTED_TEST = (
     "tests/test_envelopes_sns.py::test_other_event_types_are_skipped_never_dropped_silently"
 )
 
-POSTGRES_CRASH = "PostgreSQL crashing under load (`pg_ctl stop -m immediate`, twice, while `run --follow` loads a backlog) loses nothing and doubles nothing; the process never exits, `/healthz` answers 503 during each outage and 200 after, and each outage is one warning when it starts and one when it ends, with how long it lasted (the retries in between only at `--log-level debug`)."
+POSTGRES_CRASH = (
+    "PostgreSQL crashing under load (`pg_ctl stop -m immediate`, twice, while `run --follow` "
+    "loads a backlog) loses nothing and doubles nothing; the process never exits, `/healthz` "
+    "answers 503 during each outage and 200 after, and each outage is one warning when it "
+    "starts and one when it ends, with how long it lasted (the retries in between only at "
+    "`--log-level debug`; an outage longer than 30 s is also one line every 30 s, as below)."
+)
 CERTIFICATE = "A server certificate that does not verify is not an outage: one line naming the database and the problem, exit 1 at once, never retried for `--retry-for`."
 CRASH_TEST = (
     "tests/test_postgres_crash.py::"
@@ -92,6 +105,15 @@ KILL_TEST = FAULTS + "test_kill_9_at_random_points_loses_nothing_and_loads_nothi
 SIGNAL_TESTS = (
     FAULTS + "test_sigterm_finishes_the_batch_in_hand_and_exits_0",
     FAULTS + "test_a_second_signal_exits_at_once_without_deleting_anything",
+)
+UNREACHABLE_TESTS = tuple(
+    "tests/test_unreachable.py::" + name
+    for name in (
+        "test_a_run_that_reaches_neither_end_names_both_at_once_and_exits_1",
+        "test_the_wait_for_a_database_is_said_every_interval_with_since_and_until",
+        "test_a_database_back_after_a_wait_at_start_is_loaded_into_and_the_end_said",
+        "test_a_stream_run_names_the_database_the_dead_letter_queue_and_kinesis_at_once",
+    )
 )
 SQS_TESTS = (
     FAULTS + "test_an_sqs_outage_after_commit_leaves_messages_that_a_rerun_deletes",
@@ -228,6 +250,24 @@ BREAKS: tuple[Break, ...] = (
         GIVE_BACK,
         "        self.release(shared.leftover + self._empty_inbox())  # SABOTAGE: in_hand kept\n",
         (OUTAGE_TEST, GIVE_UP_TEST),
+    ),
+    Break(
+        UNREACHABLE,
+        "the other ends are checked only once the database answered",
+        "pipeline/reaching.py",
+        "    for thread in threads:\n        thread.start()\n"
+        "    try:\n        result = db.call(work, action)\n",
+        "    try:\n        result = db.call(work, action)  # SABOTAGE: one end after the other\n"
+        "        for thread in threads:\n            thread.start()\n",
+        UNREACHABLE_TESTS,
+    ),
+    Break(
+        UNREACHABLE,
+        "an outage is silent between its first line and its last",
+        "outages.py",
+        "        if now < self.next_line:\n            return\n",
+        "        if True:  # SABOTAGE: no line while it lasts\n            return\n",
+        UNREACHABLE_TESTS,
     ),
     Break(
         SQS_OUTAGE,
@@ -381,8 +421,8 @@ BREAKS: tuple[Break, ...] = (
         POSTGRES_CRASH,
         "every retry of an outage logs a warning (not one when it starts)",
         "database.py",
-        "        if self.outage_since is None:\n            self.outage_since = time.monotonic()\n",
-        "        if True:  # SABOTAGE: a warning each retry\n            self.outage_since = time.monotonic()\n",
+        "        if self.outage is None:\n            self.outage = Outage(",
+        "        if True:  # SABOTAGE: a warning each retry\n            self.outage = Outage(",
         (CRASH_TEST,),
     ),
     Break(

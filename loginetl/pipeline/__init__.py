@@ -30,6 +30,7 @@ from ..masking import MaskKey
 from ..metrics import Metrics, MetricsServer
 from .giving_back import GivingBack
 from .loading import Loader
+from .reaching import OtherEnd, side_by_side
 from .receiving import Receivers
 from .settling import NO_DLQ, Settlers
 from .state import QUEUE_BATCH_SIZE, RunOptions, RunSummary, Shared, SourceQueue
@@ -81,7 +82,7 @@ class Run:
         self.settlers: Settlers | None = None
 
     def start(self) -> None:
-        """Connect to both ends and check them before touching any message."""
+        """Connect to both ends and check them, side by side, before touching any message."""
         queue_url, options = self.settings.queue_url, self.options
         self.sqs = sqs.client(self.settings, pool_size=2 * options.most_receivers + 4)
         self.metrics.count_requests(self.sqs)
@@ -92,13 +93,20 @@ class Run:
             on_outage=lambda: self.metrics.error("database"),
         )
         keep_extra = self.options.keep_extra is not None
-        table = self.db.call(
-            lambda connection: schema.require_ready(connection, keep_extra), "checking the table"
+        visibility: dict[str, str] = {}
+
+        def check_the_queue() -> None:
+            self.shared.summary.dlq_url = self.settings.dlq_url or sqs.dead_letter_url(
+                self.sqs, queue_url
+            )
+            visibility.update(sqs.queue_attributes(self.sqs, queue_url, ["VisibilityTimeout"]))
+
+        table = side_by_side(
+            self.db,
+            lambda connection: schema.require_ready(connection, keep_extra),
+            "checking the table",
+            [OtherEnd(self.sqs, "SQS", check_the_queue)],
         )
-        self.shared.summary.dlq_url = self.settings.dlq_url or sqs.dead_letter_url(
-            self.sqs, queue_url
-        )
-        visibility = sqs.queue_attributes(self.sqs, queue_url, ["VisibilityTimeout"])
         self.keeper = sqs.VisibilityKeeper(
             self.sqs, queue_url, int(visibility.get("VisibilityTimeout", "30"))
         )

@@ -78,8 +78,8 @@ class Reading:
         self.not_read: list[Held] = []  # left to live holders when a one-shot run ended
         self.coordinator = threading.Thread(target=self._coordinate, name="leases", daemon=True)
 
-    def start(self) -> None:
-        self.leases.sync(kinesis.list_shards(self.client, self.stream))
+    def start(self, shards: list[kinesis.Shard] | None = None) -> None:  # None: list them now
+        self.leases.sync(shards or kinesis.list_shards(self.client, self.stream))
         self.coordinator.start()
 
     def alive(self) -> bool:

@@ -22,9 +22,10 @@ from ..masking import MaskKey
 from ..metrics import Metrics, MetricsServer
 from ..pipeline import drive
 from ..pipeline.loading import Loader
+from ..pipeline.reaching import OtherEnd, side_by_side
 from ..pipeline.state import RunOptions, RunSummary, Shared
 from .checkpoints import LeaseLost, StreamSettlers
-from .client import kinesis_client
+from .client import Shard, kinesis_client, list_shards
 from .leases import LEASE_SECONDS, RENEWAL_SECONDS, Leases, new_owner
 from .metrics import StreamMetrics
 from .reading import MAX_RECORDS, Reading
@@ -103,10 +104,8 @@ class StreamRun:
             on_outage=lambda: self.metrics.error("database"),
         )
         keep_extra = self.options.keep_extra is not None
-        table = self.db.call(
-            lambda connection: schema.require_ready(connection, keep_extra), "checking the table"
-        )
-        sqs.queue_attributes(self.sqs, self.dlq_url, ["QueueArn"])  # it exists
+        table, shards = reach_the_ends(self.db, self.sqs, self.dlq_url, self.kinesis, self.stream,
+                                       keep_extra)  # fmt: skip
         self.leases = Leases(
             settings.database_url,
             self.stream,
@@ -139,7 +138,7 @@ class StreamRun:
         if options.metrics_port is not None:
             port = options.metrics_port
             self.metrics_server = serve_metrics(self.metrics, options, port, settings.database_url)
-        self.reading.start()
+        self.reading.start(shards)
 
     def drain(self) -> RunSummary:
         started = time.monotonic()
@@ -219,6 +218,28 @@ class StreamRun:
             self.metrics_server.close()
         if self.db is not None:
             self.db.close()
+
+
+def reach_the_ends(
+    db: database.Database, sqs_client, dlq_url: str, kinesis, stream: str, keep_extra: bool
+) -> tuple[schema.TableInfo, list[Shard]]:
+    """The table checked, the dead-letter queue found and the stream's shards listed, side by
+    side (pipeline/reaching.py): each end that cannot be reached is named at once."""
+    shards: list[Shard] = []
+
+    def find_the_dead_letter_queue() -> None:
+        sqs.queue_attributes(sqs_client, dlq_url, ["QueueArn"])  # it exists
+
+    table = side_by_side(
+        db,
+        lambda connection: schema.require_ready(connection, keep_extra),
+        "checking the table",
+        [
+            OtherEnd(sqs_client, "SQS", find_the_dead_letter_queue),
+            OtherEnd(kinesis, "Kinesis", lambda: shards.extend(list_shards(kinesis, stream))),
+        ],
+    )
+    return table, shards
 
 
 def made_by_start(part: T | None) -> T:
