@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 from rich.console import Console
 
+from tests.support.servers import admin
+
 from .bare import RECEIVE_WAIT, REGION, sqs_client  # noqa: F401 (the bench's, from here)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,16 +139,6 @@ def fresh_database(admin_url: str) -> Iterator[str]:
         yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
         admin(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def admin(admin_url: str, statement: str) -> None:
-    connection = psycopg2.connect(admin_url, connect_timeout=10)
-    connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
 
 
 def query_one(database_url: str, statement: str):

@@ -19,12 +19,16 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 
 import boto3
 import psycopg2
 from moto.server import ThreadedMotoServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for tests.support
+from tests.support.servers import admin
 
 MASK_KEY = "latency-benchmark-key-0123456789"
 
@@ -128,7 +132,7 @@ def report(latencies: list[float], sent: int, args) -> None:
         "p50_seconds": round(percentile(latencies, 0.50), 3) if latencies else None,
         "p99_seconds": round(percentile(latencies, 0.99), 3) if latencies else None,
         "max_seconds": round(latencies[-1], 3) if latencies else None,
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     figures["p99_under_1s"] = figures["p99_seconds"] is not None and figures["p99_seconds"] < 1.0
     if args.json:
@@ -140,16 +144,6 @@ def report(latencies: list[float], sent: int, args) -> None:
             f"max {figures['max_seconds']} s (target p99 < 1 s: "
             f"{'met' if figures['p99_under_1s'] else 'NOT met'})"
         )
-
-
-def admin(url: str, statement: str) -> None:
-    connection = psycopg2.connect(url)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
 
 
 if __name__ == "__main__":

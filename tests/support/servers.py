@@ -118,7 +118,9 @@ def unreachable(database_url: str) -> str:
 
 
 def admin(url: str, statement: str) -> None:
-    connection = psycopg2.connect(url)
+    """One statement on its own connection, outside a transaction (CREATE/DROP DATABASE cannot
+    run in one); the suite's, the benchmark's and the latency script's."""
+    connection = psycopg2.connect(url, connect_timeout=10)
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
