@@ -57,6 +57,7 @@ class PeekedMessage:
 @dataclass
 class PeekResult:
     queue_url: str
+    endpoint: str  # the endpoint called: SQS's, or with --stream Kinesis's
     messages: list[PeekedMessage]
     max_receive_count: int | None  # from the RedrivePolicy: each peek counts towards it
 
@@ -78,6 +79,7 @@ def peek(
     messages = sqs.peek(client, settings.queue_url, max_messages, wait_time)
     return PeekResult(
         queue_url=settings.queue_url,
+        endpoint=client.meta.endpoint_url,
         messages=[peeked(message, key, show_pii, accept) for message in messages],
         max_receive_count=limit,
     )

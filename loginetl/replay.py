@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import peek, sqs
-from .config import DEFAULT_QUEUE_URL, Settings, check_queue_url
+from .config import DEFAULT_QUEUE_URL, Settings, Sources, check_queue_url
 from .errors import ConfigError, LoginetlError
 from .masking import MaskKey
 from .results import Outcome, plain
@@ -46,6 +46,7 @@ class ReplayOptions:
     reason: str | None = None  # move only messages whose reason contains this (any case)
     dry_run: bool = False
     wait_time: int = 1
+    sources: Sources = field(default_factory=Sources)  # where the URLs came from
 
     def __post_init__(self) -> None:
         for url, flag in (
@@ -81,6 +82,7 @@ class ReplayedMessage:
 class ReplaySummary(Outcome):
     dlq_url: str
     destination: str | None  # None: each message's own source queue
+    endpoint: str  # the SQS endpoint called
     dry_run: bool
     reason_filter: str | None
     received: int = 0  # distinct messages looked at on the dead-letter queue
@@ -210,12 +212,15 @@ def replay_dlq(
     before any message is touched; errors midway are reported in the summary, with what was
     done until then, and everything received and not moved is released."""
     source = options.queue_url or (None if options.dlq_url else DEFAULT_QUEUE_URL)
-    client = sqs.client(
-        Settings(
-            queue_url=source or options.dlq_url or DEFAULT_QUEUE_URL,
-            endpoint_url=options.endpoint_url,
-        )
+    settings = Settings(
+        queue_url=options.queue_url or DEFAULT_QUEUE_URL,
+        dlq_url=options.dlq_url,
+        endpoint_url=options.endpoint_url,
+        sources=options.sources,
     )
+    to_queue = options.sources.given("to_queue", options.to_queue)
+    settings.sqs_route([to_queue] if to_queue else [])  # servers that disagree: ConfigError
+    client = sqs.client(settings)
     dlq_url = options.dlq_url or (source and sqs.dead_letter_url(client, source))
     if not dlq_url:
         raise ConfigError(
@@ -227,13 +232,14 @@ def replay_dlq(
         raise ConfigError(f"the destination {destination} is the dead-letter queue itself")
     send = None
     if options.to_stream:
-        destination, send = f"stream {options.to_stream}", _to_stream(options)
+        destination, send = f"stream {options.to_stream}", _to_stream(settings, options)
     elif destination:
         sqs.queue_attributes(client, destination, ["QueueArn"])
 
     summary = ReplaySummary(
         dlq_url=dlq_url,
         destination=destination,
+        endpoint=client.meta.endpoint_url,
         dry_run=options.dry_run,
         reason_filter=options.reason,
     )
@@ -242,14 +248,14 @@ def replay_dlq(
     return replaying.run()
 
 
-def _to_stream(options: ReplayOptions) -> Callable:
+def _to_stream(settings: Settings, options: ReplayOptions) -> Callable:
     """The sender of `--to-stream`: PutRecords, the identity in the partition key."""
     from .stream import client as kinesis
     from .stream.replaying import put_back
 
     name = options.to_stream
     assert name is not None, "only --to-stream makes this sender"
-    stream = kinesis.kinesis_client(options.endpoint_url)
+    stream = kinesis.kinesis_client(settings.kinesis_endpoint)
     kinesis.list_shards(stream, name)  # a missing stream is a ConfigError
     return lambda destination, batch: put_back(stream, name, batch)
 

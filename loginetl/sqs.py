@@ -88,12 +88,14 @@ class Failure:
 
 
 def client(settings: Settings, pool_size: int = 10):
-    """A client for the settings' endpoint; local endpoints get a region and dummy credentials
-    when the AWS chain has none, as LocalStack and moto accept any."""
-    endpoint = settings.sqs_endpoint
+    """A client for the settings' endpoint (servers that disagree: ConfigError); local endpoints
+    get a region and dummy credentials when the AWS chain has none, as LocalStack and moto
+    accept any. `client.meta.endpoint_url` is the URL it calls, as summaries name it."""
+    route = settings.sqs_route()
+    endpoint = route.url
     core = botocore_session()
     session = boto3.session.Session(botocore_session=core)
-    region = session.region_name or region_from_queue_url(settings.queue_url) or LOCAL_REGION
+    region = session.region_name or region_from_queue_url(route.home) or LOCAL_REGION
     credentials = {}
     if endpoint and not is_aws_host(endpoint) and session.get_credentials() is None:
         credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
@@ -112,6 +114,9 @@ def client(settings: Settings, pool_size: int = 10):
         # is resent alone): botocore's second check of each request's shape is CPU spent per
         # call for nothing.
         parameter_validation=False,
+        # The queue URL outranked the AWS_ENDPOINT_URL* set (config.sqs_endpoint): botocore must
+        # not fall back to it on its own.
+        ignore_configured_endpoint_urls=route.outranked or None,
     )
     return session.client(
         "sqs", endpoint_url=endpoint, region_name=region, config=config, **credentials

@@ -31,6 +31,7 @@ class StatusReport:
     queue: dict | None = None  # {"url", "visible", "in_flight", "delayed"}, None: unreachable
     stream: dict | None = None  # {"name", "shards": [...]} when a stream is the source
     dlq: dict | None = None  # the same, plus "reasons"; None: no dead-letter queue
+    endpoint: str | None = None  # the SQS endpoint called
     table: dict | None = None  # {"name", "exists", "rows", "last_loaded_at", ...}
     current_key_id: str | None = None  # None: no LOGINETL_MASK_KEY here
     problems: list[str] = field(default_factory=list)  # what looks wrong, one line each
@@ -46,9 +47,11 @@ def status(
 ) -> StatusReport:
     """What `run` touches, and what looks wrong; `renewal_seconds` is the runs' --renewal."""
     report = StatusReport(current_key_id=ring.primary.key_id if ring else None)
+    client = sqs.client(settings)  # first: servers that disagree are a configuration error
+    report.endpoint = client.meta.endpoint_url
     if settings.stream:
         _stream(settings, renewal_seconds, report)
-    _queues(settings, report)
+    _queues(client, settings, report)
     _table(settings, ring, report)
     return report
 
@@ -85,8 +88,7 @@ def _stream(settings: Settings, renewal_seconds: float, report: StatusReport) ->
             )
 
 
-def _queues(settings: Settings, report: StatusReport) -> None:
-    client = sqs.client(settings)
+def _queues(client, settings: Settings, report: StatusReport) -> None:
     dlq_url = settings.dlq_url
     try:
         if not settings.stream:  # a stream is the source: no source queue to look at

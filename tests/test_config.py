@@ -22,13 +22,12 @@ def test_database_location_names_host_port_and_database_only():
 
 
 def test_the_endpoint_follows_a_non_aws_queue_url():
-    assert config.endpoint_for("http://localhost:4566/000000000000/q", None) == (
+    assert Settings(queue_url="http://localhost:4566/000000000000/q").sqs_endpoint == (
         "http://localhost:4566"
     )
-    assert config.endpoint_for("https://sqs.eu-west-1.amazonaws.com/1/q", None) is None
-    assert config.endpoint_for("https://sqs.eu-west-1.amazonaws.com/1/q", "http://x:1") == (
-        "http://x:1"
-    )
+    aws = "https://sqs.eu-west-1.amazonaws.com/1/q"
+    assert Settings(queue_url=aws).sqs_endpoint is None
+    assert Settings(queue_url=aws, endpoint_url="http://x:1").sqs_endpoint == "http://x:1"
     assert config.region_from_queue_url("https://sqs.eu-west-1.amazonaws.com/1/q") == "eu-west-1"
 
 
@@ -138,7 +137,7 @@ def test_an_unparseable_database_url_is_named_as_such_never_shown():
 )
 def test_aws_hosts_including_china_get_botocores_own_endpoint(queue_url, aws):
     assert config.is_aws_host(queue_url) is aws
-    assert (config.endpoint_for(queue_url, None) is None) is aws
+    assert (Settings(queue_url=queue_url).sqs_endpoint is None) is aws
 
 
 def test_only_aws_queue_urls_name_a_region():
@@ -173,15 +172,21 @@ def test_a_services_own_endpoint_variable_wins_over_the_general_one(monkeypatch)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://general:1")
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", "http://sqs:2")
     queue = "https://sqs.eu-west-1.amazonaws.com/1/q"
-    assert config.endpoint_for(queue, "http://general:1") == "http://sqs:2"  # from the env var
-    assert config.endpoint_for(queue, None) == "http://sqs:2"
-    assert config.endpoint_for(queue, "http://typed:3") == "http://typed:3"
-    assert config.service_endpoint("kinesis", "http://general:1") == "http://general:1"
+    env = config.Source.ENVIRONMENT
+    from_env = config.Sources(queue_url=env, endpoint_url=env)
+    general = Settings(queue_url=queue, endpoint_url="http://general:1", sources=from_env)
+    assert general.sqs_endpoint == "http://sqs:2"
+    assert Settings(queue_url=queue, sources=from_env).sqs_endpoint == "http://sqs:2"
+    typed = config.Sources(queue_url=env, endpoint_url=config.Source.COMMAND_LINE)
+    assert Settings(queue_url=queue, endpoint_url="http://typed:3", sources=typed).sqs_endpoint == (
+        "http://typed:3"
+    )
+    assert general.kinesis_endpoint == "http://general:1"
     monkeypatch.setenv("AWS_ENDPOINT_URL_KINESIS", "http://kinesis:4")
-    assert config.service_endpoint("kinesis", "http://general:1") == "http://kinesis:4"
-    assert config.service_endpoint("kinesis", None) == "http://kinesis:4"
+    assert general.kinesis_endpoint == "http://kinesis:4"
+    assert Settings().kinesis_endpoint == "http://kinesis:4"
     monkeypatch.delenv("AWS_ENDPOINT_URL_SQS")
-    assert config.endpoint_for("http://localhost:4566/0/q", None) == "http://localhost:4566"
+    assert Settings(queue_url="http://localhost:4566/0/q").sqs_endpoint == "http://localhost:4566"
 
 
 def test_reading_a_stream_the_dead_letter_queue_names_the_sqs_endpoint():

@@ -63,6 +63,7 @@ class AuditReport:
     raw_messages: dict[str, int]  # given, not loadable, compared
     checks: list[Check]
     max_receive_count: int | None = None  # when messages were peeked: each peek is a receive
+    endpoint: str | None = None  # the SQS endpoint called, when messages were peeked
 
     @property
     def failed(self) -> list[Check]:
@@ -88,9 +89,11 @@ def verify_masking(settings: Settings, ring: KeyRing, options: AuditOptions) -> 
     raw: list[RawMessage] = []
     if options.from_file:
         raw += read_raw_file(options.from_file)
-    max_receive_count = None
+    max_receive_count = endpoint = None
     if options.from_queue:
-        peeked, max_receive_count = peek_raw(settings, options.from_queue, options.wait_time)
+        peeked, max_receive_count, endpoint = peek_raw(
+            settings, options.from_queue, options.wait_time
+        )
         raw += peeked
     mask_extra = options.mask_extra
     logins = [login for message in raw if (login := raw_login(message, mask_extra)) is not None]
@@ -131,4 +134,5 @@ def verify_masking(settings: Settings, ring: KeyRing, options: AuditOptions) -> 
         },
         checks=checks,
         max_receive_count=max_receive_count,
+        endpoint=endpoint,
     )

@@ -78,12 +78,16 @@ def _where(error: Exception) -> str:
     return "nested too deeply" if isinstance(error, RecursionError) else type(error).__name__
 
 
-def peek_raw(settings: Settings, count: int, wait_time: int) -> tuple[list[RawMessage], int | None]:
-    """Up to `count` messages off the queue, all made visible again, as `peek` does."""
+def peek_raw(
+    settings: Settings, count: int, wait_time: int
+) -> tuple[list[RawMessage], int | None, str]:
+    """Up to `count` messages off the queue, all made visible again, as `peek` does; the
+    queue's maxReceiveCount, and the endpoint called."""
     client = sqs.client(settings)
     limit = sqs.max_receive_count(client, settings.queue_url)
     messages = sqs.peek(client, settings.queue_url, count, wait_time)
-    return [RawMessage(message.body, message.origin_id) for message in messages], limit
+    raw = [RawMessage(message.body, message.origin_id) for message in messages]
+    return raw, limit, client.meta.endpoint_url
 
 
 def raw_login(raw: RawMessage, mask_extra: frozenset[str] = frozenset()) -> RawLogin | None:

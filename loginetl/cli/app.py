@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from dotenv import load_dotenv
 from typer._click.exceptions import ClickException  # typer vendors click (typer==0.29.2)
 
+from .. import config
 from ..closed_pipe import QuietOnClosedPipe
 from ..version_option import VersionOption
 from . import logs
@@ -34,7 +34,7 @@ class GlobalOptionsGroup(QuietOnClosedPipe):
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         # .env in the working directory, below the environment and flags in precedence; read
         # before any option, so the options of loginetl itself can come from it too.
-        load_dotenv(Path.cwd() / ".env", override=False)
+        config.load_dotenv(Path.cwd() / ".env")
         return super().parse_args(ctx, hoist(args, self.global_options()))
 
     def global_options(self) -> dict[str, bool]:
@@ -103,7 +103,7 @@ def hoist(args: list[str], options: dict[str, bool]) -> list[str]:
 
 def _json_logs_asked(args: list[str]) -> bool:
     """--log-format json among `args` (before `--`), else in the environment or .env."""
-    load_dotenv(Path.cwd() / ".env", override=False)
+    config.load_dotenv(Path.cwd() / ".env")
     for index, token in enumerate(args):
         if token == "--":
             break

@@ -112,9 +112,28 @@ class SettingError(ClickException):
     exit_code = 2
 
 
+def option_source(ctx: typer.Context, name: str) -> config.Source:
+    """Where the option `name` of the command came from: typed, or read by Typer from its
+    variable, which .env or the real environment set (config.env_source), or its default."""
+    source = ctx.get_parameter_source(name)
+    if source == ParameterSource.COMMANDLINE:
+        return config.Source.COMMAND_LINE
+    if source == ParameterSource.ENVIRONMENT:
+        param = next(param for param in ctx.command.params if param.name == name)
+        return config.env_source(param.envvar)
+    return config.Source.DEFAULT
+
+
+def sources(ctx: typer.Context) -> config.Sources:
+    """Where each URL option of the command came from, for Settings."""
+    names = {param.name for param in ctx.command.params} & set(config.NAMES)
+    return config.Sources(**{name: option_source(ctx, name) for name in names})
+
+
 def database_url_from_file(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
-    """--database-url, else LOGINETL_DATABASE_URL, else the file LOGINETL_DATABASE_URL_FILE
-    names (both variables set: exit 2), else the default."""
+    """--database-url, else LOGINETL_DATABASE_URL or the file LOGINETL_DATABASE_URL_FILE names,
+    the one from the environment before the one from .env (both from one of them: exit 2),
+    else the default."""
     if ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
         return value
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import typer
+
 from .. import config, envelopes
 from .. import peek as peeking
 from ..config import Settings
@@ -22,12 +24,14 @@ from .common import (
     note_receive_count,
     option,
     show,
+    sources,
     stdout,
 )
 
 
 @command("peek")
 def peek(
+    ctx: typer.Context,
     queue_url: QueueUrl = config.DEFAULT_QUEUE_URL,
     stream: StreamName = None,
     endpoint_url: EndpointUrl = None,
@@ -59,7 +63,11 @@ def peek(
         loginetl peek --stream logins --max-messages 5
     """
     settings = Settings(
-        queue_url=queue_url, endpoint_url=endpoint_url, database_url=database_url, stream=stream
+        queue_url=queue_url,
+        endpoint_url=endpoint_url,
+        database_url=database_url,
+        stream=stream,
+        sources=sources(ctx),
     )
     key = None if show_pii else mask_key_from_env()
     if stream:

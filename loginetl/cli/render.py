@@ -174,6 +174,8 @@ def run_summary(summary: RunSummary) -> Table:
     made.add_row("elapsed", f"{summary.elapsed:.1f} s")
     made.add_row("messages/s", f"{summary.messages_per_second:.1f}")
     made.add_row("stopped because", summary.stopped_because)
+    if summary.endpoint:
+        made.add_row("SQS endpoint", Path(summary.endpoint))
     return made
 
 
@@ -191,8 +193,9 @@ def _verdict(verdict: str) -> Text:
 
 def peek_table(result: PeekResult, width: int = NARROW) -> Group | Table:
     title = f"{len(result.messages)} messages on {result.queue_url}"
+    via = f"via {result.endpoint}"  # the endpoint called, beside the URL (titles stay short)
     if width < NARROW:  # one record per message: ids and times whole
-        records: list[RenderableType] = [Text(title, style="bold")]
+        records: list[RenderableType] = [Text(title, style="bold"), Path(via)]
         for number, message in enumerate(result.messages, 1):
             record = facts(f"message {number} of {len(result.messages)}")
             record.add_row("message id", safe(message.message_id))
@@ -204,6 +207,7 @@ def peek_table(result: PeekResult, width: int = NARROW) -> Group | Table:
             records.append(record)
         return Group(*records)
     made = table(title, "message id", "sent (UTC)", "receives:right", "fields", "would")
+    made.caption = via
     for message in result.messages:
         would = _verdict(message.verdict)
         if message.envelope != "raw":  # what the login came in, beside what happens to it
@@ -231,6 +235,7 @@ def replay_summary(summary: ReplaySummary, width: int = NARROW) -> Group:
     made.add_row(
         "to", Path(summary.destination) if summary.destination else "each message's source queue"
     )
+    made.add_row("SQS endpoint", Path(summary.endpoint))
     if summary.reason_filter is not None:
         made.add_row("reason contains", safe(summary.reason_filter))
     made.add_row("received", str(summary.received))
@@ -318,6 +323,8 @@ def audit_table(report: AuditReport) -> Table:
             f"{raw['given']} raw messages given, {raw['not_loadable']} not loadable, "
             f"{raw['compared']} compared"
         )
+    if report.endpoint:
+        made.caption = f"{made.caption or ''} (messages peeked via {report.endpoint})".lstrip()
     return made
 
 
@@ -344,6 +351,7 @@ def status_report(report: StatusReport) -> Group:
             continue
         shown = facts(title)
         shown.add_row("url", Path(queue["url"]))
+        shown.add_row("endpoint", Path(report.endpoint or ""))
         for name in ("visible", "in_flight", "delayed"):
             shown.add_row(name.replace("_", " "), str(queue[name]))
         for number, reason in enumerate(queue.get("reasons", []), 1):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
+import typer
+
 from .. import config, replay
 from ..masking import MASK_KEY_ENV, mask_key_from_env
 from . import render
@@ -17,12 +19,14 @@ from .common import (
     WaitTime,
     conclude,
     option,
+    sources,
     stdout,
 )
 
 
 @command("replay-dlq")
 def replay_dlq(
+    ctx: typer.Context,
     queue_url: MaybeQueueUrl = None,
     dlq_url: DlqUrl = None,
     to_queue: Annotated[
@@ -87,6 +91,7 @@ def replay_dlq(
         reason=reason,
         dry_run=dry_run,
         wait_time=wait_time,
+        sources=sources(ctx),
     )
     # A dry run shows ip and device_id masked with the key when there is one, else as ***.
     masking = dry_run and config.secret_configured(os.environ, MASK_KEY_ENV)

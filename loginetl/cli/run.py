@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from typer._click.core import ParameterSource  # typer vendors click (typer==0.29.2)
 
 from .. import config, envelopes, pipeline, transform
 from ..config import Settings
@@ -36,17 +35,11 @@ from .common import (
     StreamName,
     conclude,
     option,
+    option_source,
     say,
+    sources,
     stderr,
 )
-
-
-def _both_sources(ctx: typer.Context) -> bool:
-    """--queue-url and --stream both given at one level (command line, or environment and
-    .env); a --stream typed on the command line overrides a queue from the environment."""
-    queue, stream = (ctx.get_parameter_source(name) for name in ("queue_url", "stream"))
-    command_line = ParameterSource.COMMANDLINE
-    return queue == command_line or (queue != ParameterSource.DEFAULT and stream != command_line)
 
 
 class OnOther(str, Enum):
@@ -194,7 +187,8 @@ def run(
         loginetl run --follow --metrics-port 9100 --log-format json
         loginetl run --stream logins --dlq-url "$DLQ_URL" --follow
     """
-    if stream and _both_sources(ctx):
+    queue_source, stream_source = (option_source(ctx, name) for name in ("queue_url", "stream"))
+    if stream and config.two_sources(queue_source, stream_source):
         raise ConfigError("--queue-url and --stream name two sources: give one of them")
     if stream and lease_seconds <= renew_seconds:
         raise ConfigError("--lease-for must be longer than --renewal")
@@ -205,6 +199,7 @@ def run(
         endpoint_url=endpoint_url,
         database_url=database_url,
         stream=stream,
+        sources=sources(ctx),
     )
     key = mask_key_from_env()
     if follow:

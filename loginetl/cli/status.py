@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
+import typer
+
 from .. import config
 from .. import status as checking
 from ..config import Settings
@@ -23,11 +25,13 @@ from .common import (
     finish,
     option,
     show,
+    sources,
 )
 
 
 @command("status")
 def status(
+    ctx: typer.Context,
     queue_url: QueueUrl = config.DEFAULT_QUEUE_URL,
     stream: StreamName = None,
     dlq_url: DlqUrl = None,
@@ -66,6 +70,7 @@ def status(
         endpoint_url=endpoint_url,
         database_url=database_url,
         stream=stream,
+        sources=sources(ctx),
     )
     ring = key_ring_from_env() if config.secret_configured(os.environ, MASK_KEY_ENV) else None
     report = checking.status(settings, ring, renewal)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import typer
+
 from .. import audit, config, transform
 from ..config import Settings
 from ..masking import key_ring_from_env, mask_extra_from_env
@@ -19,11 +21,13 @@ from .common import (
     note_receive_count,
     option,
     show,
+    sources,
 )
 
 
 @command("verify-masking")
 def verify_masking(
+    ctx: typer.Context,
     database_url: DatabaseUrl = config.DEFAULT_DATABASE_URL,
     sample: Annotated[
         int | None,
@@ -68,7 +72,12 @@ def verify_masking(
         loginetl verify-masking --from-file raw_messages.json --sample 100000
         loginetl verify-masking --from-queue 50 --strict-key --json
     """
-    settings = Settings(queue_url=queue_url, endpoint_url=endpoint_url, database_url=database_url)
+    settings = Settings(
+        queue_url=queue_url,
+        endpoint_url=endpoint_url,
+        database_url=database_url,
+        sources=sources(ctx),
+    )
     ring = key_ring_from_env()
     options = audit.AuditOptions(
         sample=sample,

@@ -186,8 +186,12 @@ def drive(
     """Start and drain the pipeline `pipeline_of()` makes, close it whatever happens, and log
     the `start` and `stop` events around it. An error mid-run raises, its summary (what was
     done until then) logged with the error."""
-    log_start(settings, key, options)
+    # The SQS endpoint the run calls, named by its summary and its start event; servers that
+    # disagree (config.sqs_endpoint) stop it here, before anything is touched.
+    endpoint = sqs.client(settings).meta.endpoint_url
+    log_start(settings, key, options, endpoint)
     pipeline = pipeline_of()
+    pipeline.shared.summary.endpoint = endpoint
     summary = None
     try:
         pipeline.start()
@@ -206,7 +210,7 @@ def drive(
         log_stop(summary)
 
 
-def log_start(settings: Settings, key: MaskKey, options: RunOptions) -> None:
+def log_start(settings: Settings, key: MaskKey, options: RunOptions, endpoint: str) -> None:
     log.info(
         "run started",
         extra={
@@ -215,6 +219,7 @@ def log_start(settings: Settings, key: MaskKey, options: RunOptions) -> None:
             "queue_url": None if settings.stream else settings.queue_url,
             "stream": settings.stream,
             "dlq_url": settings.dlq_url,
+            "endpoint": endpoint,
             "database": settings.database_location,
             "mask_key_id": key.key_id,
             "options": dataclasses.asdict(options),

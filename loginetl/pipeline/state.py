@@ -76,6 +76,7 @@ class RunOptions:
 class RunSummary(Outcome):
     queue_url: str | None  # None: a stream is the source
     dlq_url: str | None = None
+    endpoint: str | None = None  # the SQS endpoint called (reading a stream: the DLQ's)
     received: int = 0
     loaded: int = 0
     duplicates: int = 0

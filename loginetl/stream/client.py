@@ -1,8 +1,9 @@
 """Kinesis: the client, one line per error, the records of a shard as the pipeline sees them
 (with KPL-aggregated records split into their user records), and the shard list.
 
-Every call goes through boto3 as it would to AWS. The endpoint is --endpoint-url when given on
-the command line, else boto3's own choice: AWS_ENDPOINT_URL_KINESIS, then AWS_ENDPOINT_URL.
+Every call goes through boto3 as it would to AWS, to the endpoint the settings name
+(Settings.kinesis_endpoint: --endpoint-url, AWS_ENDPOINT_URL_KINESIS or AWS_ENDPOINT_URL, in
+the order of precedence of config.explicit_endpoint).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import botocore.exceptions
 import botocore.utils
 
 from .. import sqs
-from ..config import LOCAL_REGION, is_aws_host, redact, service_endpoint
+from ..config import LOCAL_REGION, is_aws_host, redact
 from ..errors import ConfigError, QueueError
 from ..transform import InvalidMessage
 
@@ -45,8 +46,8 @@ class Throttled(StreamError):
     pass
 
 
-def kinesis_client(endpoint_url: str | None, pool_size: int = 10):
-    endpoint = service_endpoint("kinesis", endpoint_url)
+def kinesis_client(endpoint: str | None, pool_size: int = 10):
+    """A client for `endpoint` (None: AWS's own, or whatever botocore reads itself)."""
     core = sqs.botocore_session()
     # botocore turns each record's ApproximateArrivalTimestamp (epoch seconds) into a datetime
     # through dateutil's tzlocal, costly per record; _timestamp does it directly in UTC.

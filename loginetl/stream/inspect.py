@@ -25,7 +25,7 @@ def shards(settings: Settings, client=None) -> dict:
     the stream's shards as Kinesis lists them, with what the table knows of each (a shard
     the table does not know yet has no owner and no checkpoint); `client`, one the caller has
     made for this endpoint already."""
-    client = client or kinesis.kinesis_client(settings.endpoint_url)
+    client = client or kinesis.kinesis_client(settings.kinesis_endpoint)
     listed = kinesis.list_shards(client, stream_name(settings))
     known = {row["id"]: row for row in _rows(settings)}
     result = []
@@ -48,7 +48,7 @@ def judged(settings: Settings, renewal_seconds: float) -> dict:
     """As `shards`, each shard with `stale` (its lease not renewed for over twice
     `renewal_seconds`, or expired) and `behind` (records wait after its checkpoint and no live
     holder reads them; None when a live holder does, or the shard is finished)."""
-    client = kinesis.kinesis_client(settings.endpoint_url)
+    client = kinesis.kinesis_client(settings.kinesis_endpoint)
     stream = shards(settings, client)
     now = datetime.now(UTC)
     for shard in stream["shards"]:
@@ -83,7 +83,7 @@ def _rows(settings: Settings) -> list[dict]:
 def peek_stream(
     settings: Settings, key: MaskKey | None, max_messages: int, show_pii: bool
 ) -> PeekResult:
-    client = kinesis.kinesis_client(settings.endpoint_url)
+    client = kinesis.kinesis_client(settings.kinesis_endpoint)
     found: list[PeekedMessage] = []
     for shard in shards(settings, client)["shards"]:
         if shard["state"] == "finished" or len(found) >= max_messages:
@@ -91,7 +91,7 @@ def peek_stream(
         most = max_messages - len(found)
         for record in _after_checkpoint(client, stream_name(settings), shard, most):
             found.append(_peeked(record, key, show_pii))
-    return PeekResult(f"stream {settings.stream}", found, None)
+    return PeekResult(f"stream {settings.stream}", client.meta.endpoint_url, found, None)
 
 
 def _after_checkpoint(client, stream: str, shard: dict, most: int) -> list:

@@ -96,7 +96,7 @@ class StreamRun:
     def start(self) -> None:
         settings, options = self.settings, self.options
         self.sqs = sqs.client(settings, pool_size=4)
-        self.kinesis = kinesis_client(settings.endpoint_url, pool_size=64)
+        self.kinesis = kinesis_client(settings.kinesis_endpoint, pool_size=64)
         self.db = database.Database(
             settings.database_url,
             options.retry_for,
