@@ -10,9 +10,10 @@ The SQS endpoint follows one rule, `sqs_endpoint`: the explicit endpoint (`--end
 higher-precedence source than it, in which case the queue URL's own host is (AWS when it is an
 AWS host). A queue URL carries its server in it, and a `--queue-url` typed on the command line
 must not be sent to a server a `.env` or an exported variable names. Where a queue URL the
-command uses and the endpoint in use still name different servers, and neither is AWS, the
-command stops (exit 2) naming both: its requests would reach another server than the one named.
-This module only holds and checks the settings, and applies that rule.
+command calls (queue, dead-letter queue, --to-queue) and the endpoint in use still name
+different servers, neither being AWS, and the endpoint does not outrank that URL, the command
+stops (exit 2) naming both: nothing says which of the two was meant. This module only holds and
+checks the settings, and applies that rule.
 """
 
 from __future__ import annotations
@@ -248,12 +249,13 @@ def host_of(url: str) -> str:
 @dataclass(frozen=True)
 class Endpoint:
     """The SQS endpoint a command calls. `url` is what botocore is given (None: AWS's own, in
-    the region of `home`, the queue URL it was chosen for); `via` says where it came from, for
-    messages; `outranked`: an endpoint was set but the queue URL beat it, so botocore must not
-    read AWS_ENDPOINT_URL* itself."""
+    the region of `home`, the queue URL it was chosen for); `source` the source of the setting
+    that chose it, `via` where it came from, for messages; `outranked`: an endpoint was set but
+    the queue URL beat it, so botocore must not read AWS_ENDPOINT_URL* itself."""
 
     url: str | None
     home: str
+    source: Source
     via: str
     outranked: bool = False
 
@@ -263,23 +265,26 @@ def sqs_endpoint(home: Given, explicit: Given | None, used: Sequence[Given] = ()
     explicit_endpoint). It is `explicit`, unless `home` came from a higher-precedence source
     (flag, then environment, then .env), in which case it is `home`'s own host (None when that
     is an AWS host, as with no explicit endpoint at all): a URL typed on the command line is
-    not sent to a server that .env names.
+    not sent to a server that .env names, and an endpoint typed is not overruled by a queue
+    URL that .env names.
 
-    Each queue URL in `used` (the ones the command calls) must name the server of the endpoint
-    chosen, where neither is an AWS host (AWS-style queue URLs are accepted by LocalStack and
-    moto): a request about it would reach another server than the one it names. One that does
-    not is a ConfigError naming both. The default queue URL names no choice and is not checked."""
+    Each queue URL in `used` (the ones the command calls) that names another server than the
+    endpoint chosen, neither being an AWS host (LocalStack and moto take AWS-style queue URLs),
+    and that the endpoint does not outrank, is a ConfigError naming both: its requests would
+    reach another server than the one it names, and nothing says which of the two was meant.
+    One the endpoint outranks (LOGINETL_DLQ_URL in .env beside a --queue-url typed) is asked
+    of the endpoint's server, as a flag beats .env."""
     if explicit is not None and explicit.source >= home.source:
-        endpoint = Endpoint(explicit.value, home.value, explicit.shown())
+        endpoint = Endpoint(explicit.value, home.value, explicit.source, explicit.shown())
     else:
         url = None if is_aws_host(home.value) else host_of(home.value)
         named = home.name if home.source is Source.COMMAND_LINE else home.noun
         via = f"the endpoint {url or 'AWS'} (the host of {named}, {home.origin})"
-        endpoint = Endpoint(url, home.value, via, outranked=explicit is not None)
+        endpoint = Endpoint(url, home.value, home.source, via, outranked=explicit is not None)
     for given in used:
         if (
             endpoint.url is None
-            or given.source is Source.DEFAULT
+            or given.source < endpoint.source
             or is_aws_host(given.value)
             or is_aws_host(endpoint.url)
             or server(given.value) == server(endpoint.url)
@@ -287,7 +292,8 @@ def sqs_endpoint(home: Given, explicit: Given | None, used: Sequence[Given] = ()
             continue
         raise ConfigError(
             f"{given.shown()} and {endpoint.via} name different servers: "
-            "point both at one (a flag beats the environment, which beats .env)"
+            "point them at one server, or give the one meant at a higher precedence "
+            "(flag > environment > .env)"
         )
     return endpoint
 

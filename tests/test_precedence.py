@@ -99,10 +99,10 @@ QUEUE = "http://localhost:4599/000000000000/login-queue"
         (CLI, DOTENV, "http://localhost:4599"),  # the report: --queue-url beats .env's endpoint
         (CLI, ENV, "http://localhost:4599"),
         (ENV, DOTENV, "http://localhost:4599"),
-        (DOTENV, CLI, None),  # the endpoint wins: the servers disagree, exit 2 (below)
-        (ENV, CLI, None),
-        (DOTENV, ENV, None),
-        (CLI, CLI, None),
+        (DOTENV, CLI, MOTO),  # --endpoint-url beats a queue URL from .env: asked of it
+        (ENV, CLI, MOTO),
+        (DOTENV, ENV, MOTO),
+        (CLI, CLI, None),  # one level, two servers: nothing says which was meant, exit 2
         (ENV, ENV, None),
         (DOTENV, DOTENV, None),
     ],
@@ -113,7 +113,7 @@ def test_the_higher_source_of_queue_url_and_endpoint_names_the_server(
     given_queue, given_endpoint = queue(QUEUE, queue_from), endpoint(MOTO, endpoint_from)
     if used:
         chosen = config.sqs_endpoint(given_queue, given_endpoint, [given_queue])
-        assert chosen.url == used and chosen.outranked
+        assert chosen.url == used and chosen.outranked is (used != MOTO)
         return
     with pytest.raises(ConfigError) as conflict:
         config.sqs_endpoint(given_queue, given_endpoint, [given_queue])
@@ -122,16 +122,23 @@ def test_the_higher_source_of_queue_url_and_endpoint_names_the_server(
     assert given_queue.origin in message and given_endpoint.origin in message
 
 
-def test_the_conflict_line_names_both_values_and_where_each_came_from():
-    given_queue, given_endpoint = queue(QUEUE, CLI), endpoint(MOTO, DOTENV)
-    dlq = Given(f"{MOTO}/000000000000/login-queue-dlq", DOTENV, "LOGINETL_DLQ_URL", "the DLQ")
+def test_a_dead_letter_queue_url_outranked_by_the_endpoint_is_asked_of_it_else_refused():
+    dlq = f"{MOTO}/000000000000/login-queue-dlq"
+    from_dotenv = Given(dlq, DOTENV, "LOGINETL_DLQ_URL", "the DLQ")
+    typed_queue = queue(QUEUE, CLI)
+    chosen = config.sqs_endpoint(typed_queue, endpoint(MOTO, DOTENV), [typed_queue, from_dotenv])
+    assert chosen.url == "http://localhost:4599"  # .env's DLQ URL yields to the typed queue's
+    typed_dlq = Given(dlq, CLI, "--dlq-url", "the DLQ")
+    dotenv_queue = queue(QUEUE, DOTENV)
     with pytest.raises(ConfigError) as conflict:
-        config.sqs_endpoint(given_queue, given_endpoint, [given_queue, dlq])
+        config.sqs_endpoint(dotenv_queue, endpoint(OTHER, DOTENV), [dotenv_queue, typed_dlq])
     assert str(conflict.value).startswith(
-        f"the DLQ {MOTO}/000000000000/login-queue-dlq (LOGINETL_DLQ_URL in .env) and the "
-        "endpoint http://localhost:4599 (the host of --queue-url, from the command line) name "
-        "different servers: "
+        f"--dlq-url {dlq} (from the command line) and the endpoint {OTHER} (AWS_ENDPOINT_URL "
+        "in .env) name different servers: "
     )
+
+
+def test_the_conflict_line_names_both_values_and_where_each_came_from():
     with pytest.raises(ConfigError) as same_level:
         config.sqs_endpoint(queue(QUEUE, CLI), endpoint(MOTO, CLI), [queue(QUEUE, CLI)])
     assert str(same_level.value).startswith(
@@ -329,31 +336,33 @@ def test_a_typed_queue_url_loads_from_its_own_server_and_json_names_it(
 def test_a_typed_endpoint_beats_the_one_in_the_environment_and_in_dotenv(
     sqs_endpoint, queues, database_url, tmp_path
 ):
-    """The endpoint alone, the queue URL AWS-style (moto takes it): the flag's server is the
-    one called, whatever AWS_ENDPOINT_URL the environment or .env sets."""
-    init(database_url)
+    """.env names a queue URL and an endpoint on ports where nothing listens: the endpoint
+    with the higher precedence is the server called; from one level, the two are refused."""
     queues.send([VALID])
-    name = queues.url.rsplit("/", 1)[1]
-    aws_style = f"https://sqs.us-east-1.amazonaws.com/123456789012/{name}"
     dead = f"http://127.0.0.1:{dead_port()}"
-    write_dotenv(tmp_path, AWS_ENDPOINT_URL=dead, LOGINETL_QUEUE_URL=aws_style)
-    env = {"LOGINETL_DATABASE_URL": database_url}
-    result = invoke("peek", "--endpoint-url", sqs_endpoint, "--json", env=env)
+    elsewhere = on_port(queues.url, dead_port())
+    write_dotenv(tmp_path, AWS_ENDPOINT_URL=dead, LOGINETL_QUEUE_URL=elsewhere)
+    result = invoke("peek", "--endpoint-url", sqs_endpoint, "--json")
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert shown["endpoint"] == sqs_endpoint and len(shown["messages"]) == 1
-    # The environment's beats .env's; the flag beats the environment's.
-    result = invoke("peek", "--json", env=env | {"AWS_ENDPOINT_URL": sqs_endpoint})
-    assert result.exit_code == 0, result.output
+    assert shown["queue_url"] == elsewhere
+    result = invoke("peek", "--json", env={"AWS_ENDPOINT_URL": sqs_endpoint})
+    assert result.exit_code == 0, result.output  # the environment's beats .env's
     assert json.loads(result.stdout)["endpoint"] == sqs_endpoint
-    result = invoke("peek", "--endpoint-url", sqs_endpoint, env=env | {"AWS_ENDPOINT_URL": dead})
-    assert result.exit_code == 0, result.output
-    # A typed endpoint and a queue URL from .env on two servers: exit 2, both named.
-    write_dotenv(tmp_path, LOGINETL_QUEUE_URL=on_port(queues.url, dead_port()))
-    result = invoke("peek", "--endpoint-url", sqs_endpoint, env=env)
+    result = invoke("peek", "--endpoint-url", sqs_endpoint, env={"AWS_ENDPOINT_URL": dead})
+    assert result.exit_code == 0, result.output  # the flag beats the environment's
+    result = invoke(
+        "peek", env={"AWS_ENDPOINT_URL": sqs_endpoint, "LOGINETL_QUEUE_URL": dead + "/1/q"}
+    )
     assert result.exit_code == 2
-    assert f"--endpoint-url {sqs_endpoint} (from the command line)" in result.stderr
-    assert "(LOGINETL_QUEUE_URL in .env) and" in result.stderr
+    assert (
+        f"the queue URL {dead}/1/q (LOGINETL_QUEUE_URL in the environment) and the endpoint "
+        in (result.stderr)
+    )
+    assert f"{sqs_endpoint} (AWS_ENDPOINT_URL in the environment) name different servers" in (
+        result.stderr
+    )
 
 
 def test_the_dlq_url_flag_beats_the_environment_which_beats_dotenv(
@@ -377,20 +386,28 @@ def test_the_dlq_url_flag_beats_the_environment_which_beats_dotenv(
     assert all(q.count(q.dlq_url) == 0 for q in (queues, from_env, from_dotenv))
 
 
-def test_a_dlq_url_on_another_server_than_the_endpoint_is_refused(queues, database_url, tmp_path):
+def test_a_dlq_url_the_endpoint_outranks_is_asked_of_it_one_it_does_not_is_refused(
+    queues, database_url, tmp_path
+):
     init(database_url)
-    queues.send([VALID])
-    stray = on_port(queues.dlq_url, dead_port())
+    stray = on_port(queues.dlq_url, dead_port())  # the DLQ's path, on a dead port
     write_dotenv(tmp_path, LOGINETL_DLQ_URL=stray, LOGINETL_DATABASE_URL=database_url)
-    result = invoke("run", "--queue-url", queues.url)
+    queues.send([INVALID])
+    result = invoke("run", "--queue-url", queues.url, "--json")
+    assert result.exit_code == 0, result.output  # --queue-url's server beats .env's DLQ URL's
+    assert json.loads(result.stdout)["dead_lettered"] == 1
+    assert queues.count(queues.dlq_url) == 1
+    queues.send([VALID])
+    write_dotenv(tmp_path, LOGINETL_QUEUE_URL=queues.url, LOGINETL_DATABASE_URL=database_url)
+    result = invoke("run", "--dlq-url", stray)
     assert result.exit_code == 2
-    assert f"the dead-letter queue URL {stray} (LOGINETL_DLQ_URL in .env)" in result.stderr
-    assert "(the host of --queue-url, from the command line) name different servers" in (
+    assert f"--dlq-url {stray} (from the command line) and the endpoint " in result.stderr
+    assert "(the host of the queue URL, LOGINETL_QUEUE_URL in .env) name different" in (
         result.stderr
     )
     assert queues.count() == 1
-    result = invoke("status", "--queue-url", queues.url, "--dlq-url", queues.dlq_url, "--json")
-    assert result.exit_code == 0, result.output  # the flag beats .env's, on the queue's server
+    result = invoke("status", "--dlq-url", queues.dlq_url, "--json")
+    assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["dlq"]["url"] == queues.dlq_url and report["endpoint"] in queues.url
 
@@ -407,11 +424,9 @@ def test_replay_and_verify_masking_follow_the_same_rule(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["endpoint"] == sqs_endpoint
     stray = on_port(queues.url, dead_port())
-    result = invoke("replay-dlq", *typed, "--dry-run", env={"LOGINETL_TO_QUEUE": stray})
+    result = invoke("replay-dlq", *typed, "--to-queue", stray, "--dry-run")
     assert result.exit_code == 2
-    assert f"the destination queue URL {stray} (LOGINETL_TO_QUEUE in the environment)" in (
-        result.stderr
-    )
+    assert f"--to-queue {stray} (from the command line) and the endpoint " in result.stderr
     queues.send([VALID])
     result = invoke("verify-masking", "--from-queue", "1", "--queue-url", queues.url, "--json")
     assert result.exit_code == 0, result.output
