@@ -77,6 +77,16 @@ NOT_ACCEPTED_TEST = (
     "tests/test_envelopes_sns.py::test_other_event_types_are_skipped_never_dropped_silently"
 )
 
+PRECEDENCE = (
+    "A flag beats the environment, which beats `.env`: a queue URL typed is never sent to the "
+    "server a lower-precedence endpoint names, and a queue URL and an endpoint from one place "
+    "that name different servers stop the command (exit 2), naming both."
+)
+PRECEDENCE_TESTS = (
+    "tests/test_precedence.py::"
+    "test_the_report_a_typed_queue_url_is_not_sent_to_the_dotenv_endpoint",
+)
+
 POSTGRES_CRASH = (
     "PostgreSQL crashing under load (`pg_ctl stop -m immediate`, twice, while `run --follow` "
     "loads a backlog) loses nothing and doubles nothing; the process never exits, `/healthz` "
@@ -448,5 +458,13 @@ BREAKS: tuple[Break, ...] = (
         "                    if options.delete_others:\n",
         "                    if True:  # SABOTAGE: refused events dropped\n",
         (NOT_ACCEPTED_TEST,),
+    ),
+    Break(
+        PRECEDENCE,
+        "let .env beat the flag: a line of .env ranks above the command line",
+        "config.py",
+        "    DOTENV = 1  # a line of .env in the working directory\n",
+        "    DOTENV = 9  # SABOTAGE: .env above the command line\n",
+        PRECEDENCE_TESTS,
     ),
 )
