@@ -189,17 +189,21 @@ def is_aws_host(url: str) -> bool:
     return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
 
 
-def check_endpoint_url(given: Given) -> str:
-    parts = urlsplit(given.value)
+def _http_url(url: str) -> bool:
+    """An http(s) URL naming a host, and a port that is a number if any."""
+    parts = urlsplit(url)
     try:
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1)
-    except ValueError:  # a port that is not a number
-        valid = False
-    if not valid:
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def check_endpoint_url(given: Given) -> None:
+    if not _http_url(given.value):
         raise ConfigError(
             f"{given.name} {given.value!r} is not an endpoint URL (expected http(s)://host[:port])"
         )
-    return given.value
 
 
 def explicit_endpoint(
@@ -314,17 +318,7 @@ def region_from_queue_url(queue_url: str) -> str | None:
 
 
 def check_queue_url(url: str, flag: str) -> str:
-    parts = urlsplit(url)
-    try:
-        port_ok = parts.port or True
-    except ValueError:  # a port that is not a number
-        port_ok = False
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.netloc
-        or parts.path.count("/") < 2
-        or not port_ok
-    ):
+    if not _http_url(url) or urlsplit(url).path.count("/") < 2:
         raise ConfigError(
             f"{flag} {url!r} is not a queue URL (expected http(s)://host/ACCOUNT/QUEUE)"
         )
@@ -393,9 +387,10 @@ class Settings:
         or the dead-letter queue's when the queue URL is the default (no choice)."""
         queue, dlq = self.given("queue_url"), self.given("dlq_url")
         assert queue is not None, "a queue URL always has a value, the default at least"
-        used = [url for url in ([dlq] if self.stream else [queue, dlq]) if url] + list(also)
-        home = next((url for url in used if url.source is not Source.DEFAULT), queue)
-        return sqs_endpoint(home, explicit_endpoint("sqs", self.given("endpoint_url")), used)
+        urls = [url for url in ([dlq] if self.stream else [queue, dlq]) if url]
+        home = next((url for url in urls if url.source is not Source.DEFAULT), queue)
+        explicit = explicit_endpoint("sqs", self.given("endpoint_url"))
+        return sqs_endpoint(home, explicit, [*urls, *also])
 
     @property
     def sqs_endpoint(self) -> str | None:
