@@ -116,10 +116,10 @@ def secret_from_env(environ: Mapping[str, str], name: str) -> str | None:
     value, path = environ.get(name), environ.get(f"{name}_FILE")
     if value and path:
         # Flag, then environment, then .env: the two at different levels, the higher one wins.
-        direct, file = env_source(name, environ), env_source(f"{name}_FILE", environ)
-        if direct == file:
+        direct, via_file = env_source(name, environ), env_source(f"{name}_FILE", environ)
+        if direct == via_file:
             raise ConfigError(f"both {name} and {name}_FILE are set: set only one of them")
-        value, path = (value, None) if direct > file else (None, path)
+        value, path = (value, None) if direct > via_file else (None, path)
     if path:
         try:
             with open(path, encoding="utf-8") as file:

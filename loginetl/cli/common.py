@@ -120,7 +120,11 @@ def option_source(ctx: typer.Context, name: str) -> config.Source:
         return config.Source.COMMAND_LINE
     if source == ParameterSource.ENVIRONMENT:
         param = next(param for param in ctx.command.params if param.name == name)
-        return config.env_source(param.envvar)
+        names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+        # The first one set, as click reads them.
+        return next(
+            (config.env_source(n) for n in names if os.environ.get(n)), config.Source.DEFAULT
+        )
     return config.Source.DEFAULT
 
 
