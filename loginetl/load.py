@@ -17,6 +17,7 @@ import psycopg2
 import psycopg2.extras
 
 from .database import database_errors, first_line
+from .errors import DatabaseError
 from .schema import (
     ERASED_IDS,
     EXTRA,
@@ -73,33 +74,16 @@ def insert(
     just before COMMIT (a stream writes its checkpoint there); whatever it raises rolls
     everything back."""
     prepared = rows if isinstance(rows, Prepared) else prepare(rows, table)
-    result = LoadResult(rejected=dict(prepared.rejected))
-    values = prepared.values
     with database_errors(connection, f"cannot insert into {TABLE}"):
-        if table.partitioned:
-            ensure_partitions(connection, prepared.create_dates)
-        try:
-            inserted = _insert_values(
-                connection, values, table, prepared.statements, prepared.copy_text
-            )
-        except (psycopg2.DataError, psycopg2.IntegrityError):
+        for _ in range(RACED_ERASES):
+            result = _insert_uncommitted(connection, prepared, table)
+            if not (_erasable(table) and _erased_among(connection, result.inserted)):
+                break
+            # An erase committed while this insert waited on the rows it deleted: insert
+            # again, in a new transaction whose snapshot skips what the erase recorded.
             connection.rollback()
-            inserted = _insert_one_by_one(
-                connection, values, result.rejected, table, prepared.statements
-            )
-        erased_now = _unload_erased(connection, inserted) if _erasable(table) else set()
-        if erased_now:
-            inserted = [message_id for message_id in inserted if message_id not in erased_now]
-        new = set(inserted)
-        skipped = [
-            row_values[MESSAGE_ID]
-            for row_values in values
-            if row_values[MESSAGE_ID] not in new and row_values[MESSAGE_ID] not in result.rejected
-        ]
-        erased = _erased_among(connection, skipped) if table.has_erased_ids else set()
-        result.inserted = inserted
-        result.erased = [message_id for message_id in skipped if message_id in erased]
-        result.duplicates = [message_id for message_id in skipped if message_id not in erased]
+        else:
+            raise DatabaseError(f"inserting into {TABLE} kept racing erases: try again")
         if before_commit is not None:
             try:
                 before_commit(connection, result)
@@ -110,36 +94,53 @@ def insert(
     return result
 
 
+# How often a batch is inserted again because an erase committed while it waited. Once is all a
+# race can cost (the erase's ids are skipped from then on); the bound only stops a loop.
+RACED_ERASES = 3
+
+
+def _insert_uncommitted(connection, prepared: Prepared, table: TableInfo) -> LoadResult:
+    """The insert, up to (not including) its commit."""
+    result = LoadResult(rejected=dict(prepared.rejected))
+    values = prepared.values
+    if table.partitioned:
+        ensure_partitions(connection, prepared.create_dates)
+    try:
+        inserted = _insert_values(
+            connection, values, table, prepared.statements, prepared.copy_text
+        )
+    except (psycopg2.DataError, psycopg2.IntegrityError):
+        connection.rollback()
+        inserted = _insert_one_by_one(
+            connection, values, result.rejected, table, prepared.statements
+        )
+    new = set(inserted)
+    skipped = [
+        row_values[MESSAGE_ID]
+        for row_values in values
+        if row_values[MESSAGE_ID] not in new and row_values[MESSAGE_ID] not in result.rejected
+    ]
+    erased = _erased_among(connection, skipped) if table.has_erased_ids else set()
+    result.inserted = inserted
+    result.erased = [message_id for message_id in skipped if message_id in erased]
+    result.duplicates = [message_id for message_id in skipped if message_id not in erased]
+    return result
+
+
 def _erasable(table: TableInfo) -> bool:
-    """A plain table with erased ids: its inserts skip them, and re-check them after
-    inserting. (A partitioned table needs neither: an erase leaves its ids claimed in
-    LOADED_IDS, so any later load, even one racing the erase, finds the claim taken.)"""
+    """A plain table with erased ids: its inserts skip them, and check them again after
+    inserting. The insert's `WHERE NOT EXISTS` reads a snapshot that cannot see an erase still
+    open; but an open erase has deleted the row the insert would conflict with, so the insert
+    waits on the unique index until the erase ends, and inserts only once it has committed.
+    The check, a new statement with a new snapshot (READ COMMITTED), sees that commit. (A
+    partitioned table needs neither: an erase leaves its ids claimed in LOADED_IDS, so any
+    later load, even one racing the erase, finds the claim taken.)"""
     return table.has_erased_ids and not table.partitioned
 
 
-_UNLOAD_ERASED_SQL = (
-    f"DELETE FROM {TABLE} t USING {ERASED_IDS} e WHERE e.sqs_message_id = t.sqs_message_id "
-    "AND t.sqs_message_id = ANY(%s) RETURNING t.sqs_message_id"
-)
-
-
-def _unload_erased(connection, inserted: list[str]) -> set[str]:
-    """Take back the rows just inserted whose messages an erase has recorded meanwhile.
-
-    The insert's `WHERE NOT EXISTS` reads a snapshot that cannot see an erase still open. But
-    an open erase has deleted the row the insert would conflict with, so the insert waits on
-    the unique index until the erase ends, and inserts only once it has committed. This
-    statement takes a new snapshot (READ COMMITTED), which sees that commit: no erase can
-    commit between a row's insert and this check without the check seeing it."""
-    if not inserted:
-        return set()
-    with connection.cursor() as cursor:
-        cursor.execute(_UNLOAD_ERASED_SQL, (inserted,))
-        return {message_id for (message_id,) in cursor.fetchall()}
-
-
 def _erased_among(connection, message_ids: list[str]) -> set[str]:
-    """Which of the messages not inserted were erased (rather than merely loaded before)."""
+    """Which of these messages were erased: of those not inserted, rather than merely loaded
+    before; of those inserted, by an erase that committed while the insert waited."""
     if not message_ids:
         return set()
     with connection.cursor() as cursor:

@@ -341,8 +341,8 @@ BREAKS: tuple[Break, ...] = (
         REFUSED_ROW,
         "row-by-row fallback removed: a refused row fails the whole batch",
         "load.py",
-        "            inserted = _insert_one_by_one(\n",
-        "            raise  # SABOTAGE: no row-by-row retry\n            inserted = (\n",
+        "        inserted = _insert_one_by_one(\n",
+        "        raise  # SABOTAGE: no row-by-row retry\n        inserted = (\n",
         (
             FAULTS + "test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_load",
             *PARTITIONED_REFUSED_TESTS,

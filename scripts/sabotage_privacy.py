@@ -75,9 +75,8 @@ BREAKS: tuple[Break, ...] = (
         ERASED,
         "a load racing an open erase inserts the row again: no re-check after the insert",
         "load.py",
-        "        erased_now = _unload_erased(connection, inserted)"
-        " if _erasable(table) else set()\n",
-        "        erased_now = set()  # SABOTAGE: no re-check of erased ids after the insert\n",
+        "            if not (_erasable(table) and _erased_among(connection, result.inserted)):\n",
+        "            if True:  # SABOTAGE: no re-check of erased ids after the insert\n",
         (ERASE_RACE_TEST,),
     ),
     Break(
