@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo on a fresh machine: local stack up (SQS server + PostgreSQL, queue seeded with the 100
-# sample messages, settings written to .env), then init-db, run, and a few loaded rows.
+# sample messages, settings written to .env), then init-db, run, and a few loaded rows. Run again,
+# it loads nothing twice: `up` seeds only while user_logins is empty, and says so.
 set -euo pipefail
 source "$(dirname "$0")/venv.sh"
 .venv/bin/loginetl-stack up
@@ -38,3 +39,4 @@ else:
     console.print(shown)
 PY
 echo "The stack keeps running: stop it with .venv/bin/loginetl-stack down (add --purge to delete its data)."
+echo "Both commands are in .venv/bin: after 'source .venv/bin/activate', type them bare (loginetl status)."

@@ -9,10 +9,10 @@ which moto's Kinesis does not.
     python scripts/kinesis.py down [--purge]         # --purge also deletes .kinesis-mock/
 
 `install` needs only the standard library: CI runs it with the system python3, before the venv
-exists. `start` takes the settings kinesis-mock runs with from loginetl.stack.kinesis_mock (one
-definition for `loginetl-stack` and this script; standard library only too), out of this
-checkout where loginetl is not installed. The tests and the stream benchmark import `start` and
-`stop` from here.
+exists. `install` and `start` take the pinned version and the settings kinesis-mock runs with
+from loginetl.stack.kinesis_mock (one definition for `loginetl-stack` and this script; standard
+library only too), out of this checkout where loginetl is not installed. The tests and the
+stream benchmark import `start` and `stop` from here.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from pathlib import Path
 from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGE = "kinesis-local@0.6.2"
 DEFAULT_ROOT = REPO / ".kinesis-mock"
 DEFAULT_PORT = 4568
 HOST = "127.0.0.1"
@@ -50,7 +49,7 @@ class Server:
 
 
 def main_js(root: Path = DEFAULT_ROOT) -> Path:
-    return root / "node_modules" / "kinesis-local" / "main.js"
+    return _stack_kinesis_mock().main_js(root)
 
 
 def missing_reason() -> str | None:
@@ -63,25 +62,13 @@ def missing_reason() -> str | None:
 
 
 def install(root: Path = DEFAULT_ROOT) -> Path:
-    """npm install kinesis-local into `root` (a project-local, git-ignored folder), once."""
-    script = main_js(root)
-    if script.exists():
-        return script
-    npm = shutil.which("npm")
-    if npm is None:
-        raise KinesisMockError("npm is missing: apt-get install npm (or nodejs)")
-    root.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(root), PACKAGE],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if result.returncode != 0 or not script.exists():
-        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise KinesisMockError(f"npm install {PACKAGE} failed: {last[0]}")
-    return script
+    """npm install kinesis-local into `root` (a project-local, git-ignored folder), once: as
+    `loginetl-stack install-kinesis` does, with the same pinned version."""
+    kinesis_mock = _stack_kinesis_mock()
+    try:
+        return kinesis_mock.install_kinesis_mock(root)[0]
+    except kinesis_mock.StackError as error:
+        raise KinesisMockError(str(error)) from error
 
 
 def free_port() -> int:
@@ -127,6 +114,9 @@ def _stack_kinesis_mock() -> ModuleType:
         sys.path.insert(0, str(REPO))
         from loginetl.stack import kinesis_mock
     return kinesis_mock
+
+
+PACKAGE = _stack_kinesis_mock().KINESIS_MOCK_PACKAGE  # the version installed (benchmarks cite it)
 
 
 def _answers(port: int) -> bool:

@@ -499,6 +499,13 @@ def test_a_given_port_that_is_taken_is_refused(tmp_path):
     assert not (tmp_path / "pg").exists()
 
 
+def test_a_standalone_backends_pid_file_is_no_running_server(tmp_path):
+    """initdb's bootstrap backend writes minus its pid to postmaster.pid: an initdb that
+    failed there leaves it behind, and down, status and up must still answer in one line."""
+    (tmp_path / "postmaster.pid").write_text(f"-{os.getpid()}\n{tmp_path}\n0\n5432\n")
+    assert stack_postgres.running_postgres(tmp_path) is None
+
+
 def test_merge_env_file_replaces_owned_keys_and_keeps_the_rest(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("# comment\nexport AWS_ENDPOINT_URL=old\nKEEP=1\nAWS_ENDPOINT_URL=dup\n")
@@ -547,7 +554,9 @@ def test_errors_are_one_line_on_stderr(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.startswith("loginetl-stack: ")
-    assert "run `loginetl-stack up` first" in result.stderr
+    # The command as it can be typed here (the test runs in tmp_path: the paths are relative).
+    up = re.search(r"run `(\S+) up --dir none --env-file none.env` first", result.stderr)
+    assert up and up.group(1) in (str(console_script()), "loginetl-stack"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr + result.stdout
 

@@ -35,8 +35,6 @@ NOT_RUN = {
     "scripts/test.sh": "the test command itself: CI runs it (.ci/run), the suite cannot run itself",
     "scripts/demo.sh": "sets up this checkout's own .env and .loginetl-stack; its steps (stack up, "
     "init-db, run) are each run here",
-    "awslocal sqs receive-message": "LocalStack's CLI, against the Docker setup (no Docker here)",
-    "psql -h localhost -p 5432": "against the stack's PostgreSQL on 5432, asks for a password",
     ".venv/bin/python -m benchmarks --messages 10000 100000": "the benchmark: minutes of load "
     "on LocalStack; it checks every run itself",
     ".venv/bin/python -m benchmarks --stream": "the stream benchmark: minutes of load on "

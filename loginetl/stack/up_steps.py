@@ -12,6 +12,7 @@ from typing import NamedTuple
 from rich.table import Table
 
 from ..config import redact_dsn
+from ..schema import TABLE
 from .files import check_can_write, merge_env_file, read_env_file, stack_settings
 from .kinesis import (
     STREAM_NAME,
@@ -28,8 +29,8 @@ from .kinesis_mock import (
     stop_kinesis_mock,
 )
 from .output import console, say, shown
-from .postgres import PG_DATA_DIR, PG_LOG_FILE, running_postgres, start_postgres
-from .processes import StackError, first_free_port
+from .postgres import PG_DATA_DIR, PG_LOG_FILE, running_postgres, start_postgres, table_rows
+from .processes import StackError, check_local_extra, first_free_port
 from .sqs import (
     DLQ_NAME,
     QUEUE_NAME,
@@ -42,6 +43,7 @@ from .sqs import (
     sqs_endpoint,
     wait_for_sqs_server,
 )
+from .typed import command, hint
 
 
 def _pick_port(service: str, requested: int, exclude: tuple[int, ...] = ()) -> int:
@@ -71,8 +73,10 @@ class Stream(NamedTuple):
 
 
 def check_before_starting(stack_dir: Path, env_file: Path, mode: str) -> None:
-    """What would fail `up` halfway, checked before anything starts: the env file's folder must
-    be writable, and a forced kinesis-mock must be able to run."""
+    """What would fail `up` halfway, checked before anything starts (no folder made, no port
+    probed): the `local` extra must be installed, the env file's folder writable, and a forced
+    kinesis-mock able to run."""
+    check_local_extra()
     check_can_write(env_file)
     if mode == "kinesis-mock" and running_kinesis_mock(stack_dir) is None:
         missing = kinesis_mock_missing()
@@ -137,11 +141,19 @@ def wait_for_sqs(stack_dir: Path, sqs: Launched) -> str:
     return sqs_endpoint(sqs.port)
 
 
-def seed_if_empty(endpoint: str, queue_url: str) -> str:
-    """Send the sample messages to an empty queue; returns what was done, to tell."""
+def seed_if_new(endpoint: str, queue_url: str, dsn: str, stack_dir: Path, env_file: Path) -> str:
+    """Send the sample messages to an empty queue unless the table has rows already (a demo run
+    again would load them all twice, under new message ids); returns what was done, to tell."""
+    seed = hint("seed", stack_dir, env_file)
     depth = queue_depth(endpoint, queue_url)
     if depth:
-        return f"{depth} messages already (not seeded again; `loginetl-stack seed` adds more)"
+        return f"{depth} messages already (not seeded again; `{seed}` adds more)"
+    rows = table_rows(dsn, TABLE)
+    if rows:
+        return (
+            f"empty; not seeded, as {TABLE} has {rows} rows already (the samples would load "
+            f"twice, under new message ids: `{seed}` sends them anyway)"
+        )
     sent = send_messages(endpoint, queue_url, load_sample_messages())
     return f"seeded {sent} sample messages"
 
@@ -212,9 +224,17 @@ def say_what_next(stack_dir: Path, env_file: Path, seeded: str, stream: Stream) 
     say(f"{QUEUE_NAME}: {seeded}")
     say(
         f"{STREAM_NAME}: {'created' if stream.created else 'exists'}; fill it with "
-        "`loginetl-stack seed --stream`, read it with `loginetl run --stream login-stream`"
+        f"`{hint('seed --stream', stack_dir, env_file)}`, read it with "
+        f"`{command('loginetl')} run --stream {STREAM_NAME}`{_read_from(env_file)}"
     )
     say(f"settings written to {shown(env_file)} (mask key and password not shown)")
     logs = [SQS_LOG_FILE, PG_LOG_FILE] + ([KINESIS_LOG_FILE] if stream.on_kinesis_mock else [])
     say("logs: " + ", ".join(shown(stack_dir / log) for log in logs))
-    say("Stop it with: loginetl-stack down   (add --purge to delete its data)")
+    say(f"Stop it with: {hint('down', stack_dir)}   (add --purge to delete its data)")
+
+
+def _read_from(env_file: Path) -> str:
+    """Where loginetl must run to read the env file: it reads .env of its current folder."""
+    if env_file.resolve() == (Path.cwd() / ".env").resolve():
+        return ""
+    return f" in a folder where .env is a copy of {shown(env_file)} (loginetl reads ./.env)"
