@@ -364,6 +364,7 @@ class Settings:
     dlq_url: str | None = None  # None: discovered from the queue's RedrivePolicy
     endpoint_url: str | None = None  # --endpoint-url, or AWS_ENDPOINT_URL through it
     stream: str | None = None  # a Kinesis data stream to read instead of the queue
+    topic: str | None = None  # a Kafka topic to read instead of the queue (kafka/)
     sources: Sources = field(default_factory=Sources)
 
     def __post_init__(self) -> None:

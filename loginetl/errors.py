@@ -19,6 +19,16 @@ class LoginetlError(Exception):
     exit_code = EXIT_FAILED
 
 
+class ClaimLost(LoginetlError):
+    """This process no longer holds the claim (a shard's lease, a partition's claim) its
+    records of a batch were read under: they are not its to commit, and the batch is re-cut
+    without them (pipeline/committing.py). `shard_id` names what they have in common."""
+
+    def __init__(self, message: str, shard_id: str) -> None:
+        super().__init__(message)
+        self.shard_id = shard_id
+
+
 class ConfigError(LoginetlError):
     """A missing or invalid setting: the operator must fix the configuration."""
 

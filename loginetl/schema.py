@@ -11,6 +11,8 @@ from psycopg2 import sql
 
 from .database import database_errors, location_of
 from .errors import ConfigError
+from .kafka.offsets import CREATE_SQL as CREATE_OFFSETS_SQL
+from .kafka.offsets import OFFSETS
 from .stream.leases import CREATE_SQL as CREATE_SHARDS_SQL
 from .stream.leases import SHARDS
 
@@ -44,14 +46,16 @@ CREATE_PARTITION = "loginetl_create_partition"
 # `status` and `verify-masking` need (INSERT ... ON CONFLICT DO NOTHING RETURNING needs
 # SELECT; the loader reads ERASED_IDS to skip erased messages). No UPDATE, DELETE, TRUNCATE,
 # REFERENCES or TRIGGER on the rows; DROP and ALTER stay the owner's. `run --stream` moves its
-# shards' leases and checkpoints, so it may UPDATE (never DELETE) their table. `lookup` and
-# `unmask` only read; `erase`, `rekey` and `prune` change rows and need the owner. One line per
-# table; a table that does not exist (LOADED_IDS of an unpartitioned table) is skipped.
+# shards' leases and checkpoints (`run --topic` its partitions' offsets), so it may UPDATE
+# (never DELETE) their table. `lookup` and `unmask` only read; `erase`, `rekey` and `prune`
+# change rows and need the owner. One line per table; a table that does not exist (LOADED_IDS
+# of an unpartitioned table) is skipped.
 GRANTS: tuple[tuple[str, str], ...] = (
     (TABLE, "SELECT, INSERT"),
     (LOADED_IDS, "SELECT, INSERT"),
     (ERASED_IDS, "SELECT"),
     (SHARDS, "SELECT, INSERT, UPDATE"),
+    (OFFSETS, "SELECT, INSERT, UPDATE"),
 )
 
 # The table as loginetl creates it. The first seven columns are the take-home DDL's.
@@ -225,6 +229,7 @@ def init_db(
             created_index = _make_ids_unique(cursor, partitioned)
             created_indexes = _privacy_tables(cursor, partitioned)
             cursor.execute(CREATE_SHARDS_SQL)  # leases and checkpoints of `run --stream`
+            cursor.execute(CREATE_OFFSETS_SQL)  # offsets and claims of `run --topic`
             if partitioned:
                 _create_partition_maker(cursor)
             for role in grant_to:

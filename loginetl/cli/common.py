@@ -102,6 +102,29 @@ StreamName = Annotated[
     ),
 ]
 
+TopicName = Annotated[
+    str | None,
+    option(
+        "--topic",
+        "A Kafka topic to read instead of the queue (with --bootstrap-servers; librdkafka "
+        "settings from LOGINETL_KAFKA_<NAME>).",
+        metavar="NAME",
+    ),
+]
+BootstrapServers = Annotated[
+    str | None,
+    option("--bootstrap-servers", "With --topic: the Kafka brokers.", metavar="HOST:PORT,..."),
+]
+GroupName = Annotated[
+    str,
+    option(
+        "--group",
+        "With --topic: the consumer group (its offsets are kept in PostgreSQL).",
+        metavar="NAME",
+    ),
+]
+DEFAULT_GROUP = "loginetl"
+
 
 DATABASE_URL_ENV = "LOGINETL_DATABASE_URL"
 

@@ -25,14 +25,18 @@ from ..stream.client import start_position
 from . import logs, render
 from .app import command
 from .common import (
+    DEFAULT_GROUP,
     MAX_MESSAGES,
     Accept,
+    BootstrapServers,
     DatabaseUrl,
     DlqUrl,
     EndpointUrl,
+    GroupName,
     JsonOutput,
     QueueUrl,
     StreamName,
+    TopicName,
     conclude,
     option,
     option_source,
@@ -40,6 +44,30 @@ from .common import (
     sources,
     stderr,
 )
+
+
+def _kafka_settings(
+    ctx: typer.Context, topic: str, servers: str | None, group: str, dlq_topic: str | None,
+    start_at: str, stream: str | None,
+):  # fmt: skip
+    """The settings of `run --topic`, checked; confluent-kafka is the `kafka` extra."""
+    if stream:
+        raise ConfigError("--stream and --topic name two sources: give one of them")
+    if config.two_sources(option_source(ctx, "queue_url"), option_source(ctx, "topic")):
+        raise ConfigError("--queue-url and --topic name two sources: give one of them")
+    if not servers:
+        raise ConfigError("--topic needs --bootstrap-servers (or LOGINETL_BOOTSTRAP_SERVERS)")
+    try:
+        import confluent_kafka  # noqa: F401 - only whether it is there
+    except ImportError:
+        raise ConfigError(
+            "run --topic needs confluent-kafka: pip install 'loginetl[kafka]'"
+        ) from None
+    from ..kafka.client import KafkaSettings, properties_from_env
+    from ..kafka.client import start_position as topic_start
+
+    return KafkaSettings(topic, servers, group, dlq_topic or "", topic_start(start_at),
+                         properties_from_env())  # fmt: skip
 
 
 class OnOther(str, Enum):
@@ -52,13 +80,25 @@ def run(
     ctx: typer.Context,
     queue_url: QueueUrl = config.DEFAULT_QUEUE_URL,
     stream: StreamName = None,
+    topic: TopicName = None,
+    bootstrap_servers: BootstrapServers = None,
+    group: GroupName = DEFAULT_GROUP,
+    dlq_topic: Annotated[
+        str | None,
+        option(
+            "--dlq-topic",
+            "With --topic: where records that cannot load go (default: the topic's name + -dlq).",
+            metavar="NAME",
+        ),
+    ] = None,
     start_at: Annotated[
         str,
         option(
             "--from",
             "With --stream: where a shard with no checkpoint starts: "
             "trim-horizon, latest, or at-timestamp:TIME (ISO 8601 with a zone, e.g. "
-            "at-timestamp:2026-12-01T00:00:00Z).",
+            "at-timestamp:2026-12-01T00:00:00Z). With --topic: where a partition with no "
+            "stored offset starts: earliest (the default) or latest.",
             envvar="LOGINETL_FROM",
             metavar="START",
         ),
@@ -180,18 +220,28 @@ def run(
     lease whose owner stopped renewing; shards whose holder keeps renewing are named in the
     summary and the exit code is 3.
 
+    With --topic NAME --bootstrap-servers HOST:PORT it reads a Kafka topic as a member of
+    --group: each partition's offset is stored in PostgreSQL in the transaction of its rows,
+    and records that cannot load go to --dlq-topic. Without --follow it reads its partitions
+    to the end offsets seen when they were assigned; partitions assigned to another member
+    are named in the summary and the exit code is 3.
+
     Examples:
 
     \b
         loginetl run --max-messages 1000
         loginetl run --follow --metrics-port 9100 --log-format json
         loginetl run --stream logins --dlq-url "$DLQ_URL" --follow
+        loginetl run --topic logins --bootstrap-servers kafka:9092 --follow
     """
     queue_source, stream_source = (option_source(ctx, name) for name in ("queue_url", "stream"))
     if stream and config.two_sources(queue_source, stream_source):
         raise ConfigError("--queue-url and --stream name two sources: give one of them")
     if stream and lease_seconds <= renew_seconds:
         raise ConfigError("--lease-for must be longer than --renewal")
+    kafka = None
+    if topic:
+        kafka = _kafka_settings(ctx, topic, bootstrap_servers, group, dlq_topic, start_at, stream)
     start = start_position(start_at) if stream else start_at
     settings = Settings(
         queue_url=queue_url,
@@ -199,6 +249,7 @@ def run(
         endpoint_url=endpoint_url,
         database_url=database_url,
         stream=stream,
+        topic=topic,
         sources=sources(ctx),
     )
     key = mask_key_from_env()
@@ -224,6 +275,10 @@ def run(
         more = stream_run.StreamOptions(start, lease_seconds, renew_seconds)
 
         def work() -> pipeline.RunSummary:
+            if kafka is not None:
+                from ..kafka import run as kafka_run
+
+                return kafka_run.run(settings, kafka, key, options, on_batch, stop)
             if stream:
                 return stream_run.run(settings, key, options, more, on_batch, stop)
             return pipeline.run(settings, key, options, on_batch, stop)
@@ -231,7 +286,12 @@ def run(
         summary = in_worker_thread(work)
     left = sum(summary.left_on_queue.values())
     warnings = [f"{left} invalid messages were left on the queue (see the summary)"] if left else []
-    if summary.exit_code == EXIT_INCOMPLETE:
+    if summary.exit_code == EXIT_INCOMPLETE and kafka is not None:
+        warnings.append(
+            "the topic was not read to its end (exit 3): another member of the group is "
+            "assigned some partitions (see the summary)"
+        )
+    elif summary.exit_code == EXIT_INCOMPLETE:
         warnings.append(
             "the stream was not read to its tip (exit 3): another process holds some shards "
             "and keeps renewing its leases (see the summary)"

@@ -216,8 +216,9 @@ def log_start(settings: Settings, key: MaskKey, options: RunOptions, endpoint: s
         extra={
             "event": "start",
             "version": __version__,
-            "queue_url": None if settings.stream else settings.queue_url,
+            "queue_url": None if settings.stream or settings.topic else settings.queue_url,
             "stream": settings.stream,
+            "topic": settings.topic,
             "dlq_url": settings.dlq_url,
             "endpoint": endpoint,
             "database": settings.database_location,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, NamedTuple, TypeVar
 
 from .. import outages
@@ -23,7 +24,7 @@ T = TypeVar("T")
 
 
 class OtherEnd(NamedTuple):
-    client: Any  # the boto3 client `check` calls
+    client: Any  # the boto3 client `check` calls (None: not AWS, nothing to watch)
     name: str  # its service as people say it: "SQS", "Kinesis"
     check: Callable[[], object]  # reaches it, raising what its calls raise
 
@@ -37,7 +38,10 @@ def side_by_side(db: Database, work: Callable[[Any], T], action: str, others: li
 
     def check(end: OtherEnd) -> None:
         try:
-            with outages.watching(end.client, end.name):
+            watched = (
+                nullcontext() if end.client is None else outages.watching(end.client, end.name)
+            )
+            with watched:
                 end.check()
         except BaseException as error:  # noqa: BLE001 - raised in the calling thread below
             failures.append(error)

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .. import sqs
-from ..errors import LoginetlError
+from ..errors import ClaimLost, LoginetlError
 from ..metrics import Metrics
 from ..pipeline.settling import Settlers
 from ..pipeline.state import Shared
@@ -31,13 +31,13 @@ SEQUENCE_ATTRIBUTE = "loginetl-sequence"
 ENCODING_ATTRIBUTE = "loginetl-encoding"
 
 
-class LeaseLost(LoginetlError):
+class LeaseLost(ClaimLost):
     """This process no longer holds the shard's lease: its records of the batch are not ours
     to commit."""
 
     def __init__(self, shard_id: str, why: str) -> None:
-        super().__init__(f"lease on shard {shard_id} lost ({why}): its records were rolled back")
-        self.shard_id = shard_id
+        message = f"lease on shard {shard_id} lost ({why}): its records were rolled back"
+        super().__init__(message, shard_id)
 
 
 # Every shard of the batch in one statement (one round trip, however many shards), each moved

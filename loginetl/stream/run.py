@@ -8,23 +8,23 @@ what differs is where records come from (reading.py) and how a batch settles: in
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .. import database, load, schema, sqs
+from .. import database, schema, sqs
 from ..config import Settings
 from ..errors import EXIT_INCOMPLETE, ConfigError, LoginetlError
 from ..masking import MaskKey
 from ..metrics import Metrics, MetricsServer
 from ..pipeline import drive
+from ..pipeline.committing import InCommitRun
 from ..pipeline.loading import Loader
 from ..pipeline.reaching import OtherEnd, side_by_side
 from ..pipeline.state import RunOptions, RunSummary, Shared
-from .checkpoints import LeaseLost, StreamSettlers
+from .checkpoints import StreamSettlers
 from .client import Shard, kinesis_client, list_shards
 from .leases import LEASE_SECONDS, RENEWAL_SECONDS, Leases, new_owner
 from .metrics import StreamMetrics
@@ -33,7 +33,6 @@ from .reading import MAX_RECORDS, Reading
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PREPARED_AHEAD = 1  # batches validated and masked ahead of the one committing
 # The default --batch-size of a stream run: one full GetRecords a transaction, so that a read
 # is committed whole, in half the transactions and dead-letter sends of the queue's 500
 # (docs/performance.md has the trials).
@@ -62,7 +61,7 @@ class StreamSummary(RunSummary):
     shards_not_read: list = field(default_factory=list)
 
 
-class StreamRun:
+class StreamRun(InCommitRun):
     """One `loginetl run --stream`, shaped as pipeline.Run: start, drain, close."""
 
     def __init__(
@@ -140,21 +139,8 @@ class StreamRun:
             self.metrics_server = serve_metrics(self.metrics, options, port, settings.database_url)
         self.reading.start(shards)
 
-    def drain(self) -> RunSummary:
-        started = time.monotonic()
-        prepared: queue.Queue = queue.Queue(maxsize=PREPARED_AHEAD)
-        preparer = threading.Thread(target=self._prepare, args=(prepared,), name="prepare")
-        preparer.start()
-        try:
-            while (item := prepared.get()) is not None:
-                self._load(*item)
-                self.shared.summary.elapsed = time.monotonic() - started
-                self.on_batch(self.shared.summary)
-        except LoginetlError as error:
-            self.shared.fail(error)
-        finally:
-            self.draining = False
-            preparer.join()
+    def _ended(self, started: float) -> RunSummary:
+        """The readers stopped and the summary finished: what was read, what was not."""
         reading = made_by_start(self.reading)
         reading.join()
         self.shared.finish(time.monotonic() - started)
@@ -162,48 +148,16 @@ class StreamRun:
         if summary.stopped_because == "queue drained":
             _read_to_tip_or_not(summary, reading.not_read)
         summary.shards = reading.checkpoints()
-        if self.shared.failure is not None:
-            self.metrics.failed(self.shared.failure)
         return summary
 
-    draining = True  # until drain stops taking prepared batches
+    def _alive(self) -> bool:
+        return made_by_start(self.reading).alive()
 
-    def _prepare(self, prepared: queue.Queue) -> None:
-        """Take batches from the inbox and validate and mask them while the batch before
-        commits (the database's wait then overlaps this CPU); None when there are no more.
-        Commits stay in one thread, in the order the batches were taken."""
-        try:
-            while batch := self.loader.next_batch(made_by_start(self.reading).alive):
-                if not self._hand_over(prepared, (batch, self.loader.prepare(batch))):
-                    return
-        except Exception as error:  # noqa: BLE001 - a bug: end the run with it rather than hang the drain
-            self.shared.fail_on_bug("preparing a batch", error)
-        finally:
-            self._hand_over(prepared, None)
-
-    def _hand_over(self, prepared: queue.Queue, item) -> bool:
-        while self.draining:
-            try:
-                prepared.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _load(self, batch: list, ready: tuple) -> None:
-        """Commit the prepared batch; the records of a shard whose lease was lost are dropped
-        (their new holder reads them from the checkpoint) and the rest loaded again."""
-        while batch:
-            try:
-                self.loader.commit(batch, ready)
-                return
-            except LeaseLost as lost:
-                log.warning(str(lost), extra={"event": "lease_lost", "shard": lost.shard_id})
-                made_by_start(self.reading).drop(lost.shard_id)
-                made_by_start(self.leases).give_back([lost.shard_id])
-                batch = [record for record in batch if record.shard_id != lost.shard_id]
-                ready = _without_shard(ready, lost.shard_id)
-                self.shared.in_hand = []
+    def _lost(self, lost) -> None:
+        """Stop reading the shard whose lease was lost, and let the lease go."""
+        log.warning(str(lost), extra={"event": "lease_lost", "shard": lost.shard_id})
+        made_by_start(self.reading).drop(lost.shard_id)
+        made_by_start(self.leases).give_back([lost.shard_id])
 
     def close(self) -> None:
         if self.reading is not None:
@@ -268,29 +222,6 @@ def _read_to_tip_or_not(summary: StreamSummary, not_read: list) -> None:
         f"{named}"
     )
     summary.exit_code = EXIT_INCOMPLETE
-
-
-def _without_shard(ready: tuple, shard_id: str) -> tuple:
-    """A prepared batch without the records of one shard. Its dead-letter send stays as it
-    was: what it sent of that shard is sent again by the shard's new holder (the dead-letter
-    queue is at-least-once; a replay loads each record once)."""
-    prepared, by_origin, refused, early, skipped = ready
-    by_origin = {
-        origin_id: kept
-        for origin_id, records in by_origin.items()
-        if (kept := [record for record in records if record.shard_id != shard_id])
-    }
-    values = [v for v in prepared.values if v[load.MESSAGE_ID] in by_origin]
-    prepared = load.Prepared(
-        values,
-        {k: v for k, v in prepared.rejected.items() if k in by_origin},
-        prepared.create_dates,
-        None,
-        prepared.statements,
-    )
-    refused = [(record, reason) for record, reason in refused if record.shard_id != shard_id]
-    skipped = [record for record in skipped if record.shard_id != shard_id]
-    return prepared, by_origin, refused, early, skipped
 
 
 def serve_metrics(
