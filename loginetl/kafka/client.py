@@ -105,6 +105,17 @@ class KafkaSettings:
         )
 
 
+def made(kind, config: dict, servers: str):
+    """A confluent_kafka Consumer, Producer or AdminClient; a configuration librdkafka refuses
+    (a property it does not know, a value it does not take) is one line, secrets scrubbed."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return kind(config)
+    except (KafkaException, ValueError, TypeError) as error:
+        raise ConfigError(error_line(f"cannot configure Kafka ({servers})", error)) from None
+
+
 def start_position(text: str) -> str:
     """`--from` for a topic: earliest (trim-horizon, the stream's word, means it too) or
     latest."""

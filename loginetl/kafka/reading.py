@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 
 from ..errors import LoginetlError
 from ..pipeline.state import Shared
-from .client import KafkaSettings, error_line, record_of
+from .client import KafkaSettings, error_line, made, record_of
 from .offsets import Claims
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Reading:
         self.shared = shared
         self.settings = settings
         self.claims = claims
-        self.consumer = Consumer(settings.consumer_config())
+        self.consumer = made(Consumer, settings.consumer_config(), settings.bootstrap_servers)
         self.partitions: dict[int, PartitionState] = {}  # assigned now
         self.ends: dict[int, int] = {}  # one-shot: each partition's end as first seen
         self.read: dict[int, int | None] = {}  # every partition read: its last stored offset
@@ -150,7 +150,9 @@ class Reading:
                 self.shared.inbox.put(records, timeout=0.1)
                 return
             except queue.Full:
-                self._call(lambda: self.consumer.consume(0, 0), "polling")  # serve the group
+                # Not polling meanwhile: a wait longer than max.poll.interval.ms leaves the
+                # group, and a claim made again on rejoining fences these records (read again).
+                continue
 
     def _all_read(self) -> bool:
         return self.assigned_once.is_set() and all(s.done for s in self.partitions.values())

@@ -29,7 +29,7 @@ from ..pipeline.reaching import OtherEnd, side_by_side
 from ..pipeline.state import RunOptions, RunSummary, Shared
 from ..stream.leases import new_owner
 from ..stream.run import made_by_start, serve_metrics
-from .client import KafkaError, KafkaSettings, error_line
+from .client import KafkaError, KafkaSettings, error_line, made
 from .offsets import Claims
 from .reading import MAX_RECORDS, Reading
 from .settling import DeadLetterTopic, KafkaSettlers
@@ -149,7 +149,7 @@ def _not_read(summary: TopicSummary, not_read: list[dict]) -> None:
 def reach_the_ends(db: database.Database, kafka: KafkaSettings, keep_extra: bool):
     """The table checked, and the topic and its dead-letter topic found on the brokers, side by
     side: each end that cannot be reached is named at once."""
-    admin = AdminClient(kafka.producer_config())
+    admin = made(AdminClient, kafka.producer_config(), kafka.bootstrap_servers)
 
     def find_the_topics() -> None:
         wanted = (kafka.topic, kafka.dead_letter_topic)

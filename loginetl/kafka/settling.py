@@ -22,7 +22,7 @@ from ..pipeline.settling import Settlers
 from ..pipeline.state import Shared
 from ..sqs import REASON_ATTRIBUTE
 from ..stream.checkpoints import DeadLetters
-from .client import ORIGINAL_ID_HEADER, KafkaRecord, KafkaSettings, error_line
+from .client import ORIGINAL_ID_HEADER, KafkaRecord, KafkaSettings, error_line, made
 from .offsets import commit_offsets, spans
 
 TOPIC_HEADER = "loginetl-source-topic"
@@ -46,7 +46,7 @@ class DeadLetterTopic:
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.topic = settings.dead_letter_topic
-        self.producer = Producer(settings.producer_config())
+        self.producer = made(Producer, settings.producer_config(), settings.bootstrap_servers)
         self.lock = threading.Lock()  # one send at a time: its delivery reports are its own
 
     def send(self, refused: list[tuple[KafkaRecord, str]], timeout: float = 60.0) -> None:

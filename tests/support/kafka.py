@@ -5,7 +5,8 @@ uses on it, through the real confluent-kafka client.
 Tansu's known differences from Kafka are worked around here, never in loginetl: the end offset
 it reports is the start of the last record batch + 1, so the tests produce one record a batch
 (`batch.num.messages=1`), which makes it exact; a group join waits half the session timeout,
-so runs get `session.timeout.ms=6000`.
+so runs get `session.timeout.ms=6000`; a join beside a member already in the group waits out
+the rebalance timeout (max.poll.interval.ms, 300 s by default), so runs get 10 s.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 SESSION_TIMEOUT_MS = "6000"
+# Also the rebalance timeout: how long a join waits for the members already in the group.
+MAX_POLL_INTERVAL_MS = "10000"
 
 
 def tansu_binary() -> Path | None:
@@ -99,12 +102,16 @@ class Topic:
                 {"bootstrap.servers": self.bootstrap, "batch.num.messages": 1, "linger.ms": 0}
             )
         errors: list = []
+
+        def delivered(error, message) -> None:
+            if error is not None:
+                errors.append(error)
+
         for i, value in enumerate(values):
             data = value.encode() if isinstance(value, str) else value
             more = {} if partition is None else {"partition": partition}
             self.producer.produce(self.name, value=data, key=f"k-{i}".encode(),
-                                  headers=headers, on_delivery=lambda e, m: errors.append(e) if e else None,
-                                  **more)  # fmt: skip
+                                  headers=headers, on_delivery=delivered, **more)  # fmt: skip
             self.producer.poll(0)
         assert self.producer.flush(30) == 0 and not errors, errors
 
@@ -156,4 +163,5 @@ def kafka_env(bootstrap: str, topic: Topic, database_url: str, mask_key: str) ->
         "LOGINETL_MASK_KEY": mask_key,
         "LOGINETL_KAFKA_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS,
         "LOGINETL_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "LOGINETL_KAFKA_MAX_POLL_INTERVAL_MS": MAX_POLL_INTERVAL_MS,
     }
