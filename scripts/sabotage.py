@@ -6,8 +6,8 @@ a scratch copy of the tree and run the tests the page cites for it; they must fa
     .venv/bin/python scripts/sabotage.py --only SIGTERM --json
     .venv/bin/python scripts/sabotage.py --baseline  # first check the cited tests pass unbroken
 
-The breaks are data (scripts/sabotage_breaks.py, and scripts/sabotage_privacy.py for the
-privacy guarantees). Each is applied to a fresh copy of the files git tracks, never to this tree; a snippet not found exactly once makes its break "stale" (the
+The breaks are data (scripts/sabotage_breaks.py, scripts/sabotage_kafka.py for the Kafka
+source, and scripts/sabotage_privacy.py for the privacy guarantees). Each is applied to a fresh copy of the files git tracks, never to this tree; a snippet not found exactly once makes its break "stale" (the
 code moved). The tests run in the copy with PYTHONPATH set to it, so the tests' imports and the
 `python -m loginetl` processes they start both use the sabotaged package. Exit 0 only if every
 break was caught by at least one cited test and none is stale.
@@ -33,11 +33,12 @@ from rich.markup import escape
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sabotage_kafka  # noqa: E402
 import sabotage_privacy  # noqa: E402
 from sabotage_breaks import BREAKS as DELIVERY_BREAKS  # noqa: E402
 from sabotage_breaks import Break  # noqa: E402
 
-BREAKS = DELIVERY_BREAKS + sabotage_privacy.BREAKS
+BREAKS = DELIVERY_BREAKS + sabotage_privacy.BREAKS + sabotage_kafka.BREAKS
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv" / "bin" / "python"

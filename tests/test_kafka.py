@@ -128,9 +128,9 @@ class GroupMember:
     """Another member of the group, consuming (and never committing) in a thread of its own:
     the group gives it some of the topic's partitions."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
         self.consumer = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": "loginetl", "enable.auto.commit": False,
+            "bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
             "session.timeout.ms": int(SESSION_TIMEOUT_MS), "heartbeat.interval.ms": 500,
             "max.poll.interval.ms": int(MAX_POLL_INTERVAL_MS),
         })  # fmt: skip
@@ -158,10 +158,10 @@ def test_a_one_shot_run_names_the_partitions_another_member_holds_and_exits_3(
     kafka_bootstrap, topic_env, db
 ):
     topic = make_topic(kafka_bootstrap, partitions=2)
-    env = topic_env | {"LOGINETL_TOPIC": topic.name}
+    env = topic_env | {"LOGINETL_TOPIC": topic.name, "LOGINETL_GROUP": f"group-{topic.name}"}
     topic.produce(logins(40, "held"))
     assert invoke(env, "init-db").exit_code == 0
-    member = GroupMember(kafka_bootstrap, topic.name)
+    member = GroupMember(kafka_bootstrap, topic.name, env["LOGINETL_GROUP"])
     try:
         wait_until(lambda: len(member.assigned) == 2, timeout=30)
         code, summary, stderr = run_topic(env)

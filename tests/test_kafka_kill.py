@@ -23,7 +23,7 @@ def test_kill_9_mid_load_several_times_then_a_rerun_loads_every_record_once(
 ):
     rng = random.Random(20261207)
     topic = make_topic(kafka_bootstrap, partitions=3)
-    env = topic_env | {"LOGINETL_TOPIC": topic.name}
+    env = topic_env | {"LOGINETL_TOPIC": topic.name, "LOGINETL_GROUP": f"group-{topic.name}"}
     valid = logins(450, "kill")
     invalid = [f"not json {i}" for i in range(15)]
     values = valid + invalid

@@ -284,9 +284,15 @@ def run(
             return pipeline.run(settings, key, options, on_batch, stop)
 
         summary = in_worker_thread(work)
+    warnings = _warnings(summary, kafka is not None)
+    conclude(json, summary, render.run_summary(summary), "; ".join(warnings) or None)
+
+
+def _warnings(summary: RunSummary, topic: bool) -> list[str]:
+    """What the operator should know of a run that ended without error."""
     left = sum(summary.left_on_queue.values())
     warnings = [f"{left} invalid messages were left on the queue (see the summary)"] if left else []
-    if summary.exit_code == EXIT_INCOMPLETE and kafka is not None:
+    if summary.exit_code == EXIT_INCOMPLETE and topic:
         warnings.append(
             "the topic was not read to its end (exit 3): another member of the group is "
             "assigned some partitions (see the summary)"
@@ -296,7 +302,7 @@ def run(
             "the stream was not read to its tip (exit 3): another process holds some shards "
             "and keeps renewing its leases (see the summary)"
         )
-    conclude(json, summary, render.run_summary(summary), "; ".join(warnings) or None)
+    return warnings
 
 
 @contextmanager

@@ -40,7 +40,99 @@ class PartitionState:
     done: bool = False  # one-shot: read to `end`
 
 
-class Reading:
+class Assignment:
+    """What the group assigned this member, and its callbacks (run in consume(), on the
+    consumer's thread): claims taken and partitions sought, revokes forgotten, and the offsets
+    committed to Kafka after PostgreSQL."""
+
+    shared: Shared
+    settings: KafkaSettings
+    claims: Claims
+    consumer: Consumer
+    partitions: dict[int, PartitionState]  # assigned now
+    ends: dict[int, int]  # one-shot: each partition's end as first seen
+    read: dict[int, int | None]  # every partition read: its last stored offset
+    lock: threading.Lock  # guards `to_commit`, `to_drop`, `read`
+    to_commit: dict[int, int]  # committed to PostgreSQL, not yet to Kafka
+    to_drop: list[tuple[int, int]]  # claims found lost at COMMIT
+    assigned_once: threading.Event
+
+    def _commit_to_kafka(self) -> None:
+        with self.lock:
+            offsets, self.to_commit = self.to_commit, {}
+            dropped, self.to_drop = self.to_drop, []
+        for partition, generation in dropped:
+            state = self.partitions.get(partition)
+            if state is not None and state.generation == generation:
+                del self.partitions[partition]
+                self._call(lambda p=partition: self.consumer.pause([self._tp(p)]), "pausing")
+        mine = [self._tp(p, o) for p, o in sorted(offsets.items()) if p in self.partitions]
+        if not mine:
+            return
+        try:
+            self.consumer.commit(offsets=mine, asynchronous=True)
+        except KafkaException as error:  # for lag tools only: the offsets that count are in PG
+            log.debug(error_line("committing offsets to Kafka", error))
+
+    def _assigned(self, consumer, partitions: list[TopicPartition]) -> None:
+        claims = self.claims.claim([tp.partition for tp in partitions])
+        follow = self.shared.options.follow
+        for tp in partitions:
+            claim = claims[tp.partition]
+            if claim.next_offset is not None:
+                tp.offset = claim.next_offset
+            else:
+                tp.offset = OFFSET_BEGINNING if self.settings.start_at == "earliest" else OFFSET_END
+            state = PartitionState(claim.generation, claim.next_offset)
+            if not follow:
+                self._end_of(tp, state)
+            self.partitions[tp.partition] = state
+            with self.lock:
+                self.read.setdefault(tp.partition, claim.next_offset)
+            log.info(
+                "partition %d assigned",
+                tp.partition,
+                extra={"event": "partition_assigned", "partition": tp.partition},
+            )
+        consumer.assign(partitions)
+        self.assigned_once.set()
+
+    def _end_of(self, tp: TopicPartition, state: PartitionState) -> None:
+        """One-shot: the end offset seen when the partition was first assigned, and whether
+        it is read to it already."""
+        if tp.partition not in self.ends:
+            low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), timeout=10, cached=False
+            )
+            self.ends[tp.partition] = high
+            if state.position is None:
+                state.position = low if self.settings.start_at == "earliest" else high
+        state.end = self.ends[tp.partition]
+        state.done = state.position is None or state.position >= state.end
+
+    def _revoked(self, consumer, partitions: list[TopicPartition]) -> None:
+        self._commit_to_kafka()
+        for tp in partitions:
+            self.partitions.pop(tp.partition, None)
+            log.info(
+                "partition %d revoked",
+                tp.partition,
+                extra={"event": "partition_revoked", "partition": tp.partition},
+            )
+
+    def _tp(self, partition: int, offset: int | None = None) -> TopicPartition:
+        if offset is None:
+            return TopicPartition(self.settings.topic, partition)
+        return TopicPartition(self.settings.topic, partition, offset)
+
+    def _call(self, work, what: str):
+        try:
+            return work()
+        except KafkaException as error:
+            raise LoginetlError(error_line(f"{what} topic {self.settings.topic}", error)) from None
+
+
+class Reading(Assignment):
     """The consumer of one topic run."""
 
     def __init__(self, shared: Shared, settings: KafkaSettings, claims: Claims) -> None:
@@ -168,85 +260,9 @@ class Reading:
             {"partition": p, "owner": owners.get(p)} for p in sorted(set(known) - mine)
         ]
 
-    def _commit_to_kafka(self) -> None:
-        with self.lock:
-            offsets, self.to_commit = self.to_commit, {}
-            dropped, self.to_drop = self.to_drop, []
-        for partition, generation in dropped:
-            state = self.partitions.get(partition)
-            if state is not None and state.generation == generation:
-                del self.partitions[partition]
-                self._call(lambda p=partition: self.consumer.pause([self._tp(p)]), "pausing")
-        mine = [self._tp(p, o) for p, o in sorted(offsets.items()) if p in self.partitions]
-        if not mine:
-            return
-        try:
-            self.consumer.commit(offsets=mine, asynchronous=True)
-        except KafkaException as error:  # for lag tools only: the offsets that count are in PG
-            log.debug(error_line("committing offsets to Kafka", error))
-
     def _close(self) -> None:
         self._commit_to_kafka()
         try:
             self.consumer.close()  # leaves the group at once: its partitions go to others now
         except (KafkaException, RuntimeError) as error:
             log.debug(error_line("closing the consumer", error))
-
-    # --- the group's callbacks, in consume() on this thread -----------------------------------
-
-    def _assigned(self, consumer, partitions: list[TopicPartition]) -> None:
-        claims = self.claims.claim([tp.partition for tp in partitions])
-        follow = self.shared.options.follow
-        for tp in partitions:
-            claim = claims[tp.partition]
-            if claim.next_offset is not None:
-                tp.offset = claim.next_offset
-            else:
-                tp.offset = OFFSET_BEGINNING if self.settings.start_at == "earliest" else OFFSET_END
-            state = PartitionState(claim.generation, claim.next_offset)
-            if not follow:
-                self._end_of(tp, state)
-            self.partitions[tp.partition] = state
-            with self.lock:
-                self.read.setdefault(tp.partition, claim.next_offset)
-            log.info(
-                "partition %d assigned",
-                tp.partition,
-                extra={"event": "partition_assigned", "partition": tp.partition},
-            )
-        consumer.assign(partitions)
-        self.assigned_once.set()
-
-    def _end_of(self, tp: TopicPartition, state: PartitionState) -> None:
-        """One-shot: the end offset seen when the partition was first assigned, and whether
-        it is read to it already."""
-        if tp.partition not in self.ends:
-            low, high = self.consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=10, cached=False
-            )
-            self.ends[tp.partition] = high
-            if state.position is None:
-                state.position = low if self.settings.start_at == "earliest" else high
-        state.end = self.ends[tp.partition]
-        state.done = state.position is None or state.position >= state.end
-
-    def _revoked(self, consumer, partitions: list[TopicPartition]) -> None:
-        self._commit_to_kafka()
-        for tp in partitions:
-            self.partitions.pop(tp.partition, None)
-            log.info(
-                "partition %d revoked",
-                tp.partition,
-                extra={"event": "partition_revoked", "partition": tp.partition},
-            )
-
-    def _tp(self, partition: int, offset: int | None = None) -> TopicPartition:
-        if offset is None:
-            return TopicPartition(self.settings.topic, partition)
-        return TopicPartition(self.settings.topic, partition, offset)
-
-    def _call(self, work, what: str):
-        try:
-            return work()
-        except KafkaException as error:
-            raise LoginetlError(error_line(f"{what} topic {self.settings.topic}", error)) from None

@@ -158,6 +158,7 @@ def make_topic(bootstrap: str, partitions: int = 1) -> Topic:
 def kafka_env(bootstrap: str, topic: Topic, database_url: str, mask_key: str) -> dict:
     return {
         "LOGINETL_TOPIC": topic.name,
+        "LOGINETL_GROUP": f"group-{topic.name}",  # a group of the test's own
         "LOGINETL_BOOTSTRAP_SERVERS": bootstrap,
         "LOGINETL_DATABASE_URL": database_url,
         "LOGINETL_MASK_KEY": mask_key,
