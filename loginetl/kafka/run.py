@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from .. import database, schema
 from ..config import Settings
-from ..errors import EXIT_INCOMPLETE, ClaimLost, ConfigError, LoginetlError
+from ..errors import EXIT_INCOMPLETE, ClaimLost, ConfigError
 from ..masking import MaskKey
 from ..metrics import Metrics, MetricsServer
 from ..pipeline import drive
@@ -124,16 +124,7 @@ class KafkaRun(InCommitRun):
             self.reading.join()
         if self.dead_letters is not None:
             self.dead_letters.close()
-        if self.claims is not None:
-            try:
-                self.claims.give_back()
-            except LoginetlError:
-                pass  # the next claim fences anyway
-            self.claims.close()
-        if self.metrics_server is not None:
-            self.metrics_server.close()
-        if self.db is not None:
-            self.db.close()
+        self._close_claims_and_ends(self.claims)
 
 
 def _not_read(summary: TopicSummary, not_read: list[dict]) -> None:

@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 
 from .. import load
+from ..database import Database
 from ..errors import ClaimLost, LoginetlError
-from ..metrics import Metrics
+from ..metrics import Metrics, MetricsServer
 from .loading import Loader
 from .state import RunSummary, Shared
 
@@ -30,6 +31,23 @@ class InCommitRun:
     loader: Loader
     metrics: Metrics
     on_batch: Callable[[RunSummary], None]
+    metrics_server: MetricsServer | None
+    db: Database | None
+
+    def _close_claims_and_ends(self, claims) -> None:
+        """Give back the claims (a stream's Leases, a topic's Claims) if there are any, quietly
+        (they expire, or the next claim fences, on their own), then close /metrics and the
+        loader's database."""
+        if claims is not None:
+            try:
+                claims.give_back()
+            except LoginetlError:
+                pass
+            claims.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        if self.db is not None:
+            self.db.close()
 
     def _ended(self, started: float) -> RunSummary:
         """The readers stopped and the summary finished."""

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from .. import database, schema, sqs
 from ..config import Settings
-from ..errors import EXIT_INCOMPLETE, ConfigError, LoginetlError
+from ..errors import EXIT_INCOMPLETE, ConfigError
 from ..masking import MaskKey
 from ..metrics import Metrics, MetricsServer
 from ..pipeline import drive
@@ -162,16 +162,7 @@ class StreamRun(InCommitRun):
     def close(self) -> None:
         if self.reading is not None:
             self.settlers.wait()
-        if self.leases is not None:
-            try:
-                self.leases.give_back()
-            except LoginetlError:
-                pass  # they expire on their own
-            self.leases.close()
-        if self.metrics_server is not None:
-            self.metrics_server.close()
-        if self.db is not None:
-            self.db.close()
+        self._close_claims_and_ends(self.leases)
 
 
 def reach_the_ends(
