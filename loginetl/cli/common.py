@@ -113,7 +113,11 @@ TopicName = Annotated[
 ]
 BootstrapServers = Annotated[
     str | None,
-    option("--bootstrap-servers", "With --topic: the Kafka brokers.", metavar="HOST:PORT,..."),
+    option(
+        "--bootstrap-servers",
+        "With --topic: the Kafka brokers, comma-separated HOST:PORT.",
+        metavar="",
+    ),
 ]
 GroupName = Annotated[
     str,

@@ -97,8 +97,7 @@ def run(
             "--from",
             "With --stream: where a shard with no checkpoint starts: "
             "trim-horizon, latest, or at-timestamp:TIME (ISO 8601 with a zone, e.g. "
-            "at-timestamp:2026-12-01T00:00:00Z). With --topic: where a partition with no "
-            "stored offset starts: earliest (the default) or latest.",
+            "at-timestamp:2026-12-01T00:00:00Z).",
             envvar="LOGINETL_FROM",
             metavar="START",
         ),
@@ -222,7 +221,8 @@ def run(
 
     With --topic NAME --bootstrap-servers HOST:PORT it reads a Kafka topic as a member of
     --group: each partition's offset is stored in PostgreSQL in the transaction of its rows,
-    and records that cannot load go to --dlq-topic. Without --follow it reads its partitions
+    and records that cannot load go to --dlq-topic; --from earliest (the default) or latest says
+    where a partition with no stored offset starts. Without --follow it reads its partitions
     to the end offsets seen when they were assigned; partitions assigned to another member
     are named in the summary and the exit code is 3.
 
