@@ -52,8 +52,12 @@ BREAKS: tuple[Break, ...] = (
         KAFKA_FENCE,
         "the offset write does not check the claim (owner, generation)",
         "kafka/offsets.py",
-        '    "AND o.owner = %s AND o.generation = v.generation "\n',
-        '    "AND %s IS NOT NULL "  # SABOTAGE: no fence\n',
+        '    "AND o.owner = %s AND o.generation = v.generation "\n'
+        '    "AND (o.next_offset IS NULL OR o.next_offset <= v.first) "\n'
+        '    "RETURNING o.partition, o.generation"\n',
+        '    "AND %s IS NOT NULL "  # SABOTAGE: no fence\n'
+        '    "AND (o.next_offset IS NULL OR o.next_offset <= v.first) "\n'
+        '    "RETURNING o.partition, v.generation"\n',
         (KAFKA_FENCE_TEST,),
     ),
     Break(
@@ -66,10 +70,10 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         KAFKA_SECRETS,
-        "librdkafka's errors not scrubbed of secrets",
+        "librdkafka's own log lines written raw to stderr, not through loginetl's logging",
         "kafka/client.py",
-        '    return redact(f"{action}: {text}")\n',
-        '    return f"{action}: {text}"  # SABOTAGE: no redaction\n',
+        '            "logger": LIBRDKAFKA_LOG,\n        }',
+        "        }  # SABOTAGE: librdkafka logs raw",
         (KAFKA_SECRETS_TEST,),
     ),
 )
