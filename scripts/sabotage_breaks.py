@@ -195,6 +195,15 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         DELETE_AFTER_COMMIT,
+        "a refused message is deleted as dead-lettered, never sent to the DLQ",
+        "pipeline/settling.py",
+        "        sent, failed = sqs.dead_letter("
+        "self.source.sqs, dlq_url, self.source.url, refused)\n",
+        "        sent, failed = [message for message, _ in refused], []  # SABOTAGE: not sent\n",
+        (SAMPLE_TEST, DLQ_REFUSES_TEST, OUTAGE_TEST),
+    ),
+    Break(
+        DELETE_AFTER_COMMIT,
         "drop the per-entry DLQ check (a 200 SendMessageBatch answer taken as all sent)",
         "sqs.py",
         PER_ENTRY_CHECK,
