@@ -8,12 +8,13 @@ a scratch copy of the tree and run the tests the page cites for it; they must fa
 
 The breaks are data (scripts/sabotage_breaks.py, and scripts/sabotage_privacy.py for the
 privacy guarantees). Each is applied to a fresh copy of the files git tracks, never to this
-tree; a snippet not found exactly once makes its break "stale" (the code moved). The tests run in the copy with PYTHONPATH set to it, so the tests' imports and the
-`python -m loginetl` processes they start both use the sabotaged package. Every cited test of
-a break runs (no stopping at the first failure), so each break records which of its tests
-failed and which passed; then each test cited by a break or by the docs (the "proved by" column
-of docs/guarantees.md, the "caught by" column of docs/testing.md) is judged across all breaks:
-it carries weight when some break made it fail. Exit 0 only if every break was caught, none is
+tree; a snippet not found exactly once makes its break "stale" (the code moved). The tests run
+in the copy with PYTHONPATH set to it, so the tests' imports and the `python -m loginetl`
+processes they start both use the sabotaged package. Every cited test of a break runs (no
+stopping at the first failure), so each break records which of its tests failed and which
+passed; then each test cited by a break or by the docs (the "proved by" column of
+docs/guarantees.md, the "caught by" column of docs/testing.md) is judged across all breaks: it
+carries weight when some break made it fail. Exit 0 only if every break was caught, none is
 stale, and every cited test judged carries weight (with --only: the tests its breaks cite).
 """
 
