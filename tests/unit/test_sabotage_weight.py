@@ -4,19 +4,15 @@ passing, or that no break runs although the docs cite it, is reported and fails 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.scripts import script_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("sabotage", ROOT / "scripts" / "sabotage.py")
-assert _spec is not None and _spec.loader is not None
-sabotage = importlib.util.module_from_spec(_spec)
-sys.modules["sabotage"] = sabotage  # its dataclasses look their module up by name
-_spec.loader.exec_module(sabotage)
-weight = sys.modules["sabotage_weight"]
+sabotage = script_module("sabotage")
+weight = script_module("sabotage_weight")
 
 CAUGHT = "tests/test_a.py::test_caught"
 IDLE = "tests/test_a.py::test_idle"
