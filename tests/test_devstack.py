@@ -572,6 +572,7 @@ def test_purge_refuses_a_folder_that_is_not_a_stack(tmp_path):
 
 def test_docker_compose_defines_localstack_and_postgres():
     import yaml  # a dependency of the dev extras
+
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     localstack, postgres = compose["services"]["localstack"], compose["services"]["postgres"]
     assert localstack["image"].startswith("localstack/localstack:4")
