@@ -7,10 +7,16 @@ a scratch copy of the tree and run the tests the page cites for it; they must fa
     .venv/bin/python scripts/sabotage.py --baseline  # first check the cited tests pass unbroken
 
 The breaks are data (scripts/sabotage_breaks.py, scripts/sabotage_kafka.py for the Kafka
-source, and scripts/sabotage_privacy.py for the privacy guarantees). Each is applied to a fresh copy of the files git tracks, never to this tree; a snippet not found exactly once makes its break "stale" (the
-code moved). The tests run in the copy with PYTHONPATH set to it, so the tests' imports and the
-`python -m loginetl` processes they start both use the sabotaged package. Exit 0 only if every
-break was caught by at least one cited test and none is stale.
+source, and scripts/sabotage_privacy.py for the privacy guarantees). Each is applied to a fresh
+copy of the files git tracks, never to this tree; a snippet not found exactly once makes its
+break "stale" (the code moved). The tests run in the copy with PYTHONPATH set to it, so the
+tests' imports and the `python -m loginetl` processes they start both use the sabotaged package.
+Every cited test of a break runs (no stopping at the first failure), so each break records which
+of its tests failed and which passed; then each test cited by a break or by the docs (the
+"proved by" column of docs/guarantees.md, the "caught by" column of docs/testing.md) is judged
+across all breaks: it carries weight when some break made it fail. Exit 0 only if every break
+was caught, none is stale, and every cited test judged carries weight (with --only: the tests
+its breaks cite).
 """
 
 from __future__ import annotations
@@ -37,12 +43,15 @@ import sabotage_kafka  # noqa: E402
 import sabotage_privacy  # noqa: E402
 from sabotage_breaks import BREAKS as DELIVERY_BREAKS  # noqa: E402
 from sabotage_breaks import Break  # noqa: E402
+from sabotage_weight import Weight, cited_in, matches, table_rows, weigh  # noqa: E402
 
 BREAKS = DELIVERY_BREAKS + sabotage_privacy.BREAKS + sabotage_kafka.BREAKS
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv" / "bin" / "python"
-PYTEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-rfE"]
+# -v: one line per test as it ends (its outcome survives a timeout); -rfE: the failures' reasons.
+PYTEST = ["-m", "pytest", "-v", "-p", "no:cacheprovider", "-rfE"]
+OUTCOME_LINE = re.compile(r"^(\S+\.py::.+?) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
 SUMMARY_LINE = re.compile(
     r"^(FAILED|ERROR) (\S+(?:\[[^\]]*\])?)(?: - (.*))?$"
 )  # ids may hold spaces
@@ -59,6 +68,7 @@ class Outcome:
     tests: list[str]
     status: str  # caught, missed, stale, error, timeout
     failed: list[str] = field(default_factory=list)  # node ids that failed under the break
+    passed: list[str] = field(default_factory=list)  # node ids that passed under it anyway
     reasons: list[str] = field(default_factory=list)  # why each failed (its first error line)
     details: list[str] = field(default_factory=list)  # what else went wrong, if anything
     seconds: float = 0.0
@@ -132,13 +142,10 @@ def check_pythonpath_wins(root: Path) -> str:
 # Running the cited tests ---------------------------------------------------------------------
 
 
-def run_pytest(root: Path, tests: list[str], timeout: float, skip: set[str] = frozenset(),
-               stop_first: bool = True):  # fmt: skip
-    """(exit code or None on timeout, [(node id, reason)] failed, output tail, seconds);
-    `skip`: node ids to deselect (they fail without any break)."""
+def run_pytest(root: Path, tests: list[str], timeout: float, skip: set[str] = frozenset()):
+    """(exit code or None on timeout, [(node id, reason)] failed, [node id] passed, output
+    tail, seconds); `skip`: node ids to deselect (they fail without any break)."""
     command = [str(PYTHON), *PYTEST, *tests, *(f"--deselect={test}" for test in sorted(skip))]
-    if not stop_first:
-        command.remove("-x")
     started = time.monotonic()
     process = subprocess.Popen(
         command, cwd=root, env=copy_env(root), stdout=subprocess.PIPE,
@@ -153,7 +160,18 @@ def run_pytest(root: Path, tests: list[str], timeout: float, skip: set[str] = fr
         output, _ = process.communicate()
     kill_group(process.pid)  # what the tests started and left running (loginetl processes)
     tail = output.strip().splitlines()[-5:]
-    return code, failures(output), tail, time.monotonic() - started
+    return code, failures(output), passes(output), tail, time.monotonic() - started
+
+
+def passes(output: str) -> list[str]:
+    """The node ids that passed, from -v's line per test (a test that passed and then failed
+    in its teardown is not among them)."""
+    outcomes: dict[str, set[str]] = {}
+    for line in output.splitlines():
+        match = OUTCOME_LINE.match(line)
+        if match:
+            outcomes.setdefault(match.group(1), set()).add(match.group(2))
+    return [test for test, seen in outcomes.items() if seen == {"PASSED"}]
 
 
 def failures(output: str) -> list[tuple[str, str]]:
@@ -189,11 +207,13 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def judge(brk: Break, code, failed, tail, seconds: float, baseline_failed: set[str]) -> Outcome:
+def judge(brk: Break, code, failed, passed, tail, seconds: float,
+          baseline_failed: set[str]) -> Outcome:  # fmt: skip
     outcome = Outcome(brk.guarantee, brk.description, list(brk.tests), "missed", seconds=seconds)
     genuine = [(test, why) for test, why in failed if test not in baseline_failed]
     outcome.failed = [test for test, _ in genuine]
     outcome.reasons = [why for _, why in genuine]
+    outcome.passed = [test for test in passed if test not in outcome.failed]
     if code is None:
         outcome.status, outcome.details = "timeout", ["pytest timed out"]
     elif code == 1 and genuine:
@@ -227,7 +247,7 @@ def baseline(breaks: list[Break], timeout: float) -> set[str]:
     tests = list(dict.fromkeys(test for brk in breaks for test in brk.tests))
     with tempfile.TemporaryDirectory(prefix="loginetl-sabotage-") as folder:
         root = scratch_copy(Path(folder))
-        code, failed, tail, seconds = run_pytest(root, tests, timeout * 2, stop_first=False)
+        code, failed, _passed, tail, seconds = run_pytest(root, tests, timeout * 2)
     if code is None:
         failed.append(("(baseline)", "timed out"))
     err.print(f"baseline: {len(tests)} cited tests, exit {code}, {seconds:.0f} s")
@@ -245,19 +265,7 @@ def readme_rows() -> dict[str, set[str]]:
     """Each Guarantees row's promise -> the node ids its "proved by" column names."""
     text = (REPO / "docs" / "guarantees.md").read_text()
     section = text.split("# Guarantees", 1)[-1].split("\n## ", 1)[0]
-    rows: dict[str, set[str]] = {}
-    for line in section.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if not line.startswith("|") or len(cells) < 3 or cells[0].strip("-") in ("", "promise"):
-            continue
-        ids, current = set(), ""
-        for cited in re.findall(r"`([^`]*test_[^`]*)`", cells[2]):
-            if cited.startswith("::"):
-                cited = current + cited
-            current = cited.split("::", 1)[0]
-            ids.add("tests/" + cited)
-        rows[cells[0]] = ids
-    return rows
+    return {cells[0]: cited_in(cells[2]) for cells in table_rows(section) if len(cells) >= 3}
 
 
 def coverage(breaks: list[Break]) -> tuple[list[str], list[str]]:
@@ -270,8 +278,8 @@ def coverage(breaks: list[Break]) -> tuple[list[str], list[str]]:
     for brk in breaks:
         if brk.guarantee not in rows:
             problems.append(f"stale: not a guarantees row (reworded?): {brk.guarantee}")
-        elif not rows[brk.guarantee] <= set(brk.tests):
-            missing = ", ".join(sorted(rows[brk.guarantee] - set(brk.tests)))
+        elif unrun := [t for t in rows[brk.guarantee] if not any(matches(t, e) for e in brk.tests)]:
+            missing = ", ".join(sorted(unrun))
             notes.append(f"the guarantees page also cites {missing} for: {brk.description}")
     return problems, notes
 
@@ -296,6 +304,20 @@ def show_table(outcomes: list[Outcome], title: str) -> None:
             failed += "\n" + "\n".join(f"[dim]{escape(d)}[/]" for d in outcome.details[-3:])
         verdict = "[green]yes[/]" if outcome.caught else f"[red]no[/] ({outcome.status})"
         table.add_row(escape(outcome.guarantee), escape(outcome.description), failed, verdict)
+    Console(width=max(Console().width, 160)).print(table)
+
+
+def show_weights(weights: list[Weight]) -> None:
+    table = Table(title="cited tests: does some break make each fail?", show_lines=True)
+    for name in ("cited test", "cited in", "ran under", "failed under", "weight"):
+        table.add_column(name, overflow="fold")
+    for weight in weights:
+        failed = "\n".join(escape(description) for description in weight.failed_under) or "-"
+        verdict = "[green]yes[/]" if weight.carries_weight else f"[red]no[/] ({weight.verdict})"
+        table.add_row(
+            escape(short(weight.test)), "\n".join(weight.cited_in),
+            f"{len(weight.ran_under)} breaks", failed, verdict,
+        )  # fmt: skip
     Console(width=max(Console().width, 160)).print(table)
 
 
@@ -353,8 +375,13 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"    {outcome.status} ({outcome.seconds:.0f} s)")
     elapsed = time.monotonic() - started
     every = all(outcome.caught for outcome in outcomes) and "(baseline)" not in baseline_failed
+    weights = weigh(breaks, outcomes, everything=not args.only)
+    weightless = [weight.test for weight in weights if not weight.carries_weight]
     if args.json:
         print(json.dumps({"outcomes": [asdict(o) | {"caught": o.caught} for o in outcomes],
+                          "tests": [asdict(w) | {"carries_weight": w.carries_weight,
+                                                 "verdict": w.verdict} for w in weights],
+                          "weightless": weightless,
                           "coverage_problems": problems, "coverage_notes": notes,
                           "baseline_failed": sorted(baseline_failed),
                           "seconds": round(elapsed, 1), "all_caught": every},
@@ -362,7 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         caught = sum(outcome.caught for outcome in outcomes)
         show_table(outcomes, f"sabotage: {caught}/{len(outcomes)} breaks caught in {elapsed:.0f} s")
-    return 0 if every and not problems else 1
+        show_weights(weights)
+    for test in weightless:
+        err.print(f"[red]carries no weight:[/] {escape(short(test))}")
+    return 0 if every and not problems and not weightless else 1
 
 
 if __name__ == "__main__":

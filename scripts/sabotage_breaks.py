@@ -130,6 +130,7 @@ SQS_TESTS = (
     RUN + "test_an_unreachable_queue_endpoint_is_one_line",
 )
 SECRET_TESTS = (
+    "tests/test_secrets_every_command.py::test_no_command_shows_a_secret_working_or_failing",
     "tests/test_hostile_input.py::test_logs_and_errors_never_show_secrets_or_raw_pii",
     RUN + "test_secrets_never_appear_in_output",
     "tests/unit/test_masking.py::test_a_cli_error_line_after_the_key_is_built_never_shows_it",
@@ -191,6 +192,15 @@ BREAKS: tuple[Break, ...] = (
         '{failure.error}")\n'
         "        return sent + [failure.message for failure in failed]  # SABOTAGE\n",
         (OUTAGE_TEST, SAMPLE_TEST, DLQ_REFUSES_TEST, DLQ_ENTRY_TEST),
+    ),
+    Break(
+        DELETE_AFTER_COMMIT,
+        "a refused message is deleted as dead-lettered, never sent to the DLQ",
+        "pipeline/settling.py",
+        "        sent, failed = sqs.dead_letter("
+        "self.source.sqs, dlq_url, self.source.url, refused)\n",
+        "        sent, failed = [message for message, _ in refused], []  # SABOTAGE: not sent\n",
+        (SAMPLE_TEST, DLQ_REFUSES_TEST, OUTAGE_TEST),
     ),
     Break(
         DELETE_AFTER_COMMIT,

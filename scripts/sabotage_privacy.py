@@ -60,6 +60,7 @@ REKEY_KILL_TEST = (
     "tests/test_rekey_faults.py::"
     "test_rekey_killed_mid_way_leaves_every_row_valid_and_the_next_one_finishes"
 )
+REKEY_WHILE_RUN_TEST = "tests/test_rekey_faults.py::test_rekey_while_run_loads"
 
 
 BREAKS: tuple[Break, ...] = (
@@ -86,6 +87,15 @@ BREAKS: tuple[Break, ...] = (
         '"mask_key_id = v.new_key{',
         '"mask_key_id = v.old_key{',
         (REKEY_KILL_TEST,),
+    ),
+    Break(
+        REKEY,
+        "run masks new rows under a retired key of the ring, not the primary",
+        "cli/run.py",
+        "    key = mask_key_from_env()\n",
+        "    from ..masking import key_ring_from_env  # SABOTAGE: new rows under a retired key\n\n"
+        "    key = (key_ring_from_env().retired or (mask_key_from_env(),))[0]\n",
+        (REKEY_WHILE_RUN_TEST,),
     ),
     Break(
         SIV_MODE,

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from loginetl import config
 from loginetl.cli import app
+from tests.support.ci import skip_or_fail
 from tests.support.data import AWS_ENV, MASK_KEY, aws_client_args
 from tests.support.servers import (
     LOCAL_POSTGRES,
@@ -172,16 +173,16 @@ def cli(queues, database_url):
 
 @pytest.fixture(scope="session")
 def kinesis_endpoint():
-    """kinesis-mock for the session; skips, saying why, where Node.js is missing (.ci/run
-    installs it, so CI always runs these tests)."""
+    """kinesis-mock for the session; where Node.js is missing or it cannot start, skips
+    saying why, or fails under CI (.ci/run installs it, so CI always runs these tests)."""
     script = kinesis_script()
     reason = script.missing_reason()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     try:
         server = script.start()
     except script.KinesisMockError as error:
-        pytest.skip(f"kinesis-mock could not start: {error}")
+        skip_or_fail(f"kinesis-mock could not start: {error}")
     yield server.endpoint
     script.stop(server)
 

@@ -31,6 +31,7 @@ from loginetl.stack import sqs as stack_sqs
 from loginetl.stack import up_steps as stack_up_steps
 from loginetl.stack.cli import app
 from loginetl.stack.processes import StackError
+from tests.support.ci import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = json.loads((ROOT / "loginetl/data/sample_data.json").read_text())
@@ -541,7 +542,7 @@ def test_without_node_the_stream_goes_on_moto_and_a_forced_kinesis_mock_fails_fi
 def console_script() -> Path:
     script = Path(sys.executable).parent / "loginetl-stack"
     if not script.exists():
-        pytest.skip("the loginetl-stack console script is not installed")
+        skip_or_fail("the loginetl-stack console script is not installed")
     return script
 
 
@@ -579,7 +580,8 @@ def test_purge_refuses_a_folder_that_is_not_a_stack(tmp_path):
 
 
 def test_docker_compose_defines_localstack_and_postgres():
-    yaml = pytest.importorskip("yaml")
+    import yaml  # a dependency of the dev extras
+
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     localstack, postgres = compose["services"]["localstack"], compose["services"]["postgres"]
     assert localstack["image"].startswith("localstack/localstack:4")

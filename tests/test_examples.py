@@ -19,7 +19,6 @@ from loginetl.cli import app
 from loginetl.masking import MaskKey
 from tests.support.data import MASK_KEY, rows, sample_messages
 from tests.support.faults import wait_until
-from tests.support.servers import Stream
 
 ROOT = Path(__file__).resolve().parent.parent
 UNMASK_EXAMPLE_ID = "0e5b7d4e-8a53-4e1f-9f1c-2f6c9d41a7b2"  # in unmask's --help example
@@ -113,29 +112,10 @@ def example_env(queues, database_url, postgres_admin_url, tmp_path) -> dict:
     }
 
 
-@pytest.fixture
-def with_stream(request, example_env) -> dict:
-    """example_env and the stream `logins` of the examples on kinesis-mock (where Node.js is
-    missing, the examples with --stream are left out: STREAM_MISSING)."""
-    try:
-        kinesis = request.getfixturevalue("kinesis")
-        endpoint = request.getfixturevalue("kinesis_endpoint")
-    except pytest.skip.Exception:
-        return example_env | {STREAM_MISSING: "1"}
-    if "logins" not in kinesis.list_streams()["StreamNames"]:
-        kinesis.create_stream(StreamName="logins", ShardCount=1)
-        Stream(kinesis, "logins").wait_active()
-    return example_env | {
-        "AWS_ENDPOINT_URL_KINESIS": endpoint,
-        "DLQ_URL": example_env["LOGINETL_DLQ_URL"],
-    }
-
-
-STREAM_MISSING = "LOGINETL_TEST_NO_KINESIS"
-
-
-def runnable(line: str, env: dict) -> bool:
-    return not (STREAM_MISSING in env and "--stream" in line)
+def reads_a_stream(line: str) -> bool:
+    """An example with --stream or --to-stream: tests/test_stream_examples.py runs those, on
+    kinesis-mock with the local stack's stream."""
+    return re.search(r"--(to-)?stream\b", line) is not None
 
 
 def ensure_role(admin_url: str, role: str) -> None:
@@ -213,15 +193,15 @@ def test_every_command_help_has_examples():
 
 
 @pytest.mark.slow  # every example again, end to end: about 20 s
-def test_every_help_example_runs_as_written(queues, db, with_stream, tmp_path):
+def test_every_help_example_runs_as_written(queues, db, example_env, tmp_path):
     queues.send_sample()
     subprocess.run(
-        ["loginetl", "init-db"], env=with_stream, cwd=tmp_path, check=True, capture_output=True
+        ["loginetl", "init-db"], env=example_env, cwd=tmp_path, check=True, capture_output=True
     )
     unmask_example_row(db)
     for _, line in sorted(help_examples(), key=order):
-        if runnable(line, with_stream):
-            assert_ran(run_example(line, with_stream, tmp_path), line)
+        if not reads_a_stream(line):
+            assert_ran(run_example(line, example_env, tmp_path), line)
     assert len(rows(db)) == 99  # run loaded the sample; the rest only looked
 
 
@@ -254,13 +234,13 @@ def test_every_readme_line_not_run_is_still_in_the_readme_and_has_a_reason():
 
 
 @pytest.mark.slow  # every example again, end to end: about 20 s
-def test_every_readme_loginetl_example_runs_as_written(queues, db, with_stream, tmp_path):
+def test_every_readme_loginetl_example_runs_as_written(queues, db, example_env, tmp_path):
     queues.send_sample()
     examples = [line for line in readme_examples() if line.startswith("loginetl ")]
     assert len(examples) >= 12
     for line in sorted(examples, key=lambda line: ("init-db" not in line, "--follow" in line)):
-        if runnable(line, with_stream):
-            assert_ran(run_example(line, with_stream, tmp_path), line)
+        if not reads_a_stream(line):
+            assert_ran(run_example(line, example_env, tmp_path), line)
     assert len(rows(db)) == 99
 
 

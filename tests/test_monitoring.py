@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.ci import skip_or_fail
 from tests.support.faults import free_port, proxy_for, start_loginetl, through, wait_until
 from tests.support.runs import env_for, init, scrape, valid_bodies
 
@@ -30,14 +31,17 @@ EXAMPLE_CONFIG = PROMETHEUS / "prometheus.example.yml"
 DASHBOARD = ROOT / "deploy/grafana/loginetl.json"
 
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None,
-    reason="promtool not found: install Debian's `prometheus` package (.ci/run does)",
-)
+needs_promtool = pytest.mark.usefixtures("promtool_installed")
 # Series Prometheus makes itself, not loginetl.
 SYNTHETIC = {"up"}
 # Grafana's variables, given values a real dashboard could have, so the result is PromQL.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$job": "loginetl", "$namespace": ".*"}
+
+
+@pytest.fixture
+def promtool_installed():
+    if PROMTOOL is None:
+        skip_or_fail("promtool not found: install Debian's `prometheus` package (.ci/run does)")
 
 
 def promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.ci import skip_or_fail
 from tests.support.data import MASK_KEY, sample_messages
 from tests.support.own_postgres import OwnPostgres, system_bin_dir
 
@@ -88,7 +89,7 @@ def tls_server(tmp_path_factory):
     only, with a certificate for SERVER_NAME signed by ca.pem."""
     bin_dir = system_bin_dir()
     if bin_dir is None:
-        pytest.skip("no PostgreSQL built with OpenSSL here (the embedded wheel's is not)")
+        skip_or_fail("no PostgreSQL built with OpenSSL here (the embedded wheel's is not)")
     folder = tmp_path_factory.mktemp("tls")
     ca_key, ca_cert = make_ca("loginetl test CA")
     _, other_ca = make_ca("some other CA")

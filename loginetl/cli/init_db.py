@@ -48,7 +48,8 @@ def init_db(
         loginetl init-db --json
         loginetl init-db --grant-to loginetl_writer
     """
-    connection = database.connect(database_url)
+    settings = config.Settings(database_url=database_url)  # its password is a secret now
+    connection = database.connect(settings.database_url)
     try:
         partitioning = partition_by.value if partition_by else None
         report = schema.init_db(connection, partitioning, grant_to or ())

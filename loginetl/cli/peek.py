@@ -60,7 +60,7 @@ def peek(
     \b
         loginetl peek --max-messages 5
         loginetl peek --json
-        loginetl peek --stream logins --max-messages 5
+        loginetl peek --stream login-stream --max-messages 5
     """
     settings = Settings(
         queue_url=queue_url,

@@ -38,7 +38,8 @@ def prune(
         loginetl prune --older-than 2026-01-01 --yes --json
     """
     cutoff = retention.cutoff_for(older_than)
-    connection = database.connect(database_url)
+    settings = config.Settings(database_url=database_url)  # its password is a secret now
+    connection = database.connect(settings.database_url)
     try:
         report = retention.prune(connection, cutoff, apply=yes)
     finally:

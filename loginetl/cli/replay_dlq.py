@@ -78,7 +78,7 @@ def replay_dlq(
     \b
         loginetl replay-dlq --dry-run --reason schema
         loginetl replay-dlq --reason schema --max-messages 100 --rate 50
-        loginetl replay-dlq --dlq-url "$DLQ_URL" --to-stream logins --dry-run
+        loginetl replay-dlq --to-stream login-stream --dry-run
     """
     options = replay.ReplayOptions(
         queue_url=queue_url,

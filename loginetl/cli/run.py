@@ -231,8 +231,7 @@ def run(
     \b
         loginetl run --max-messages 1000
         loginetl run --follow --metrics-port 9100 --log-format json
-        loginetl run --stream logins --dlq-url "$DLQ_URL" --follow
-        loginetl run --topic logins --bootstrap-servers kafka:9092 --follow
+        loginetl run --stream login-stream --follow
     """
     queue_source, stream_source = (option_source(ctx, name) for name in ("queue_url", "stream"))
     if stream and config.two_sources(queue_source, stream_source):

@@ -62,7 +62,7 @@ def status(
     \b
         loginetl status
         loginetl status --json
-        loginetl status --stream logins --dlq-url "$DLQ_URL"
+        loginetl status --stream login-stream
     """
     settings = Settings(
         queue_url=queue_url,

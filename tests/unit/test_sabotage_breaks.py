@@ -4,18 +4,14 @@ replacement compiles, and every guarantees row has a break."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.scripts import script_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("sabotage", ROOT / "scripts" / "sabotage.py")
-assert _spec is not None and _spec.loader is not None
-sabotage = importlib.util.module_from_spec(_spec)
-sys.modules["sabotage"] = sabotage  # its dataclasses look their module up by name
-_spec.loader.exec_module(sabotage)
+sabotage = script_module("sabotage")
 
 
 @pytest.mark.parametrize("brk", sabotage.BREAKS, ids=lambda brk: brk.description[:60])
