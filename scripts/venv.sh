@@ -29,20 +29,37 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "$wanted" > "$stamp"
 fi
 # The wheels tests/test_packaging.py installs loginetl's own wheel beside, in a fresh venv with
-# no index: its runtime dependencies as pyproject.toml declares them, with a boto3 of another
-# minor version than the lock's, and twine (its docutils would clash with awscli's in .venv).
-# Fetched while online, again only when that list changes; a failure only leaves that test
-# without them (it says so).
+# no index: boto3==1.35.0 (another project's pin, older than the lock's but within loginetl's
+# range) and, apart, the runtime dependencies as pyproject.toml declares them, at their newest
+# (so an install that upgraded boto3 could, and the test would see it), and twine (its
+# docutils would clash with awscli's in .venv). Then the wheels of requirements/floors.lock, for
+# scripts/floors.sh. Fetched while online, again only when those lists change; a failure only
+# leaves those tests without them (they say so).
+download() {  # download DEST PIP-DOWNLOAD-ARGS...
+    local dest=$1
+    shift
+    .venv/bin/python -m pip download --quiet --disable-pip-version-check --dest "$dest" "$@" \
+        > /dev/null 2>&1
+}
+beside="boto3==1.35.0"
 wheels=$(.venv/bin/python -c 'import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print("\n".join(["boto3==1.44.*", *project["dependencies"], "twine"]))')
-if [ "$(cat .wheelhouse/.complete 2>/dev/null)" != "$wheels" ]; then
+print("\n".join([*project["dependencies"], "twine"]))')
+if [ "$(cat .wheelhouse/.complete 2>/dev/null)" != "$beside"$'\n'"$wheels" ]; then
     mapfile -t requirements <<< "$wheels"
-    if .venv/bin/python -m pip download --quiet --disable-pip-version-check --dest .wheelhouse \
-        "${requirements[@]}" > /dev/null 2>&1; then
-        echo "$wheels" > .wheelhouse/.complete
+    if download .wheelhouse "$beside" && download .wheelhouse "${requirements[@]}"; then
+        printf '%s\n%s\n' "$beside" "$wheels" > .wheelhouse/.complete
     else
         echo "warning: could not download the wheels of tests/test_packaging.py" >&2
+    fi
+fi
+floors=$(sha256sum < requirements/floors.lock)
+if [ "$(cat .wheelhouse/floors/.complete 2>/dev/null)" != "$floors" ]; then
+    if download .wheelhouse/floors --require-hashes --no-deps --only-binary=:all: \
+        -r requirements/floors.lock; then
+        echo "$floors" > .wheelhouse/floors/.complete
+    else
+        echo "warning: could not download the wheels of requirements/floors.lock" >&2
     fi
 fi
 # loginetl's own sources byte-compiled, as pip leaves an installed package: where
