@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tests against the runtime dependencies at their floors: .venv-floors holds exactly
+# The tests against the runtime dependencies at their floors: .venv/floors/ holds exactly
 # requirements/floors.lock (each dependency at the lower bound pyproject.toml declares, the local
 # stack and pytest at the dev lock's versions; hashes checked), and loginetl's own wheel with
 # nothing more to resolve; `pip check` then says every requirement is met, so the declared ranges
@@ -9,7 +9,7 @@
 # (scripts/venv.sh fetches it once, online), else from the index.
 set -euo pipefail
 source "$(dirname "$0")/venv.sh"
-home=.venv-floors
+home=.venv/floors  # inside .venv: what skips .venv (linters, the image) skips it too
 stamp=$home/.loginetl-installed
 wanted=$(.venv/bin/python -c 'import hashlib, os
 parts = [open(name, "rb").read() for name in ("pyproject.toml", "requirements/floors.lock")]
