@@ -138,6 +138,9 @@ def test_only_the_listed_privileges_are_granted(cli, db, writer):
         )
         grants = cursor.fetchall()
     assert grants == [
+        ("loginetl_kafka_offsets", "INSERT"),
+        ("loginetl_kafka_offsets", "SELECT"),
+        ("loginetl_kafka_offsets", "UPDATE"),  # offsets and claims of run --topic
         ("loginetl_stream_shards", "INSERT"),
         ("loginetl_stream_shards", "SELECT"),
         ("loginetl_stream_shards", "UPDATE"),  # leases and checkpoints of run --stream
