@@ -274,6 +274,19 @@ class Database:
             },
         )
 
+    def execute(self, sql: str, params: tuple, error: str, action: str) -> list[tuple]:
+        """One statement in autocommit, retried through an outage as `call` retries work (so
+        it must be safe to run twice); its rows, if it returns any. `error` begins the line a
+        refusal becomes, `action` names the work in outage messages."""
+
+        def work(connection) -> list[tuple]:
+            connection.autocommit = True
+            with database_errors(connection, error), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall() if cursor.description else []
+
+        return self.call(work, action)
+
     def close(self) -> None:
         if self.connection is not None:
             try:

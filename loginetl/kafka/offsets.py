@@ -70,14 +70,7 @@ class Claims:
         self.group, self.topic, self.owner = group, topic, owner
 
     def _execute(self, sql: str, params: tuple) -> list[tuple]:
-        def work(connection) -> list[tuple]:
-            connection.autocommit = True
-            action = f"cannot update {OFFSETS}"
-            with database_errors(connection, action), connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall() if cursor.description else []
-
-        return self.db.call(work, f"the offsets in {OFFSETS}")
+        return self.db.execute(sql, params, f"cannot update {OFFSETS}", f"the offsets in {OFFSETS}")
 
     def claim(self, partitions: list[int]) -> dict[int, Claim]:
         """Claim the partitions for this member: each gets a new generation, which fences out

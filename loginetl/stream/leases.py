@@ -110,15 +110,10 @@ class Leases:
         self.lock = threading.RLock()  # the coordinator and the readers share the connection
 
     def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
-        def work(connection) -> list[tuple]:
-            connection.autocommit = True
-            action = f"cannot update the leases in {SHARDS}"
-            with database_errors(connection, action), connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall() if cursor.description else []
-
         with self.lock:
-            return self.db.call(work, f"the leases in {SHARDS}")
+            return self.db.execute(
+                sql, params, f"cannot update the leases in {SHARDS}", f"the leases in {SHARDS}"
+            )
 
     def close(self) -> None:
         self.db.close()
